@@ -1,0 +1,45 @@
+# rankcast: `make demo` runs the main job, `make test` the test suite. Both set everything up first.
+PYTHON ?= python3
+VENV := .venv
+DEVICE_VENV := .venv-device
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# torch==2.13.0 first: any other torch spec pulls gigabytes of CUDA packages on CPU-only machines.
+TORCH := torch==2.13.0
+DEVICE_TESTS := tests/codec tests/cli
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test lint device-test bench-codec mosquitto clean
+
+demo: $(VENV)/.ready mosquitto
+	$(VENV)/bin/rankcast demo --out demo-out
+
+test: $(VENV)/.ready $(DEVICE_VENV)/.ready mosquitto
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest
+	RANKCAST_DEVICE_ENV=1 $(DEVICE_VENV)/bin/python -m pytest $(DEVICE_TESTS)
+
+lint: $(VENV)/.ready
+	$(VENV)/bin/ruff check .
+
+bench-codec: $(VENV)/.ready
+	$(VENV)/bin/rankcast bench codec
+
+# The server/simulator environment: torch (CPU), matplotlib, scikit-learn, test tools.
+$(VENV)/.ready: pyproject.toml
+	[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet $(TORCH)
+	$(VENV)/bin/pip install --quiet -e '.[sim,dev]' '$(TORCH)'
+	touch $@
+
+# What a Raspberry Pi-class device has: the device extra only, no torch.
+$(DEVICE_VENV)/.ready: pyproject.toml
+	[ -x $(DEVICE_VENV)/bin/python ] || $(PYTHON) -m venv $(DEVICE_VENV)
+	$(DEVICE_VENV)/bin/pip install --quiet -e '.[device,dev]'
+	touch $@
+
+mosquitto:
+	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || \
+		($(SUDO) apt-get update && $(SUDO) apt-get install -y mosquitto mosquitto-clients)
+
+clean:
+	rm -rf $(VENV) $(DEVICE_VENV) demo-out .pytest_cache .hypothesis

@@ -1,0 +1,124 @@
+"""Exact, in-place application of update records to a model file.
+
+The integer product of the codes is computed exactly (float32 while every partial sum stays below
+2^24, float64 otherwise), then ``(su ⊙ P) ⊙ sv`` and ``W + ΔW`` are elementwise float32 operations in
+that fixed order. Elementwise IEEE arithmetic is correctly rounded, so the bytes of the result are the
+same on every machine and thread count, and the manifest can pin the sha256 of the updated file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import mmap
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from codec.arrays import CODE_MAX, WireArray, unpack
+from codec.errors import FormatError, ModelMismatchError, NonFiniteError
+from codec.limits import DEFAULT_LIMITS, Limits
+from codec.payload import iter_records
+from codec.records import DenseRecord, FullRecord, LowRankRecord, Record, sparse_positions
+from codec.weights import TensorSlot, read_slots
+
+SlotReader = Callable[[memoryview, Limits], Mapping[str, TensorSlot]]
+_FLOAT32_EXACT = 2**24
+
+
+def exact_product(u_codes: np.ndarray, v_codes: np.ndarray, code_max: int) -> np.ndarray:
+    """U·V of integer codes as float32; every partial sum is computed exactly."""
+    rank = u_codes.shape[1]
+    if code_max * code_max * rank < _FLOAT32_EXACT:
+        return np.matmul(u_codes.astype(np.float32), v_codes.astype(np.float32))
+    product = np.matmul(u_codes.astype(np.float64), v_codes.astype(np.float64))
+    return product.astype(np.float32)
+
+
+def lowrank_delta(record: LowRankRecord) -> np.ndarray:
+    """ΔW = (su ⊙ (Qu·Qv)) ⊙ sv as a float32 out × rest array."""
+    delta = exact_product(unpack(record.u), unpack(record.v), CODE_MAX[record.u.dtype])
+    np.multiply(delta, unpack(record.u_scale)[:, None], out=delta)
+    np.multiply(delta, unpack(record.v_scale)[None, :], out=delta)
+    return delta
+
+
+def dequantise(values: WireArray, scale: WireArray | None) -> np.ndarray:
+    """Float32 values: as sent, or codes times a per-tensor or per-row scale."""
+    decoded = unpack(values)
+    if scale is None:
+        return decoded
+    factors = unpack(scale)
+    rows = decoded.astype(np.float32).reshape(decoded.shape[0] if factors.size > 1 else 1, -1)
+    np.multiply(rows, factors[:, None], out=rows)
+    return rows.reshape(decoded.shape)
+
+
+def apply_record(buffer: memoryview, slots: Mapping[str, TensorSlot], record: Record) -> None:
+    """Apply one record to the tensor it names, writing only if the result is finite."""
+    if isinstance(record, FullRecord):
+        raise FormatError("a full record replaces the whole file and cannot be applied to a tensor")
+    slot = slots.get(record.name)
+    if slot is None:
+        raise ModelMismatchError(f"the update names tensor {record.name!r}, which the model does not have")
+    if record.shape != slot.shape:
+        raise ModelMismatchError(f"{record.name}: update shape {record.shape} != model shape {slot.shape}")
+    target = slot.view(buffer)
+    if isinstance(record, LowRankRecord):
+        result = lowrank_delta(record)
+        np.add(target.reshape(result.shape), result, out=result)
+    elif isinstance(record, DenseRecord):
+        result = _combine(target, dequantise(record.values, record.scale), record.mode)
+    else:
+        result = target.reshape(-1).copy()
+        positions = sparse_positions(record.gaps)
+        values = dequantise(record.values, record.scale)
+        result[positions] = result[positions] + values if record.mode == "add" else values
+    if not np.isfinite(result).all():
+        raise NonFiniteError(f"{record.name}: the updated weights would contain NaN or Inf")
+    target.reshape(-1)[:] = result.reshape(-1)
+
+
+def _combine(target: np.ndarray, values: np.ndarray, mode: str) -> np.ndarray:
+    return np.add(target, values) if mode == "add" else values.astype(np.float32, copy=True)
+
+
+def apply_payload(
+    path: Path,
+    payload: bytes,
+    decompressed_length: int,
+    limits: Limits = DEFAULT_LIMITS,
+    slot_reader: SlotReader = read_slots,
+) -> bytes:
+    """Apply a payload to the model file at ``path`` in place; returns the file's new sha256.
+
+    The caller passes a copy of the running model: on any error the file is left half-written.
+    Extra memory is about the largest tensor (one record and one result at a time).
+    """
+    records = iter_records(payload, decompressed_length, limits)
+    first = next(records, None)
+    if first is None:
+        raise FormatError("the payload holds no records")
+    if isinstance(first, FullRecord):
+        Path(path).write_bytes(first.data)
+        return file_sha256(path)
+    with open(path, "r+b") as handle, mmap.mmap(handle.fileno(), 0) as mapped:
+        buffer = memoryview(mapped)
+        try:
+            slots = slot_reader(buffer, limits)
+            for record in itertools.chain([first], records):
+                apply_record(buffer, slots, record)
+            mapped.flush()
+        finally:
+            buffer.release()
+    return file_sha256(path)
+
+
+def file_sha256(path: Path) -> bytes:
+    """sha256 of a file, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while piece := handle.read(1 << 20):
+            digest.update(piece)
+    return digest.digest()

@@ -1,0 +1,117 @@
+"""Human-readable summaries of the format's files, for `rankcast inspect`."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from collections.abc import Mapping
+
+import msgpack
+import zstandard
+
+from codec.errors import FormatError
+from codec.keys import VerifyKey
+from codec.manifest import Manifest, read_manifest, read_manifest_unverified
+from codec.payload import iter_records
+from codec.records import DenseRecord, FullRecord, LowRankRecord, Record, SparseRecord
+from codec.update_file import MAGIC as UPDATE_MAGIC
+from codec.update_file import UpdateFile
+from codec.weights import MAGIC, read_slots
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def describe(data: bytes, trusted_keys: Mapping[str, VerifyKey] | None = None) -> str:
+    """Summarise a payload, manifest envelope, .rcu update or RCW model file, recognised by content."""
+    if data.startswith(ZSTD_MAGIC):
+        return describe_payload(data)
+    if data.startswith(MAGIC):
+        return describe_weights(data)
+    if data.startswith(UPDATE_MAGIC):
+        return describe_update_file(data)
+    return describe_manifest(data, trusted_keys)
+
+
+def describe_payload(payload: bytes, decompressed_length: int | None = None) -> str:
+    """One line per record: kind, name, shape, rank or dtype, and its msgpack bytes."""
+    if decompressed_length is None:
+        declared = zstandard.get_frame_parameters(payload).content_size
+        if declared == zstandard.CONTENTSIZE_UNKNOWN:
+            raise FormatError("this payload's zstd frame does not state its size; inspect its manifest instead")
+        decompressed_length = declared
+    lines = [f"payload: {len(payload):,} bytes compressed, {decompressed_length:,} decompressed"]
+    lines.append(f"  {'kind':8} {'tensor':32} {'shape':>18} {'detail':>18} {'bytes':>10}")
+    count = 0
+    for record in iter_records(payload, decompressed_length):
+        count += 1
+        size = len(msgpack.packb(record.to_msgpack()))
+        shape = "x".join(map(str, getattr(record, "shape", ()))) or "-"
+        lines.append(f"  {record.kind:8} {record.name[:32]:32} {shape:>18} {_detail(record):>18} {size:>10,}")
+    lines.append(f"{count} records")
+    return "\n".join(lines)
+
+
+def _detail(record: Record) -> str:
+    if isinstance(record, LowRankRecord):
+        return f"rank {record.rank} {record.u.dtype}"
+    if isinstance(record, DenseRecord):
+        return f"{record.mode} {record.values.dtype}"
+    if isinstance(record, SparseRecord):
+        return f"{record.mode} {record.gaps.size} {record.values.dtype}"
+    assert isinstance(record, FullRecord)
+    return f"file sha256 {hashlib.sha256(record.data).hexdigest()[:8]}"
+
+
+def describe_manifest(envelope: bytes, trusted_keys: Mapping[str, VerifyKey] | None = None) -> str:
+    """Every manifest field; the signature is checked when ``trusted_keys`` is given."""
+    if trusted_keys is None:
+        manifest, verdict = read_manifest_unverified(envelope), "not checked (pass --trust KEY.pub)"
+    else:
+        manifest, verdict = read_manifest(envelope, trusted_keys), "valid"
+    return "\n".join(_manifest_lines(manifest, len(envelope), verdict))
+
+
+def _manifest_lines(m: Manifest, size: int, verdict: str) -> list[str]:
+    def when(ts: int) -> str:
+        return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    base = "none (full release)" if m.base_sha256 is None else f"version {m.base_version}, sha256 {m.base_sha256.hex()}"
+    return [
+        f"manifest: {size:,} bytes, format {m.format}",
+        f"  model          {m.model}",
+        f"  version        {m.version} ({m.payload_kind})",
+        f"  base           {base}",
+        f"  target sha256  {m.target_sha256.hex()}",
+        f"  payload        {m.payload_length:,} bytes (decompressed {m.decompressed_length:,}), "
+        f"sha256 {m.payload_sha256.hex()}",
+        f"  chunks         {m.chunk_count} of {m.chunk_size:,} bytes",
+        f"  created        {when(m.created)}",
+        f"  expires        {when(m.expires)}",
+        f"  rollout        {m.rollout_percent:g}% (salt {m.rollout_salt})",
+        f"  signed by      {m.key_id}: signature {verdict}",
+    ]
+
+
+def describe_weights(data: bytes) -> str:
+    """Tensors of an RCW model file and the file's sha256."""
+    slots = read_slots(data)
+    lines = [f"RCW model file: {len(data):,} bytes, sha256 {hashlib.sha256(data).hexdigest()}"]
+    for slot in slots.values():
+        lines.append(f"  {slot.name:40} {'x'.join(map(str, slot.shape)):>18} {slot.nbytes:>12,} bytes")
+    lines.append(f"{len(slots)} tensors, {sum(s.nbytes for s in slots.values()) // 4:,} parameters")
+    return "\n".join(lines)
+
+
+def describe_update_file(data: bytes) -> str:
+    """An .rcu file: what publishing it needs, its facts, and its payload's records."""
+    update = UpdateFile.from_bytes(data)
+    def digest(value: bytes | None) -> str:
+        return "unknown (build with --deployed FILE)" if value is None else value.hex()
+
+    lines = [
+        f"update file: {update.payload_kind} update, {len(update.payload):,} payload bytes",
+        f"  base sha256    {digest(update.base_sha256)}",
+        f"  target sha256  {digest(update.target_sha256)}",
+    ]
+    lines += [f"  {key:14} {value}" for key, value in update.info.items()]
+    return "\n".join(lines + [describe_payload(update.payload, update.decompressed_length)])

@@ -1,0 +1,236 @@
+"""The signed release manifest: fields, canonical encoding, signing, and verification in a fixed order.
+
+The envelope is the msgpack map {"signed": bin, "signature": bin}. ``signed`` is the canonical
+msgpack encoding of the manifest fields; the Ed25519 signature covers ``SIGNATURE_DOMAIN + signed``.
+Verification parses the envelope, finds the key by id, checks the signature, and only then trusts the
+fields. Policy checks (version, base, expiry) are separate and need the device's own state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import msgpack
+
+from codec.errors import (
+    BaseMismatchError,
+    ExpiredError,
+    FormatError,
+    LimitError,
+    RollbackError,
+    UnknownKeyError,
+    UpdateError,
+)
+from codec.keys import SigningKey, VerifyKey
+from codec.limits import DEFAULT_LIMITS, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Limits
+
+MANIFEST_FORMAT = 1
+SIGNATURE_DOMAIN = b"rankcast-manifest-v1\x00"
+PAYLOAD_KINDS = ("delta", "full")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_UINT64_MAX = 2**64 - 1
+
+
+def validate_id(value: object, what: str = "id") -> str:
+    """Model and device ids are one MQTT topic level: 1-64 of A-Z a-z 0-9 . _ - (no + # /)."""
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise FormatError(
+            f"{what} {value!r} is not valid: use 1-64 letters, digits, '.', '_' or '-', starting "
+            "with a letter or digit (no '/', '+' or '#')"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a device needs to decide on, fetch, check and apply one release."""
+
+    model: str
+    version: int
+    payload_kind: str
+    base_version: int | None
+    base_sha256: bytes | None
+    target_sha256: bytes
+    payload_length: int
+    payload_sha256: bytes
+    decompressed_length: int
+    chunk_size: int
+    chunk_sha256: bytes
+    created: int
+    expires: int
+    rollout_percent: float
+    rollout_salt: str
+    key_id: str
+    format: int = field(default=MANIFEST_FORMAT)
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self.chunk_sha256) // 32
+
+    def chunk_digest(self, index: int) -> bytes:
+        return self.chunk_sha256[32 * index : 32 * (index + 1)]
+
+    def chunk_length(self, index: int) -> int:
+        """Exact length of chunk ``index``: chunk_size, except a shorter last chunk."""
+        if index < self.chunk_count - 1:
+            return self.chunk_size
+        return self.payload_length - self.chunk_size * (self.chunk_count - 1)
+
+    def canonical_bytes(self) -> bytes:
+        """The signed encoding: a msgpack map with keys sorted, floats as float64."""
+        return msgpack.packb(dict(sorted(asdict(self).items())), use_bin_type=True)
+
+    def in_rollout(self, device_id: str) -> bool:
+        """Whether ``device_id`` falls in this release's cohort (stable per salt, uniform over ids)."""
+        digest = hashlib.sha256(f"{self.rollout_salt}\x00{device_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 * 100 < self.rollout_percent
+
+
+def sign_manifest(manifest: Manifest, key: SigningKey) -> bytes:
+    """The envelope bytes that travel: the canonical manifest and its signature."""
+    if manifest.key_id != key.verify_key.key_id:
+        raise FormatError(f"manifest names key {manifest.key_id} but is signed with {key.verify_key.key_id}")
+    _validate_fields(asdict(manifest), DEFAULT_LIMITS)
+    signed = manifest.canonical_bytes()
+    return msgpack.packb({"signed": signed, "signature": key.sign(SIGNATURE_DOMAIN + signed)})
+
+
+def read_manifest(
+    envelope: bytes, trusted_keys: Mapping[str, VerifyKey], limits: Limits = DEFAULT_LIMITS
+) -> Manifest:
+    """Parse and verify an envelope; raises FormatError, LimitError or a SignatureError."""
+    signed, signature, fields = _parse_envelope(envelope, limits)
+    key = trusted_keys.get(fields["key_id"])
+    if key is None:
+        raise UnknownKeyError(
+            f"the manifest is signed by key {fields['key_id']!r}, which this device does not trust; "
+            "add its .pub to trusted_keys if the release is genuine"
+        )
+    key.verify(signature, SIGNATURE_DOMAIN + signed)
+    return _to_manifest(fields, signed, limits)
+
+
+def read_manifest_unverified(envelope: bytes, limits: Limits = DEFAULT_LIMITS) -> Manifest:
+    """Parse an envelope WITHOUT checking its signature: for inspection tools, never for applying."""
+    signed, _, fields = _parse_envelope(envelope, limits)
+    return _to_manifest(fields, signed, limits)
+
+
+def _parse_envelope(envelope: bytes, limits: Limits) -> tuple[bytes, bytes, dict]:
+    if len(envelope) > limits.max_manifest_bytes:
+        raise LimitError(f"manifest of {len(envelope)} bytes exceeds the limit of {limits.max_manifest_bytes}")
+    outer = _unpack(envelope, limits, "manifest envelope")
+    if not isinstance(outer, dict) or set(outer) != {"signed", "signature"}:
+        raise FormatError("a manifest envelope is a map with exactly 'signed' and 'signature'")
+    signed, signature = outer["signed"], outer["signature"]
+    if not isinstance(signed, bytes) or not isinstance(signature, bytes) or len(signature) != 64:
+        raise FormatError("'signed' must be bytes and 'signature' 64 bytes")
+    fields = _unpack(signed, limits, "signed manifest")
+    if not isinstance(fields, dict) or not isinstance(fields.get("key_id"), str):
+        raise FormatError("the signed manifest must be a map naming its key_id")
+    return signed, signature, fields
+
+
+def _to_manifest(fields: dict, signed: bytes, limits: Limits) -> Manifest:
+    _validate_fields(fields, limits)
+    manifest = Manifest(**fields)
+    if manifest.canonical_bytes() != signed:
+        raise FormatError("the signed manifest is not canonically encoded")
+    return manifest
+
+
+def check_applicable(
+    manifest: Manifest, *, model: str, current_version: int | None, current_sha256: bytes | None, now: float
+) -> None:
+    """Policy for a verified manifest on one device: right model, newer, right base, not expired."""
+    if manifest.model != model:
+        raise FormatError(f"the manifest is for model {manifest.model!r}, not {model!r}")
+    if current_version is not None and manifest.version <= current_version:
+        raise RollbackError(
+            f"release {manifest.version} is not newer than the running version {current_version} "
+            "(replayed or rolled-back release); publish a higher version"
+        )
+    if manifest.payload_kind == "delta" and manifest.base_sha256 != current_sha256:
+        raise BaseMismatchError(
+            f"release {manifest.version} applies to base version {manifest.base_version}, but this "
+            "device's model file differs; publish a full release or an update for its version"
+        )
+    if now >= manifest.expires:
+        raise ExpiredError(f"release {manifest.version} expired at {manifest.expires} (now {int(now)})")
+
+
+def _unpack(data: bytes, limits: Limits, what: str) -> object:
+    try:
+        return msgpack.unpackb(
+            data, raw=False, strict_map_key=True, max_str_len=1024, max_bin_len=limits.max_manifest_bytes,
+            max_array_len=64, max_map_len=32, max_ext_len=0,
+        )
+    except UpdateError:
+        raise
+    except (msgpack.exceptions.UnpackException, ValueError, TypeError) as exc:
+        raise FormatError(f"the {what} is not valid msgpack: {exc}") from None
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "format": (int,), "model": (str,), "version": (int,), "payload_kind": (str,),
+    "base_version": (int, type(None)), "base_sha256": (bytes, type(None)), "target_sha256": (bytes,),
+    "payload_length": (int,), "payload_sha256": (bytes,), "decompressed_length": (int,),
+    "chunk_size": (int,), "chunk_sha256": (bytes,), "created": (int,), "expires": (int,),
+    "rollout_percent": (float,), "rollout_salt": (str,), "key_id": (str,),
+}
+
+
+def _validate_fields(fields: dict, limits: Limits) -> None:
+    if set(fields) != set(_TYPES):
+        raise FormatError(f"manifest fields differ from the spec: missing {set(_TYPES) - set(fields) or '{}'}, "
+                          f"unknown {set(fields) - set(_TYPES) or '{}'}")
+    for name, types in _TYPES.items():
+        if type(fields[name]) not in types:
+            raise FormatError(f"manifest field {name} must be {' or '.join(t.__name__ for t in types)}")
+    if fields["format"] != MANIFEST_FORMAT:
+        raise FormatError(f"manifest format {fields['format']} is not supported (this reader knows {MANIFEST_FORMAT})")
+    validate_id(fields["model"], "model id")
+    _validate_numbers(fields, limits)
+    _validate_hashes(fields)
+    if fields["payload_kind"] not in PAYLOAD_KINDS:
+        raise FormatError(f"payload_kind must be 'delta' or 'full', got {fields['payload_kind']!r}")
+    if fields["payload_kind"] == "delta" and (fields["base_sha256"] is None or fields["base_version"] is None):
+        raise FormatError("a delta release must name its base version and base sha256")
+    percent = fields["rollout_percent"]
+    if not (math.isfinite(percent) and 0.0 <= percent <= 100.0) or len(fields["rollout_salt"]) > 64:
+        raise FormatError("rollout_percent must be within 0..100 and rollout_salt at most 64 characters")
+
+
+def _validate_numbers(fields: dict, limits: Limits) -> None:
+    for name in ("version", "payload_length", "decompressed_length", "chunk_size", "created", "expires"):
+        if not 0 <= fields[name] <= _UINT64_MAX:
+            raise FormatError(f"manifest field {name} must be an unsigned 64-bit integer")
+    if fields["version"] < 1 or (fields["base_version"] is not None and fields["base_version"] < 0):
+        raise FormatError("version must be at least 1 and base_version at least 0")
+    if fields["expires"] <= fields["created"]:
+        raise FormatError("a manifest must expire after it was created")
+    if not MIN_CHUNK_SIZE <= fields["chunk_size"] <= MAX_CHUNK_SIZE:
+        raise FormatError(f"chunk_size must be within {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE} bytes")
+    chunk_count = -(-fields["payload_length"] // fields["chunk_size"])
+    if chunk_count > limits.max_chunks:
+        raise LimitError(f"{chunk_count} chunks exceed the limit of {limits.max_chunks}")
+    if not 0 < fields["payload_length"] <= limits.max_payload_bytes:
+        raise LimitError(f"payload_length {fields['payload_length']} is outside 1..{limits.max_payload_bytes}")
+    if not 0 < fields["decompressed_length"] <= limits.max_decompressed_bytes:
+        raise LimitError(
+            f"decompressed_length {fields['decompressed_length']} is outside 1..{limits.max_decompressed_bytes}"
+        )
+
+
+def _validate_hashes(fields: dict) -> None:
+    for name in ("target_sha256", "payload_sha256", "base_sha256"):
+        if fields[name] is not None and len(fields[name]) != 32:
+            raise FormatError(f"manifest field {name} must be 32 bytes")
+    digests = fields["chunk_sha256"]
+    expected = -(-fields["payload_length"] // fields["chunk_size"])
+    if len(digests) % 32 or len(digests) // 32 != expected:
+        raise FormatError(f"chunk_sha256 must hold {expected} digests of 32 bytes for this payload length")

@@ -1,0 +1,154 @@
+"""The payload: one zstd frame holding the msgpack map {"format": 1, "records": [...]}.
+
+Encoding builds the whole document; decoding streams it, record by record, so a reader holds at most
+one record in memory and stops the moment the decompressed bytes pass the declared length.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+
+import msgpack
+import zstandard
+
+from codec.errors import FormatError, IntegrityError, LimitError, UpdateError
+from codec.limits import DEFAULT_LIMITS, KIB, Limits
+from codec.records import FullRecord, Record, record_from_msgpack
+
+PAYLOAD_FORMAT = 1
+DEFAULT_LEVEL = 19
+_WINDOW_LOG = 23  # 8 MiB: the default Limits.max_window_bytes
+_READ_SIZE = 64 * KIB
+
+
+def encode_document(records: Sequence[Record]) -> bytes:
+    """The uncompressed msgpack document for ``records`` (checked for unique names)."""
+    names = [record.name for record in records]
+    if len(set(names)) != len(names):
+        raise FormatError("record names must be unique within a payload")
+    if any(isinstance(r, FullRecord) for r in records) and len(records) != 1:
+        raise FormatError("a payload with a full record must hold exactly that one record")
+    document = {"format": PAYLOAD_FORMAT, "records": [record.to_msgpack() for record in records]}
+    return msgpack.packb(document, use_bin_type=True)
+
+
+def compress(document: bytes, level: int = DEFAULT_LEVEL) -> bytes:
+    """One zstd frame with the content size in its header and a window of at most 8 MiB."""
+    params = zstandard.ZstdCompressionParameters.from_level(
+        level, source_size=len(document), write_content_size=1, write_checksum=0
+    )
+    if params.window_log > _WINDOW_LOG:
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level, source_size=len(document), window_log=_WINDOW_LOG, write_content_size=1, write_checksum=0
+        )
+    return zstandard.ZstdCompressor(compression_params=params).compress(document)
+
+
+def encode_payload(records: Sequence[Record], level: int = DEFAULT_LEVEL) -> tuple[bytes, int]:
+    """Compressed payload bytes and the decompressed length the manifest must declare."""
+    document = encode_document(records)
+    return compress(document, level), len(document)
+
+
+def iter_records(
+    payload: bytes, decompressed_length: int, limits: Limits = DEFAULT_LIMITS
+) -> Iterator[Record]:
+    """Yield the payload's records one at a time, validating everything against ``limits``.
+
+    Raises FormatError, LimitError or IntegrityError; never anything else for hostile bytes.
+    """
+    stream = _BoundedDecompressor(payload, decompressed_length, limits)
+    unpacker = msgpack.Unpacker(
+        stream, read_size=_READ_SIZE, max_buffer_size=limits.max_record_bytes + _READ_SIZE,
+        max_str_len=4 * limits.max_name_length, max_bin_len=limits.max_record_bytes,
+        max_array_len=max(limits.max_records, limits.max_dims), max_map_len=16, max_ext_len=0,
+        raw=False, strict_map_key=True, use_list=True,
+    )
+    try:
+        count = _read_header(unpacker, limits)
+        for _ in range(count):
+            record = record_from_msgpack(unpacker.unpack(), limits)
+            if isinstance(record, FullRecord) and count != 1:
+                raise FormatError("a payload with a full record must hold exactly that one record")
+            yield record
+        _expect_end(unpacker, stream)
+    except UpdateError:
+        raise
+    except msgpack.OutOfData:
+        raise FormatError("the payload ends in the middle of its document (truncated?)") from None
+    except msgpack.exceptions.BufferFull:
+        raise LimitError(f"a record exceeds the limit of {limits.max_record_bytes} bytes") from None
+    except (msgpack.exceptions.UnpackException, ValueError, TypeError) as exc:
+        raise FormatError(f"the payload is not a valid msgpack document: {exc}") from None
+
+
+def decode_payload(payload: bytes, decompressed_length: int, limits: Limits = DEFAULT_LIMITS) -> list[Record]:
+    """All records of a payload (for tools; devices use iter_records to hold one at a time)."""
+    return list(iter_records(payload, decompressed_length, limits))
+
+
+def _read_header(unpacker: msgpack.Unpacker, limits: Limits) -> int:
+    if unpacker.read_map_header() != 2 or unpacker.unpack() != "format":
+        raise FormatError("a payload document is a map whose first key is 'format'")
+    version = unpacker.unpack()
+    if version != PAYLOAD_FORMAT:
+        raise FormatError(f"payload format {version!r} is not supported (this reader knows {PAYLOAD_FORMAT})")
+    if unpacker.unpack() != "records":
+        raise FormatError("a payload document's second key must be 'records'")
+    count = unpacker.read_array_header()
+    if count > limits.max_records:
+        raise LimitError(f"{count} records exceed the limit of {limits.max_records}")
+    return count
+
+
+def _expect_end(unpacker: msgpack.Unpacker, stream: _BoundedDecompressor) -> None:
+    try:
+        unpacker.unpack()
+    except msgpack.OutOfData:
+        stream.check_complete()
+        return
+    raise FormatError("the payload has data after its document")
+
+
+class _BoundedDecompressor(io.RawIOBase):
+    """A readable stream of the decompressed payload that refuses to pass the declared length."""
+
+    def __init__(self, payload: bytes, declared: int, limits: Limits) -> None:
+        super().__init__()
+        if len(payload) > limits.max_payload_bytes:
+            raise LimitError(f"payload of {len(payload)} bytes exceeds the limit of {limits.max_payload_bytes}")
+        if not 0 < declared <= limits.max_decompressed_bytes:
+            raise LimitError(f"declared decompressed length {declared} is outside 1..{limits.max_decompressed_bytes}")
+        try:
+            frame = zstandard.get_frame_parameters(payload)
+        except zstandard.ZstdError as exc:
+            raise FormatError(f"the payload is not a zstd frame: {exc}") from None
+        if frame.window_size > limits.max_window_bytes:
+            raise LimitError(f"zstd window of {frame.window_size} bytes exceeds {limits.max_window_bytes}")
+        if frame.content_size not in (zstandard.CONTENTSIZE_UNKNOWN, declared):
+            raise IntegrityError(f"zstd frame says {frame.content_size} bytes, the manifest {declared}")
+        decompressor = zstandard.ZstdDecompressor(max_window_size=limits.max_window_bytes)
+        self._reader = decompressor.stream_reader(payload, read_across_frames=False)
+        self._declared = declared
+        self._produced = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        size = _READ_SIZE if size is None or size < 0 else min(size, _READ_SIZE)
+        try:
+            piece = self._reader.read(size)
+        except zstandard.ZstdError as exc:
+            raise FormatError(f"the payload's zstd data is corrupt: {exc}") from None
+        self._produced += len(piece)
+        if self._produced > self._declared:
+            raise LimitError(f"the payload decompresses past its declared {self._declared} bytes")
+        return piece
+
+    def check_complete(self) -> None:
+        if self._produced != self._declared or self.read(1):
+            raise IntegrityError(
+                f"the payload decompressed to {self._produced} bytes, the manifest declares {self._declared}"
+            )

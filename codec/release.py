@@ -1,0 +1,56 @@
+"""Turning a payload into a release: chunks plus the signed manifest that pins them."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+from codec.chunks import chunk_digests, split_payload
+from codec.keys import SigningKey
+from codec.limits import DEFAULT_CHUNK_SIZE
+from codec.manifest import Manifest, sign_manifest
+
+DEFAULT_LIFETIME_S = 30 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Release:
+    """What a publisher sends: the chunks first, then the signed manifest envelope."""
+
+    manifest: Manifest
+    envelope: bytes
+    chunks: list[bytes]
+
+
+def make_release(
+    *,
+    model: str,
+    version: int,
+    payload: bytes,
+    decompressed_length: int,
+    target_sha256: bytes,
+    key: SigningKey,
+    base_version: int | None = None,
+    base_sha256: bytes | None = None,
+    full: bool = False,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    rollout_percent: float = 100.0,
+    rollout_salt: str | None = None,
+    created: int | None = None,
+    lifetime_s: int = DEFAULT_LIFETIME_S,
+) -> Release:
+    """Cut ``payload`` into chunks and sign a manifest for it (validated before signing)."""
+    chunks = split_payload(payload, chunk_size)
+    created = int(time.time()) if created is None else created
+    manifest = Manifest(
+        model=model, version=version, payload_kind="full" if full else "delta",
+        base_version=base_version, base_sha256=base_sha256, target_sha256=target_sha256,
+        payload_length=len(payload), payload_sha256=hashlib.sha256(payload).digest(),
+        decompressed_length=decompressed_length, chunk_size=chunk_size, chunk_sha256=chunk_digests(chunks),
+        created=created, expires=created + lifetime_s, rollout_percent=float(rollout_percent),
+        rollout_salt=secrets.token_hex(8) if rollout_salt is None else rollout_salt,
+        key_id=key.verify_key.key_id,
+    )
+    return Release(manifest, sign_manifest(manifest, key), chunks)

@@ -1,0 +1,68 @@
+"""The .rcu update file: a payload plus what publishing it needs, kept between `update build` and `publish`.
+
+Layout: b"RCU1" then one msgpack map {"payload": bin, "decompressed_length": int, "payload_kind":
+"delta"|"full", "base_sha256": bin(32)|nil, "target_sha256": bin(32)|nil, "info": {str: str|int|float}}.
+base/target are known when the update was built against the deployed model file (or for full files).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgpack
+
+from codec.errors import FormatError
+from codec.manifest import PAYLOAD_KINDS
+
+MAGIC = b"RCU1"
+_KEYS = {"payload", "decompressed_length", "payload_kind", "base_sha256", "target_sha256", "info"}
+
+
+@dataclass(frozen=True)
+class UpdateFile:
+    """An update ready to publish; ``info`` holds free-form facts such as accuracies."""
+
+    payload: bytes
+    decompressed_length: int
+    payload_kind: str = "delta"
+    base_sha256: bytes | None = None
+    target_sha256: bytes | None = None
+    info: dict[str, str | int | float] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        if self.payload_kind not in PAYLOAD_KINDS:
+            raise FormatError(f"payload_kind must be one of {PAYLOAD_KINDS}")
+        body = {
+            "payload": self.payload, "decompressed_length": self.decompressed_length,
+            "payload_kind": self.payload_kind, "base_sha256": self.base_sha256,
+            "target_sha256": self.target_sha256, "info": dict(self.info),
+        }
+        return MAGIC + msgpack.packb(body, use_bin_type=True)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> UpdateFile:
+        if not data.startswith(MAGIC):
+            raise FormatError("not a rankcast update file (.rcu): bad magic")
+        try:
+            body = msgpack.unpackb(data[len(MAGIC) :], raw=False, max_ext_len=0)
+        except (msgpack.exceptions.UnpackException, ValueError, TypeError) as exc:
+            raise FormatError(f"the update file is not valid msgpack: {exc}") from None
+        if not isinstance(body, dict) or set(body) != _KEYS:
+            raise FormatError(f"an update file holds exactly the keys {sorted(_KEYS)}")
+        for name in ("base_sha256", "target_sha256"):
+            if body[name] is not None and (not isinstance(body[name], bytes) or len(body[name]) != 32):
+                raise FormatError(f"{name} must be 32 bytes or nil")
+        if not isinstance(body["payload"], bytes) or type(body["decompressed_length"]) is not int:
+            raise FormatError("payload must be bytes and decompressed_length an integer")
+        if body["payload_kind"] not in PAYLOAD_KINDS or not isinstance(body["info"], dict):
+            raise FormatError("payload_kind must be 'delta' or 'full' and info a map")
+        return cls(**body)
+
+
+def write_update_file(path: Path, update: UpdateFile) -> None:
+    Path(path).write_bytes(update.to_bytes())
+
+
+def read_update_file(path: Path) -> UpdateFile:
+    return UpdateFile.from_bytes(Path(path).read_bytes())

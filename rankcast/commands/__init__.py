@@ -1,0 +1,1 @@
+"""One module per `rankcast` subcommand; see rankcast.cli."""

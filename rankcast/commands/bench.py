@@ -1,0 +1,33 @@
+"""`rankcast bench [updates|codec]`: measured figures, printed and written to files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmarks: update size vs accuracy (default), or codec throughput",
+        description="updates: trains the factorised update and every baseline on the digits scenarios and "
+        "reports accuracy against real update bytes (DIR/bench.json, DIR/bench.png). "
+        "codec: encode, decode and apply throughput for a 10M-parameter model with rank-8 updates.",
+    )
+    parser.add_argument("what", nargs="?", choices=("updates", "codec"), default="updates")
+    parser.add_argument("--quick", action="store_true", help="fewer knob values and epochs (about 5 minutes)")
+    parser.add_argument("--out", type=Path, default=Path("bench-out"), metavar="DIR", help="output directory")
+    parser.add_argument("--params", type=float, default=10e6, help="codec: model size in parameters")
+    parser.add_argument("--rank", type=int, default=8, help="codec: rank of every update")
+    parser.add_argument("--repeats", type=int, default=3, help="codec: timed repetitions (best is reported)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.what == "codec":
+        from simulator.codec_bench import run_codec_bench
+
+        return run_codec_bench(int(args.params), args.rank, args.repeats, args.out)
+    from simulator.update_bench import run_update_bench
+
+    return run_update_bench(quick=args.quick, out=args.out)
