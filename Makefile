@@ -5,7 +5,7 @@ DEVICE_VENV := .venv-device
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # torch==2.13.0 first: any other torch spec pulls gigabytes of CUDA packages on CPU-only machines.
 TORCH := torch==2.13.0
-DEVICE_TESTS := tests/codec tests/cli tests/device_env
+DEVICE_TESTS := tests/codec tests/cli tests/device_env tests/tflite_device
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test lint device-test bench-codec mosquitto clean
@@ -31,10 +31,10 @@ $(VENV)/.ready: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[sim,dev]' '$(TORCH)'
 	touch $@
 
-# What a Raspberry Pi-class device has: the device extra only, no torch.
+# What a Raspberry Pi-class device has: the device extra and tflite-runtime with NumPy 1.x, no torch.
 $(DEVICE_VENV)/.ready: pyproject.toml
 	[ -x $(DEVICE_VENV)/bin/python ] || $(PYTHON) -m venv $(DEVICE_VENV)
-	$(DEVICE_VENV)/bin/pip install --quiet -e '.[device,dev]'
+	$(DEVICE_VENV)/bin/pip install --quiet -e '.[device,tflite,dev]'
 	touch $@
 
 mosquitto:

@@ -19,6 +19,7 @@ from codec.errors import (
     SignatureError,
     UnknownKeyError,
     UpdateError,
+    WrongModelError,
 )
 from codec.keys import SigningKey, VerifyKey, generate_signing_key, load_signing_key, load_verify_key
 from codec.limits import DEFAULT_LIMITS, Limits
@@ -33,7 +34,7 @@ __all__ = [
     "DEFAULT_LIMITS", "BaseMismatchError", "ChunkError", "DenseRecord", "ExpiredError", "FormatError",
     "FullRecord", "IntegrityError", "LimitError", "Limits", "LowRankRecord", "Manifest", "ModelMismatchError",
     "NonFiniteError", "Reassembler", "Record", "Release", "RollbackError", "SignatureError", "SigningKey",
-    "SparseRecord", "TensorSlot", "UnknownKeyError", "UpdateError", "VerifyKey", "apply_payload",
+    "SparseRecord", "TensorSlot", "UnknownKeyError", "UpdateError", "VerifyKey", "WrongModelError", "apply_payload",
     "check_applicable", "decode_payload", "dense_record", "encode_payload", "encode_weights", "file_sha256",
     "full_record", "generate_signing_key", "iter_records", "load_signing_key", "load_verify_key",
     "load_weights", "lowrank_record", "make_release", "read_manifest", "read_slots", "sparse_record",

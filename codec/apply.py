@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import mmap
+import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from codec.arrays import CODE_MAX, WireArray, unpack
 from codec.errors import FormatError, ModelMismatchError, NonFiniteError
 from codec.limits import DEFAULT_LIMITS, Limits
 from codec.payload import iter_records
-from codec.records import DenseRecord, FullRecord, LowRankRecord, Record, sparse_positions
+from codec.records import DenseRecord, FullRecord, LowRankRecord, Record, SparseRecord, sparse_positions
 from codec.weights import TensorSlot, read_slots
 
 SlotReader = Callable[[memoryview, Limits], Mapping[str, TensorSlot]]
@@ -56,7 +57,11 @@ def dequantise(values: WireArray, scale: WireArray | None) -> np.ndarray:
 
 
 def apply_record(buffer: memoryview, slots: Mapping[str, TensorSlot], record: Record) -> None:
-    """Apply one record to the tensor it names, writing only if the result is finite."""
+    """Apply one record to the tensor it names, writing only if the result is finite.
+
+    The arithmetic runs on the tensor's logical shape (the record's); the result is written back
+    through the slot's permutation when the file stores another axis order (TFLite kernels).
+    """
     if isinstance(record, FullRecord):
         raise FormatError("a full record replaces the whole file and cannot be applied to a tensor")
     slot = slots.get(record.name)
@@ -65,19 +70,26 @@ def apply_record(buffer: memoryview, slots: Mapping[str, TensorSlot], record: Re
     if record.shape != slot.shape:
         raise ModelMismatchError(f"{record.name}: update shape {record.shape} != model shape {slot.shape}")
     target = slot.view(buffer)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught by the finiteness check below
+        result = _updated(target, record)
+    if not np.isfinite(result).all():
+        raise NonFiniteError(f"{record.name}: the updated weights would contain NaN or Inf")
+    target[...] = result.reshape(target.shape)  # through the slot's permutation, if it has one
+
+
+def _updated(target: np.ndarray, record: LowRankRecord | DenseRecord | SparseRecord) -> np.ndarray:
+    """The tensor's new values in its logical shape (a new array; ``target`` is not modified)."""
     if isinstance(record, LowRankRecord):
         result = lowrank_delta(record)
         np.add(target.reshape(result.shape), result, out=result)
-    elif isinstance(record, DenseRecord):
-        result = _combine(target, dequantise(record.values, record.scale), record.mode)
-    else:
-        result = target.reshape(-1).copy()
-        positions = sparse_positions(record.gaps)
-        values = dequantise(record.values, record.scale)
-        result[positions] = result[positions] + values if record.mode == "add" else values
-    if not np.isfinite(result).all():
-        raise NonFiniteError(f"{record.name}: the updated weights would contain NaN or Inf")
-    target.reshape(-1)[:] = result.reshape(-1)
+        return result
+    if isinstance(record, DenseRecord):
+        return _combine(target, dequantise(record.values, record.scale), record.mode)
+    result = target.reshape(-1).copy()
+    positions = sparse_positions(record.gaps)
+    values = dequantise(record.values, record.scale)
+    result[positions] = result[positions] + values if record.mode == "add" else values
+    return result
 
 
 def _combine(target: np.ndarray, values: np.ndarray, mode: str) -> np.ndarray:
@@ -101,8 +113,11 @@ def apply_payload(
     if first is None:
         raise FormatError("the payload holds no records")
     if isinstance(first, FullRecord):
+        next(records, None)  # the end-of-document checks (trailing data, declared length)
         Path(path).write_bytes(first.data)
         return file_sha256(path)
+    if Path(path).stat().st_size == 0:
+        raise FormatError(f"the model file {path} is empty; restore it from the kept previous file")
     with open(path, "r+b") as handle, mmap.mmap(handle.fileno(), 0) as mapped:
         buffer = memoryview(mapped)
         try:
@@ -110,6 +125,9 @@ def apply_payload(
             for record in itertools.chain([first], records):
                 apply_record(buffer, slots, record)
             mapped.flush()
+        except BaseException as exc:
+            traceback.clear_frames(exc.__traceback__)  # drop the arrays viewing the map, so it can close
+            raise
         finally:
             buffer.release()
     return file_sha256(path)

@@ -35,7 +35,10 @@ def describe(data: bytes, trusted_keys: Mapping[str, VerifyKey] | None = None) -
 def describe_payload(payload: bytes, decompressed_length: int | None = None) -> str:
     """One line per record: kind, name, shape, rank or dtype, and its msgpack bytes."""
     if decompressed_length is None:
-        declared = zstandard.get_frame_parameters(payload).content_size
+        try:
+            declared = zstandard.get_frame_parameters(payload).content_size
+        except zstandard.ZstdError as exc:
+            raise FormatError(f"not a valid zstd payload: {exc}") from None
         if declared == zstandard.CONTENTSIZE_UNKNOWN:
             raise FormatError("this payload's zstd frame does not state its size; inspect its manifest instead")
         decompressed_length = declared

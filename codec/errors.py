@@ -62,6 +62,12 @@ class BaseMismatchError(UpdateError):
     code = "wrong-base"
 
 
+class WrongModelError(UpdateError):
+    """The manifest is for another model id than the one it arrived for (misrouted or replayed)."""
+
+    code = "wrong-model"
+
+
 class ModelMismatchError(UpdateError):
     """A record names a tensor the model lacks, or its shape differs from the model's."""
 

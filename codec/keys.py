@@ -85,7 +85,7 @@ def load_signing_key(path: Path) -> SigningKey:
     """Read a PKCS#8 PEM Ed25519 private key; raises SignatureError if it is anything else."""
     try:
         key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # TypeError: the key is encrypted
         raise SignatureError(f"{path} is not a PEM private key: {exc}") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise SignatureError(f"{path} is not an Ed25519 key")

@@ -24,6 +24,7 @@ from codec.errors import (
     RollbackError,
     UnknownKeyError,
     UpdateError,
+    WrongModelError,
 )
 from codec.keys import SigningKey, VerifyKey
 from codec.limits import DEFAULT_LIMITS, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Limits
@@ -148,7 +149,7 @@ def check_applicable(
 ) -> None:
     """Policy for a verified manifest on one device: right model, newer, right base, not expired."""
     if manifest.model != model:
-        raise FormatError(f"the manifest is for model {manifest.model!r}, not {model!r}")
+        raise WrongModelError(f"the manifest is for model {manifest.model!r}, not {model!r}")
     if current_version is not None and manifest.version <= current_version:
         raise RollbackError(
             f"release {manifest.version} is not newer than the running version {current_version} "

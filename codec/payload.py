@@ -61,16 +61,25 @@ def iter_records(
     stream = _BoundedDecompressor(payload, decompressed_length, limits)
     unpacker = msgpack.Unpacker(
         stream, read_size=_READ_SIZE, max_buffer_size=limits.max_record_bytes + _READ_SIZE,
-        max_str_len=4 * limits.max_name_length, max_bin_len=limits.max_record_bytes,
+        max_str_len=4 * limits.max_name_length, max_bin_len=limits.max_record_bytes + _READ_SIZE,
         max_array_len=max(limits.max_records, limits.max_dims), max_map_len=16, max_ext_len=0,
         raw=False, strict_map_key=True, use_list=True,
     )
     try:
         count = _read_header(unpacker, limits)
+        names: set[str] = set()
         for _ in range(count):
-            record = record_from_msgpack(unpacker.unpack(), limits)
+            start = unpacker.tell()
+            obj = unpacker.unpack()
+            if unpacker.tell() - start > limits.max_record_bytes:
+                raise LimitError(f"a record of {unpacker.tell() - start} bytes exceeds the limit of "
+                                 f"{limits.max_record_bytes}")
+            record = record_from_msgpack(obj, limits)
             if isinstance(record, FullRecord) and count != 1:
                 raise FormatError("a payload with a full record must hold exactly that one record")
+            if record.name in names:
+                raise FormatError(f"record name {record.name!r} appears twice; names are unique within a payload")
+            names.add(record.name)
             yield record
         _expect_end(unpacker, stream)
     except UpdateError:
@@ -92,7 +101,7 @@ def _read_header(unpacker: msgpack.Unpacker, limits: Limits) -> int:
     if unpacker.read_map_header() != 2 or unpacker.unpack() != "format":
         raise FormatError("a payload document is a map whose first key is 'format'")
     version = unpacker.unpack()
-    if version != PAYLOAD_FORMAT:
+    if type(version) is not int or version != PAYLOAD_FORMAT:
         raise FormatError(f"payload format {version!r} is not supported (this reader knows {PAYLOAD_FORMAT})")
     if unpacker.unpack() != "records":
         raise FormatError("a payload document's second key must be 'records'")
@@ -103,10 +112,13 @@ def _read_header(unpacker: msgpack.Unpacker, limits: Limits) -> int:
 
 
 def _expect_end(unpacker: msgpack.Unpacker, stream: _BoundedDecompressor) -> None:
+    document_end = unpacker.tell()
     try:
         unpacker.unpack()
     except msgpack.OutOfData:
         stream.check_complete()
+        if document_end != stream._produced:  # an incomplete msgpack object after the document
+            raise FormatError("the payload has data after its document") from None
         return
     raise FormatError("the payload has data after its document")
 

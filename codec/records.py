@@ -107,7 +107,7 @@ _KEYS = {
 
 def record_from_msgpack(obj: object, limits: Limits) -> Record:
     """Validate one decoded msgpack map and return its record; raises FormatError or LimitError."""
-    if not isinstance(obj, dict) or obj.get("kind") not in _KEYS:
+    if not isinstance(obj, dict) or not isinstance(obj.get("kind"), str) or obj["kind"] not in _KEYS:
         kind = obj.get("kind") if isinstance(obj, dict) else type(obj).__name__
         raise FormatError(f"unknown record kind {kind!r}; this reader knows {', '.join(_KEYS)}")
     kind = obj["kind"]

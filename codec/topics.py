@@ -1,6 +1,12 @@
-"""MQTT topic names of the protocol (docs/format.md, "Topics"); every id is one validated topic level."""
+"""MQTT topic names of the protocol (docs/mqtt.md, "Topics"); every id is one validated topic level.
+
+Also the broker address (``mqtt://`` or ``mqtts://`` URL) that publishers, devices and tools share.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from codec.manifest import validate_id
 
@@ -27,6 +33,78 @@ def release_prefix(model: str, version: int, prefix: str = DEFAULT_PREFIX) -> st
     return f"{_validate_prefix(prefix)}/models/{validate_id(model, 'model id')}/releases/{int(version)}"
 
 
+def release_manifest_topic(model: str, version: int, prefix: str = DEFAULT_PREFIX) -> str:
+    """Retained, QoS 1: a copy of release ``version``'s manifest, so tools can list and prune releases."""
+    return f"{release_prefix(model, version, prefix)}/manifest"
+
+
+def release_manifests_filter(model: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Subscription filter matching every retained release manifest of ``model``."""
+    return f"{_validate_prefix(prefix)}/models/{validate_id(model, 'model id')}/releases/+/manifest"
+
+
 def status_topic(device: str, prefix: str = DEFAULT_PREFIX) -> str:
     """Retained, QoS 1: the device's JSON status; its last will says offline."""
     return f"{_validate_prefix(prefix)}/devices/{validate_id(device, 'device id')}/status"
+
+
+def status_filter(prefix: str = DEFAULT_PREFIX) -> str:
+    """Subscription filter matching every device's status."""
+    return f"{_validate_prefix(prefix)}/devices/+/status"
+
+
+@dataclass(frozen=True)
+class ModelTopic:
+    """What a topic under ``{prefix}/models/`` names: the model's manifest, a release's manifest copy
+    (``version`` set) or a release's chunk (``version`` and ``index`` set)."""
+
+    model: str
+    version: int | None = None
+    index: int | None = None
+
+    @property
+    def is_manifest(self) -> bool:
+        return self.version is None
+
+    @property
+    def is_chunk(self) -> bool:
+        return self.index is not None
+
+
+def parse_model_topic(topic: str, prefix: str = DEFAULT_PREFIX) -> ModelTopic | None:
+    """What ``topic`` names, or None for a topic that is none of the model topics."""
+    head = f"{_validate_prefix(prefix)}/models/"
+    if not topic.startswith(head):
+        return None
+    levels = topic[len(head) :].split("/")
+    if len(levels) == 2 and levels[1] == "manifest":
+        return ModelTopic(levels[0])
+    if len(levels) < 4 or levels[1] != "releases" or not levels[2].isdigit():
+        return None
+    if len(levels) == 4 and levels[3] == "manifest":
+        return ModelTopic(levels[0], int(levels[2]))
+    if len(levels) == 5 and levels[3] == "chunks" and levels[4].isdigit():
+        return ModelTopic(levels[0], int(levels[2]), int(levels[4]))
+    return None
+
+
+@dataclass(frozen=True)
+class BrokerUrl:
+    """Where the broker listens: ``mqtts://host:8883`` (TLS) or ``mqtt://host:1883``."""
+
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerUrl:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or parts.path not in ("", "/"):
+            raise ValueError(f"broker URL {url!r} must look like mqtts://HOST:PORT or mqtt://HOST:PORT")
+        if parts.username or parts.password:
+            raise ValueError("put credentials in a username and a password file, not in the broker URL")
+        tls = parts.scheme == "mqtts"
+        return cls(parts.hostname, parts.port or (8883 if tls else 1883), tls)
+
+    def __str__(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"

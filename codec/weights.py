@@ -27,19 +27,29 @@ _MAX_HEADER = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class TensorSlot:
-    """Where one float32 tensor lives inside a model file."""
+    """Where one float32 tensor lives inside a model file.
+
+    ``shape`` is the logical shape (the one update records name). ``permutation`` is None when the file
+    stores the tensor in that shape (RCW); otherwise the file holds ``numpy.transpose(logical,
+    permutation)`` in C order, as TFLite stores a PyTorch convolution kernel (OIHW as OHWI).
+    """
 
     name: str
     offset: int
     shape: tuple[int, ...]
+    permutation: tuple[int, ...] | None = None
 
     @property
     def nbytes(self) -> int:
         return 4 * math.prod(self.shape)
 
     def view(self, buffer: memoryview | bytearray) -> np.ndarray:
-        """The tensor as a numpy array sharing memory with ``buffer`` (writable if it is)."""
-        return np.frombuffer(buffer, "<f4", math.prod(self.shape), self.offset).reshape(self.shape)
+        """The tensor in its logical shape, sharing memory with ``buffer`` (writable if it is)."""
+        flat = np.frombuffer(buffer, "<f4", math.prod(self.shape), self.offset)
+        if self.permutation is None:
+            return flat.reshape(self.shape)
+        stored = flat.reshape([self.shape[axis] for axis in self.permutation])
+        return stored.transpose(np.argsort(self.permutation))
 
 
 def encode_weights(tensors: Mapping[str, np.ndarray]) -> bytes:
@@ -83,7 +93,9 @@ def read_slots(buffer: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> d
         header = msgpack.unpackb(view[8 : 8 + length], raw=False, max_array_len=limits.max_records)
     except (msgpack.exceptions.UnpackException, ValueError, TypeError) as exc:
         raise FormatError(f"RCW header is not valid msgpack: {exc}") from None
-    if not isinstance(header, dict) or header.get("format") != 1 or not isinstance(header.get("tensors"), list):
+    if not isinstance(header, dict) or type(header.get("format")) is not int or header["format"] != 1:
+        raise FormatError("RCW header must be {'format': 1, 'tensors': [...]}")
+    if not isinstance(header.get("tensors"), list):
         raise FormatError("RCW header must be {'format': 1, 'tensors': [...]}")
     slots = [_read_slot(entry, limits) for entry in header["tensors"]]
     _check_layout(slots, 8 + length, len(view))

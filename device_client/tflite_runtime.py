@@ -1,0 +1,91 @@
+"""Running a float32 .tflite model on a device, and the canary check after an update. Never imports torch.
+
+The interpreter comes from tflite_runtime when it is installed (the small device wheel), else from
+ai_edge_litert (LiteRT, the server's and newer devices' package). Inputs are given in the layout the
+model was exported with (PyTorch's: N×F or NCHW); the first axis is the batch, of any size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def interpreter_class() -> type:
+    """The TFLite Interpreter class of the installed runtime; raises ImportError if there is none."""
+    try:
+        from tflite_runtime.interpreter import Interpreter
+    except ImportError:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise ImportError("no TFLite runtime: pip install tflite-runtime (or ai-edge-litert)") from None
+    return Interpreter
+
+
+class TFLiteModel:
+    """One loaded .tflite model with a single input and output; load it again after the file changes."""
+
+    def __init__(self, model_path: Path, *, num_threads: int = 1) -> None:
+        self._path = str(model_path)
+        self._num_threads = num_threads
+        self._interpreter = self._load()
+        if len(self._interpreter.get_input_details()) != 1 or len(self._interpreter.get_output_details()) != 1:
+            raise ValueError(f"{model_path}: only models with one input and one output are supported")
+        self._input = self._interpreter.get_input_details()[0]
+        self._batch: int | None = None  # the batch size the interpreter is allocated for
+        self._resizable = True
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The input shape stored in the file (its first axis is the batch the file was made for)."""
+        return tuple(int(d) for d in self._input["shape"])
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """The float32 outputs for a batch of inputs."""
+        batch = np.ascontiguousarray(inputs, np.float32)
+        if batch.ndim != len(self.input_shape) or batch.shape[1:] != self.input_shape[1:]:
+            raise ValueError(f"inputs of shape {batch.shape} do not fit the model's input {self.input_shape}")
+        if batch.shape[0] != self._batch and not (self._resizable and self._resize(batch.shape[0])):
+            if self.input_shape[0] != 1:
+                raise ValueError(f"{self._path} takes batches of exactly {self.input_shape[0]}")
+            return np.concatenate([self._invoke(batch[i : i + 1]) for i in range(batch.shape[0])])
+        return self._invoke(batch)
+
+    def _invoke(self, batch: np.ndarray) -> np.ndarray:
+        self._interpreter.set_tensor(self._input["index"], batch)
+        self._interpreter.invoke()
+        return np.array(self._interpreter.get_tensor(self._interpreter.get_output_details()[0]["index"]))
+
+    def _resize(self, rows: int) -> bool:
+        """Allocate for ``rows`` inputs; on a graph with a fixed batch, reload it and return False."""
+        try:
+            self._interpreter.resize_tensor_input(self._input["index"], [rows, *self.input_shape[1:]])
+            self._interpreter.allocate_tensors()
+            self._batch = rows
+            return True
+        except (RuntimeError, ValueError):
+            self._interpreter = self._load()
+            self._interpreter.allocate_tensors()
+            self._batch, self._resizable = self.input_shape[0], False
+            return False
+
+    def _load(self) -> object:
+        return interpreter_class()(model_path=self._path, num_threads=self._num_threads)
+
+
+def run(model_path: Path, inputs: np.ndarray) -> np.ndarray:
+    """The model's float32 outputs for a batch of inputs (loads the model for this one call)."""
+    return TFLiteModel(model_path).predict(inputs)
+
+
+def canary_ok(model_path: Path, x: np.ndarray, expected: np.ndarray, atol: float) -> bool:
+    """True if the model runs on ``x`` and every output is finite and within ``atol`` of ``expected``."""
+    try:
+        outputs = run(model_path, x)
+    except (RuntimeError, ValueError):
+        return False
+    expected = np.asarray(expected, np.float32)
+    return bool(outputs.shape == expected.shape and np.isfinite(outputs).all()
+                and np.all(np.abs(outputs - expected) <= atol))

@@ -1,0 +1,98 @@
+"""The publisher's one exception hierarchy.
+
+Every error carries a stable short ``code`` and a message that tells an operator what to change.
+All subclass ValueError, so callers who only care that an input was bad can catch that.
+"""
+
+from __future__ import annotations
+
+
+class PublisherError(ValueError):
+    """Base of every error the publisher raises for its inputs or configuration."""
+
+    code = "publisher-error"
+
+
+class ConfigError(PublisherError):
+    """A configuration value is out of range or contradicts another one."""
+
+    code = "bad-config"
+
+
+class DataError(PublisherError):
+    """Training or evaluation data is missing, malformed or does not fit the model."""
+
+    code = "bad-data"
+
+
+class ModelError(PublisherError):
+    """The model cannot be built, loaded or factorised as asked."""
+
+    code = "bad-model"
+
+
+class BudgetError(PublisherError):
+    """No update fits the requested byte budget."""
+
+    code = "over-budget"
+
+
+class ExportError(PublisherError):
+    """A model cannot be written as a TFLite file as asked (bad input shape, graph or weights)."""
+
+    code = "export-failed"
+
+
+class UnsupportedLayerError(ExportError):
+    """The model uses layers the TFLite exporter cannot convert; ``layers`` names each one."""
+
+    code = "unsupported-layer"
+
+    def __init__(self, layers: list[str]) -> None:
+        self.layers = tuple(layers)
+        super().__init__(
+            f"cannot export to TFLite: {'; '.join(self.layers)}. Replace these layers with supported ones "
+            "(see docs/tflite.md) or export with another converter and bind by content."
+        )
+
+
+class PublishError(PublisherError):
+    """Talking to the MQTT broker failed: publishing a release, pruning, or reading fleet status."""
+
+    code = "publish-failed"
+
+
+class BrokerUnreachableError(PublishError):
+    """No connection to the broker (address, port, TLS certificate), or the connection was lost."""
+
+    code = "broker-unreachable"
+
+
+class CredentialsRefusedError(PublishError):
+    """The broker refused the username or password."""
+
+    code = "bad-credentials"
+
+
+class NotAuthorizedError(PublishError):
+    """The broker's ACL refused a publish or subscription for this user."""
+
+    code = "not-authorized"
+
+
+class BrokerRefusedError(PublishError):
+    """The broker refused a message for another reason (for example a packet above its size limit)."""
+
+    code = "broker-refused"
+
+
+class BrokerTimeoutError(PublishError):
+    """The broker did not acknowledge in time."""
+
+    code = "timeout"
+
+
+class ReleaseInputError(PublishError):
+    """The update or model file cannot be published as asked (for example no target sha256)."""
+
+    code = "bad-update"
