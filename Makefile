@@ -5,7 +5,7 @@ DEVICE_VENV := .venv-device
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # torch==2.13.0 first: any other torch spec pulls gigabytes of CUDA packages on CPU-only machines.
 TORCH := torch==2.13.0
-DEVICE_TESTS := tests/codec tests/cli tests/device_env tests/tflite_device
+DEVICE_TESTS := tests/codec tests/cli tests/device_env tests/tflite_device tests/device_client tests/mqtt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test lint device-test bench-codec mosquitto clean

@@ -1,0 +1,174 @@
+"""device.toml: who the device is, where its models live, whom it trusts, and how it reaches the broker.
+
+    device_id = "pump-0042"
+    model_dir = "/var/lib/rankcast/models"
+    trusted_keys = ["/etc/rankcast/signing.pub"]
+    models = ["digits"]
+
+    [broker]
+    url = "mqtts://broker.example.com:8883"
+    username = "pump-0042"          # optional; must equal device_id
+    password_file = "/etc/rankcast/pump-0042.password"
+    cafile = "/etc/rankcast/ca.crt"  # optional: the system CAs otherwise
+    # prefix = "rankcast"  keepalive = 60
+
+    [client]                         # optional tuning
+    # chunk_window = 8  backoff_initial = 0.5  backoff_max = 60  status_interval = 1  connect_timeout = 10
+
+Relative paths are relative to the directory of the config file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from codec.errors import FormatError
+from codec.manifest import validate_id
+from codec.topics import DEFAULT_PREFIX, BrokerUrl
+from device_client.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """The [broker] table."""
+
+    url: BrokerUrl
+    username: str | None = None
+    password_file: Path | None = None
+    cafile: Path | None = None
+    prefix: str = DEFAULT_PREFIX
+    keepalive: int = 60
+
+    def password(self) -> str | None:
+        """The password file's first line, or None without a password file."""
+        if self.password_file is None:
+            return None
+        return self.password_file.read_text().splitlines()[0] if self.password_file.stat().st_size else ""
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """The optional [client] table: download window, reconnect backoff and status pacing (seconds)."""
+
+    chunk_window: int = 8
+    backoff_initial: float = 0.5
+    backoff_max: float = 60.0
+    status_interval: float = 1.0
+    connect_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.chunk_window < 1 or min(self.backoff_initial, self.status_interval, self.connect_timeout) <= 0:
+            raise ConfigError("[client] values must be positive")
+        if self.backoff_max < self.backoff_initial:
+            raise ConfigError("[client] backoff_max must be at least backoff_initial")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """A validated device.toml."""
+
+    device_id: str
+    model_dir: Path
+    trusted_keys: tuple[Path, ...]
+    models: tuple[str, ...]
+    broker: BrokerSettings
+    client: ClientSettings = field(default_factory=ClientSettings)
+
+
+def load_config(path: Path) -> DeviceConfig:
+    """Read and validate ``path``; raises ConfigError naming the offending key."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return parse_config(data, Path(path).resolve().parent)
+
+
+def parse_config(data: dict, base: Path) -> DeviceConfig:
+    """Validate the TOML document ``data``; relative paths are taken relative to ``base``."""
+    _check_keys(data, {"device_id", "model_dir", "trusted_keys", "models", "broker", "client"}, "device.toml")
+    device_id = _id(_get(data, "device_id", str), "device_id")
+    models = tuple(_id(_str(m, "models"), "models") for m in _get(data, "models", list))
+    keys = tuple(_file(base, _str(k, "trusted_keys"), "trusted_keys") for k in _get(data, "trusted_keys", list))
+    if not models or len(set(models)) != len(models):
+        raise ConfigError("models must list at least one model id, each once")
+    if not keys:
+        raise ConfigError("trusted_keys must list at least one public key (.pub)")
+    return DeviceConfig(
+        device_id=device_id,
+        model_dir=base / _get(data, "model_dir", str),
+        trusted_keys=keys,
+        models=models,
+        broker=_broker(_get(data, "broker", dict), base, device_id),
+        client=_client(data.get("client", {})),
+    )
+
+
+def _broker(table: dict, base: Path, device_id: str) -> BrokerSettings:
+    _check_keys(table, {"url", "username", "password_file", "cafile", "prefix", "keepalive"}, "[broker]")
+    try:
+        url = BrokerUrl.parse(_get(table, "url", str, "[broker] "))
+    except ValueError as exc:
+        raise ConfigError(f"[broker] url: {exc}") from None
+    username = table.get("username", device_id)
+    if username != device_id:
+        raise ConfigError(
+            f"[broker] username {username!r} must equal device_id {device_id!r}: the broker ACL lets a device "
+            "write only below its own username"
+        )
+    optional = {
+        name: _file(base, _str(table[name], name), name) for name in ("password_file", "cafile") if name in table
+    }
+    keepalive = table.get("keepalive", 60)
+    if type(keepalive) is not int or not 10 <= keepalive <= 65535:
+        raise ConfigError("[broker] keepalive must be an integer number of seconds within 10..65535")
+    return BrokerSettings(url, username, prefix=_str(table.get("prefix", DEFAULT_PREFIX), "prefix"),
+                          keepalive=keepalive, **optional)
+
+
+def _client(table: object) -> ClientSettings:
+    if not isinstance(table, dict):
+        raise ConfigError("[client] must be a table")
+    _check_keys(table, {f.name for f in fields(ClientSettings)}, "[client]")
+    for name, value in table.items():
+        if type(value) not in ((int,) if name == "chunk_window" else (int, float)):
+            raise ConfigError(f"[client] {name} must be a number")
+    return ClientSettings(**table)
+
+
+def _check_keys(table: dict, allowed: set[str], where: str) -> None:
+    unknown = set(table) - allowed
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _get(table: dict, key: str, kind: type, where: str = ""):
+    if key not in table:
+        raise ConfigError(f"{where}{key} is required")
+    if not isinstance(table[key], kind):
+        raise ConfigError(f"{where}{key} must be a {kind.__name__}")
+    return table[key]
+
+
+def _str(value: object, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must hold strings, got {value!r}")
+    return value
+
+
+def _id(value: str, key: str) -> str:
+    try:
+        return validate_id(value, key)
+    except FormatError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _file(base: Path, value: str, key: str) -> Path:
+    path = base / value
+    if not path.is_file():
+        raise ConfigError(f"{key}: {path} does not exist")
+    return path

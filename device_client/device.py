@@ -1,0 +1,103 @@
+"""A device: the updaters of the models it follows, message routing, and its status. No I/O loop.
+
+A transport (device_client.session for paho, or a simulator's own) subscribes to ``wanted_topics()``,
+passes every message to ``handle()``, calls ``work()`` when ``has_work()`` (outside its network
+callbacks: applying can take a while) and publishes ``status()`` when it changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from codec.keys import load_verify_key
+from codec.limits import DEFAULT_LIMITS, Limits
+from codec.topics import parse_model_topic
+from device_client.config import DeviceConfig
+from device_client.spool import Spool
+from device_client.status import DeviceStatus
+from device_client.store import FileModelStore, ModelStore
+from device_client.updater import ModelUpdater, State
+
+log = logging.getLogger("rankcast.device")
+
+#: Reported device state per updater state, busiest first.
+_REPORTED = {
+    State.APPLYING: "applying", State.VERIFYING: "applying", State.DOWNLOADING: "downloading",
+    State.ERROR: "error", State.COMMITTED: "idle", State.IDLE: "idle",
+}
+_PRIORITY = ("applying", "downloading", "error", "idle")
+
+
+class Device:
+    """Everything one device decides, for every model it follows."""
+
+    def __init__(
+        self,
+        config: DeviceConfig,
+        store: ModelStore | None = None,
+        clock: Callable[[], float] = time.time,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        self.config = config
+        self.store = store if store is not None else FileModelStore(config.model_dir)
+        keys = {key.key_id: key for key in map(load_verify_key, config.trusted_keys)}
+        self.updaters = {
+            model: ModelUpdater(
+                model=model, device_id=config.device_id, store=self.store,
+                spool=Spool(config.model_dir / ".spool" / model), trusted_keys=keys, limits=limits,
+                clock=clock, prefix=config.broker.prefix, window=config.client.chunk_window,
+            )
+            for model in config.models
+        }
+
+    @property
+    def device_id(self) -> str:
+        return self.config.device_id
+
+    def wanted_topics(self) -> set[str]:
+        return set().union(*(updater.wanted_topics() for updater in self.updaters.values()))
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        """Route one message to its model's updater; never raises (a failure becomes last_error)."""
+        named = parse_model_topic(topic, self.config.broker.prefix)
+        updater = self.updaters.get(named.model) if named else None
+        if updater is None or not payload:
+            return
+        try:
+            if named.is_manifest:
+                updater.on_manifest(payload)
+            elif named.is_chunk:
+                updater.on_chunk(named.version, named.index, payload)
+        except Exception as exc:  # noqa: BLE001 - a bad message must never stop the client
+            log.exception("%s: unexpected failure handling %s", updater.model, topic)
+            updater.fail(exc)
+
+    def has_work(self) -> bool:
+        return any(updater.ready_to_apply for updater in self.updaters.values())
+
+    def work(self) -> None:
+        """Apply every complete release; never raises."""
+        for updater in self.updaters.values():
+            if updater.ready_to_apply:
+                try:
+                    updater.apply()
+                except Exception as exc:  # noqa: BLE001 - a failed apply must never stop the client
+                    log.exception("%s: unexpected failure while applying", updater.model)
+                    updater.fail(exc)
+
+    def running_models(self) -> dict[str, tuple[int, bytes]]:
+        """Version and sha256 of every installed followed model."""
+        installed = {model: updater.installed for model, updater in self.updaters.items()}
+        return {model: (i.version, i.sha256) for model, i in installed.items() if i is not None}
+
+    def status(self, online: bool = True) -> DeviceStatus:
+        """The status to publish now (or, with ``online=False``, the last will)."""
+        updaters = list(self.updaters.values())
+        states = {_REPORTED[updater.state] for updater in updaters}
+        state = next(s for s in _PRIORITY if s in states) if online else "offline"
+        progress = next((p for p in (u.progress() for u in updaters) if p is not None), None)
+        failed = [u for u in updaters if u.last_error is not None]
+        latest = max(failed, key=lambda u: u.error_time).last_error if failed else None
+        return DeviceStatus(self.device_id, state, self.running_models(), progress if online else None, latest)

@@ -1,0 +1,73 @@
+"""Keeping a device connected: one session after another, with jittered exponential backoff between."""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from device_client.backoff import Backoff
+from device_client.device import Device
+from device_client.session import DeviceSession
+
+log = logging.getLogger("rankcast.device")
+_TICK = 0.2
+_FLUSH_TIMEOUT = 3.0
+
+
+def run_device(device: Device, stop: threading.Event, rng: random.Random | None = None) -> None:
+    """Serve ``device`` until ``stop`` is set; returns after publishing an offline status if connected."""
+    settings = device.config.client
+    backoff = Backoff(settings.backoff_initial, settings.backoff_max, rng or random.Random())
+    while not stop.is_set():
+        session = DeviceSession(device)
+        try:
+            renew = _serve(session, stop)
+        except Exception:  # noqa: BLE001 - whatever went wrong with this connection, the client carries on
+            log.exception("the connection to %s failed unexpectedly", device.config.broker.url)
+            renew = False
+        if session.established:
+            backoff.reset()
+        if renew or stop.is_set():
+            continue
+        delay = backoff.next()
+        log.info("reconnecting to %s in %.2f s", device.config.broker.url, delay)
+        stop.wait(delay)
+
+
+def _serve(session: DeviceSession, stop: threading.Event) -> bool:
+    """Run one connection until it ends or ``stop``; True if it ended to renew the last will."""
+    try:
+        session.start()
+    except (OSError, ssl.SSLError) as exc:
+        log.warning("cannot reach %s: %s", session.device.config.broker.url, exc)
+        return False
+    deadline = time.monotonic() + session.device.config.client.connect_timeout
+    try:
+        while not stop.is_set():
+            if session.client.loop(_TICK) != mqtt.MQTT_ERR_SUCCESS or session.ended or session.refused:
+                return False
+            if not session.connected and time.monotonic() > deadline:
+                log.warning("no answer to CONNECT from %s", session.device.config.broker.url)
+                return False
+            session.service()
+            if session.connected and session.renew_needed():
+                log.info("reconnecting so that the last will names the models now running")
+                _flush(session, session.publish_status(force=True))
+                return True
+        _flush(session, session.publish_offline() if session.connected else None)
+        return False
+    finally:
+        session.client.disconnect()
+
+
+def _flush(session: DeviceSession, info: mqtt.MQTTMessageInfo | None) -> None:
+    """Wait (bounded) until the broker acknowledged ``info``, so the last status is not lost."""
+    deadline = time.monotonic() + _FLUSH_TIMEOUT
+    while info is not None and not info.is_published() and time.monotonic() < deadline:
+        if session.client.loop(_TICK) != mqtt.MQTT_ERR_SUCCESS:
+            return

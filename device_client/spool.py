@@ -1,0 +1,126 @@
+"""Chunks on disk: a release's chunks survive a reconnect or a restart, so none is fetched twice.
+
+MODEL_DIR/.spool/<model>/<version>-<payload sha256 prefix>/chunks/<index> holds each chunk, verified
+against the signed manifest before it is kept and again when the spool is reopened after a restart.
+refused.json remembers the last refused manifest, so a restart does not download it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from codec.chunks import verify_chunk
+from codec.errors import ChunkError, IntegrityError
+from codec.manifest import Manifest
+from device_client.files import write_atomic
+from device_client.status import LastError
+
+
+class ReleaseSpool:
+    """The chunks of one release held so far."""
+
+    def __init__(self, directory: Path, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.directory = directory
+        self._chunks = directory / "chunks"
+        self._chunks.mkdir(parents=True, exist_ok=True)
+        self._have: set[int] = set()
+        self._first_missing = 0
+        self.bytes_done = 0
+        for path in self._chunks.iterdir():
+            if path.name.isdigit() and self._intact(int(path.name), path):
+                self._hold(int(path.name))
+            else:
+                path.unlink()
+
+    def put(self, index: int, data: bytes) -> bool:
+        """Verify and keep chunk ``index``; False if it was already held. Raises ChunkError."""
+        verify_chunk(self.manifest, index, data)
+        if index in self._have:
+            return False
+        write_atomic(self._chunks / str(index), data, durable=False)
+        self._hold(index)
+        return True
+
+    def missing(self, limit: int | None = None) -> list[int]:
+        """The lowest ``limit`` (or all) indices not held yet; cheap however large the release."""
+        count = self.manifest.chunk_count
+        while self._first_missing < count and self._first_missing in self._have:
+            self._first_missing += 1
+        candidates = (i for i in range(self._first_missing, count) if i not in self._have)
+        return list(itertools.islice(candidates, limit))
+
+    @property
+    def complete(self) -> bool:
+        return len(self._have) == self.manifest.chunk_count
+
+    @property
+    def chunks_done(self) -> int:
+        return len(self._have)
+
+
+    def assemble(self) -> Path:
+        """The payload as one file, streamed chunk by chunk and checked against the manifest."""
+        payload = self.directory / "payload"
+        digest, length = hashlib.sha256(), 0
+        with open(payload, "wb") as out:
+            for index in range(self.manifest.chunk_count):
+                data = (self._chunks / str(index)).read_bytes()
+                verify_chunk(self.manifest, index, data)
+                digest.update(data)
+                length += out.write(data)
+        if length != self.manifest.payload_length or digest.digest() != self.manifest.payload_sha256:
+            raise IntegrityError("the reassembled payload does not match the manifest's length and sha256")
+        return payload
+
+    def _hold(self, index: int) -> None:
+        self._have.add(index)
+        self.bytes_done += self.manifest.chunk_length(index)
+
+    def _intact(self, index: int, path: Path) -> bool:
+        try:
+            verify_chunk(self.manifest, index, path.read_bytes())
+        except ChunkError:
+            return False
+        return True
+
+
+class Spool:
+    """One model's spool directory: at most one release in progress, and the last refusal."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def open(self, manifest: Manifest) -> ReleaseSpool:
+        """The spool of ``manifest``'s release, resumed if it exists; other releases' chunks are dropped."""
+        name = f"{manifest.version}-{manifest.payload_sha256.hex()[:16]}"
+        self._remove_releases(keep=name)
+        return ReleaseSpool(self.root / name, manifest)
+
+    def clear(self) -> None:
+        self._remove_releases(keep=None)
+
+    def refusal(self, manifest_digest: bytes) -> LastError | None:
+        """The error recorded for this exact manifest (sha256 of its envelope), if it was refused."""
+        path = self.root / "refused.json"
+        if not path.exists():
+            return None
+        record = json.loads(path.read_text())
+        return LastError(**record["error"]) if record["manifest"] == manifest_digest.hex() else None
+
+    def refuse(self, manifest_digest: bytes, error: LastError) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        record = {"manifest": manifest_digest.hex(), "error": asdict(error)}
+        write_atomic(self.root / "refused.json", json.dumps(record).encode())
+
+    def _remove_releases(self, keep: str | None) -> None:
+        if not self.root.exists():
+            return
+        for path in self.root.iterdir():
+            if path.is_dir() and path.name != keep:
+                shutil.rmtree(path)

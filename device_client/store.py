@@ -1,0 +1,191 @@
+"""The models a device runs: a small interface, and a store of model files in a directory.
+
+Layout per model (FileModelStore): MODEL_DIR/<model>/model<suffix> is the file the application loads,
+previous<suffix> the file it replaced (for rollback), state.json the versions and sha256s of both.
+A commit first records its intent in state.json ("pending"), then links the running file to previous,
+renames the staged file over the running one and fsyncs the directory, then records the result. After a
+crash, ``current()`` finishes or forgets a pending commit by hashing the running file, so state.json
+always describes the bytes on disk.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from codec.apply import SlotReader, file_sha256
+from codec.weights import read_slots
+from device_client.errors import NoPreviousError, NotInstalledError
+from device_client.files import fsync_dir, fsync_file, temp_path, write_atomic
+
+
+@dataclass(frozen=True)
+class Installed:
+    """A model file the device runs (or ran)."""
+
+    version: int
+    sha256: bytes
+    path: Path
+
+
+class ModelStore(Protocol):
+    """What the updater needs from wherever models live (an RCW directory now, TFLite later)."""
+
+    #: Finds the tensors inside a model file, for codec.apply_payload.
+    slot_reader: SlotReader
+
+    def current(self, model: str) -> Installed | None:
+        """The running model, or None if none is installed."""
+
+    def rolled_back(self, model: str) -> int | None:
+        """The highest version an operator rolled back; releases up to it are not installed again."""
+
+    def stage(self, model: str, copy_current: bool) -> Path:
+        """A new private file to write the next model into: a copy of the running one, or empty."""
+
+    def commit(self, model: str, staged: Path, version: int, sha256: bytes) -> Installed:
+        """Atomically make ``staged`` the running model, keeping the replaced one for rollback."""
+
+    def discard(self, staged: Path) -> None:
+        """Forget a staged file that will not be committed."""
+
+    def rollback(self, model: str) -> Installed:
+        """Put the previous model back; its version becomes the running one."""
+
+
+class FileModelStore:
+    """Model files under one directory, one subdirectory per model id."""
+
+    def __init__(self, root: Path, suffix: str = ".rcw", slot_reader: SlotReader = read_slots) -> None:
+        self.root = Path(root)
+        self.suffix = suffix
+        self.slot_reader = slot_reader
+
+    def model_path(self, model: str) -> Path:
+        """The file the application loads."""
+        return self.root / model / f"model{self.suffix}"
+
+    def current(self, model: str) -> Installed | None:
+        with self._locked(model):
+            return self._installed(self._recovered(model).get("current"), self.model_path(model))
+
+    def rolled_back(self, model: str) -> int | None:
+        return self._read_state(model).get("rolled_back")
+
+    def stage(self, model: str, copy_current: bool) -> Path:
+        directory = self.root / model
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob(".staged-*"):
+            stale.unlink()
+        staged = directory / f".staged-{secrets.token_hex(4)}{self.suffix}"
+        if copy_current:
+            if self.current(model) is None:
+                raise NotInstalledError(f"model {model!r} is not installed; a delta release needs its base")
+            shutil.copyfile(self.model_path(model), staged)
+        else:
+            staged.touch()
+        return staged
+
+    def commit(self, model: str, staged: Path, version: int, sha256: bytes) -> Installed:
+        with self._locked(model):
+            return self._swap(model, staged, version, sha256)
+
+    def discard(self, staged: Path) -> None:
+        staged.unlink(missing_ok=True)
+
+    def install(self, model: str, source: Path, version: int) -> Installed:
+        """Register a model file the device already runs (e.g. flashed with its image) as ``version``."""
+        directory = self.root / model
+        directory.mkdir(parents=True, exist_ok=True)
+        staged = temp_path(self.model_path(model))
+        shutil.copyfile(source, staged)
+        with self._locked(model):
+            installed = self._swap(model, staged, version, file_sha256(staged))
+            state = self._read_state(model)
+            state.pop("rolled_back", None)
+            self._write_state(model, state)
+            return installed
+
+    def rollback(self, model: str) -> Installed:
+        with self._locked(model):
+            state = self._recovered(model)
+            previous_path = self._previous_path(model)
+            previous = self._installed(state.get("previous"), previous_path)
+            if previous is None or not previous_path.is_file() or file_sha256(previous_path) != previous.sha256:
+                raise NoPreviousError(f"model {model!r} has no intact previous file to roll back to")
+            os.replace(previous_path, self.model_path(model))
+            fsync_dir(self.root / model)
+            undone = state["current"]["version"]
+            self._write_state(model, {
+                "current": state["previous"], "previous": None,
+                "rolled_back": max(undone, state.get("rolled_back") or 0),
+            })
+            return Installed(previous.version, previous.sha256, self.model_path(model))
+
+    def _swap(self, model: str, staged: Path, version: int, sha256: bytes) -> Installed:
+        state = self._recovered(model)
+        running = self.model_path(model)
+        fsync_file(staged)
+        self._write_state(model, {**state, "pending": _record(version, sha256)})
+        if running.exists():
+            link = temp_path(running)
+            os.link(running, link)
+            os.replace(link, self._previous_path(model))
+        os.replace(staged, running)
+        fsync_dir(running.parent)
+        self._write_state(model, {
+            "current": _record(version, sha256), "previous": state.get("current"),
+            "rolled_back": state.get("rolled_back"),
+        })
+        return Installed(version, sha256, running)
+
+    def _recovered(self, model: str) -> dict:
+        """state.json with an interrupted commit finished (the file was swapped) or forgotten."""
+        state = self._read_state(model)
+        pending = state.pop("pending", None)
+        if pending is None:
+            return state
+        running = self.model_path(model)
+        if running.exists() and file_sha256(running).hex() == pending["sha256"]:
+            state = {**state, "current": pending, "previous": state.get("current")}
+        self._write_state(model, state)
+        return state
+
+    def _installed(self, record: dict | None, path: Path) -> Installed | None:
+        if record is None or not path.exists():
+            return None
+        return Installed(record["version"], bytes.fromhex(record["sha256"]), path)
+
+    def _previous_path(self, model: str) -> Path:
+        return self.root / model / f"previous{self.suffix}"
+
+    def _read_state(self, model: str) -> dict:
+        path = self.root / model / "state.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _write_state(self, model: str, state: dict) -> None:
+        write_atomic(self.root / model / "state.json", json.dumps(state, sort_keys=True).encode())
+
+    @contextmanager
+    def _locked(self, model: str) -> Iterator[None]:
+        """Serialise commits, installs and rollbacks of one model across processes."""
+        directory = self.root / model
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _record(version: int, sha256: bytes) -> dict:
+    return {"version": version, "sha256": sha256.hex()}

@@ -1,0 +1,238 @@
+"""One followed model's update state machine; no network, no MQTT (the session feeds it messages).
+
+    idle -> downloading -> applying -> verifying -> committed -> idle
+    any step -> error (the running model untouched); error -> idle or downloading on a new manifest
+
+Every manifest is handled once per distinct envelope: a refused one is remembered (across restarts too)
+and not retried until a different manifest arrives. Verification is the codec's: signature, then policy
+(version, base, expiry), then each chunk, the payload, the decoded records and the target sha256.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import mmap
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+
+from codec.apply import apply_payload
+from codec.errors import IntegrityError, UpdateError, WrongModelError
+from codec.keys import VerifyKey
+from codec.limits import Limits
+from codec.manifest import Manifest, check_applicable, read_manifest, read_manifest_unverified
+from codec.topics import chunk_topic, manifest_topic
+from device_client.errors import DeviceError, RolledBackError
+from device_client.spool import ReleaseSpool, Spool
+from device_client.status import LastError, Progress
+from device_client.store import Installed, ModelStore
+
+log = logging.getLogger("rankcast.device")
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    DOWNLOADING = "downloading"
+    APPLYING = "applying"
+    VERIFYING = "verifying"
+    COMMITTED = "committed"
+    ERROR = "error"
+
+
+_NEXT = {
+    State.IDLE: {State.IDLE, State.DOWNLOADING, State.APPLYING, State.ERROR},
+    State.DOWNLOADING: {State.IDLE, State.DOWNLOADING, State.APPLYING, State.ERROR},
+    # A release waiting to be applied may still be superseded by a newer manifest.
+    State.APPLYING: {State.IDLE, State.DOWNLOADING, State.APPLYING, State.VERIFYING, State.ERROR},
+    State.VERIFYING: {State.COMMITTED, State.ERROR},
+    State.COMMITTED: {State.IDLE},
+    State.ERROR: {State.IDLE, State.DOWNLOADING, State.APPLYING, State.ERROR},
+}
+
+
+class ModelUpdater:
+    """Follows one model: decides on manifests, spools chunks, applies and commits releases."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        device_id: str,
+        store: ModelStore,
+        spool: Spool,
+        trusted_keys: Mapping[str, VerifyKey],
+        limits: Limits,
+        clock: Callable[[], float],
+        prefix: str,
+        window: int,
+    ) -> None:
+        self.model, self.device_id = model, device_id
+        self.store, self.spool = store, spool
+        self.trusted_keys, self.limits, self.clock = trusted_keys, limits, clock
+        self.prefix, self.window = prefix, window
+        self.state = State.IDLE
+        self.release: ReleaseSpool | None = None
+        self.last_error: LastError | None = None
+        #: time.monotonic() when last_error was set, so a device reports its most recent error.
+        self.error_time = 0.0
+        #: How often each chunk of the latest release arrived from the network (since this process started).
+        self.fetched: Counter[int] = Counter()
+        self._manifest_digest: bytes | None = None
+
+    def wanted_topics(self) -> set[str]:
+        """The manifest topic, and while downloading the next ``window`` missing chunks' topics."""
+        topics = {manifest_topic(self.model, self.prefix)}
+        if self.state is State.DOWNLOADING and self.release is not None:
+            version = self.release.manifest.version
+            topics |= {chunk_topic(self.model, version, i, self.prefix) for i in self.release.missing(self.window)}
+        return topics
+
+    def on_manifest(self, envelope: bytes) -> None:
+        """A manifest arrived (retained on subscribe, or newly published)."""
+        digest = hashlib.sha256(envelope).digest()
+        if digest == self._manifest_digest:
+            return
+        self._manifest_digest = digest
+        refused = self.spool.refusal(digest)
+        if refused is not None:
+            self._set_error(refused)
+            self._enter(State.ERROR)
+            return
+        try:
+            manifest = self._accept(envelope)
+        except (UpdateError, DeviceError) as exc:
+            self._refuse(exc, _claimed_version(envelope, self.limits))
+            return
+        if manifest is None:
+            self._drop_release()
+            self._enter(State.IDLE)
+        elif self.release is None or self.release.manifest.payload_sha256 != manifest.payload_sha256:
+            self._start(manifest)
+
+    def on_chunk(self, version: int, index: int, data: bytes) -> None:
+        """A chunk arrived; one that does not belong to the release in progress is ignored."""
+        if self.state is not State.DOWNLOADING or self.release is None or version != self.release.manifest.version:
+            return
+        self.fetched[index] += 1
+        try:
+            self.release.put(index, data)
+        except UpdateError as exc:
+            self._refuse(exc, version)
+            return
+        if self.release.complete:
+            self._enter(State.APPLYING)
+
+    @property
+    def installed(self) -> Installed | None:
+        """The running model, read from the store (an operator may have rolled it back meanwhile)."""
+        return self.store.current(self.model)
+
+    @property
+    def ready_to_apply(self) -> bool:
+        return self.state is State.APPLYING
+
+    def apply(self) -> None:
+        """Apply the complete release to a copy of the model, verify it, and swap it in atomically."""
+        release = self.release
+        manifest = release.manifest
+        staged = None
+        try:
+            self._check_policy(manifest, self.installed)
+            payload = release.assemble()
+            staged = self.store.stage(self.model, copy_current=manifest.payload_kind == "delta")
+            with open(payload, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                sha256 = apply_payload(staged, data, manifest.decompressed_length, self.limits, self.store.slot_reader)
+            self._enter(State.VERIFYING)
+            if sha256 != manifest.target_sha256:
+                raise IntegrityError(
+                    f"release {manifest.version} produced a model with sha256 {sha256.hex()[:16]}…, the manifest "
+                    f"promises {manifest.target_sha256.hex()[:16]}…; the running model is kept"
+                )
+            self.store.commit(self.model, staged, manifest.version, sha256)
+        except (UpdateError, DeviceError, OSError) as exc:
+            if staged is not None:
+                self.store.discard(staged)
+            self._refuse(exc, manifest.version, remember=not isinstance(exc, OSError))
+            return
+        log.info("%s: release %d committed (sha256 %s)", self.model, manifest.version, sha256.hex()[:16])
+        self._enter(State.COMMITTED)
+        self.last_error = None
+        self._drop_release()
+        self._enter(State.IDLE)
+
+    def progress(self) -> Progress | None:
+        if self.release is None or self.state not in (State.DOWNLOADING, State.APPLYING, State.VERIFYING):
+            return None
+        manifest = self.release.manifest
+        return Progress(self.model, manifest.version, self.release.chunks_done, manifest.chunk_count,
+                        self.release.bytes_done, manifest.payload_length)
+
+    def fail(self, exc: BaseException) -> None:
+        """Record an unexpected failure (a bug, or an error outside the codec) without dying."""
+        version = self.release.manifest.version if self.release else 0
+        self._refuse(exc, version, remember=False)
+
+    def _accept(self, envelope: bytes) -> Manifest | None:
+        """The verified manifest if this device should install it; None if there is nothing to do."""
+        manifest = read_manifest(envelope, self.trusted_keys, self.limits)
+        if manifest.model != self.model:
+            raise WrongModelError(f"the manifest on {self.model}'s topic is for model {manifest.model!r}")
+        installed = self.installed
+        if installed is not None and manifest.target_sha256 == installed.sha256:
+            return None
+        if not manifest.in_rollout(self.device_id):
+            log.info("%s: release %d is not rolled out to this device (%.1f%%)", self.model, manifest.version,
+                     manifest.rollout_percent)
+            return None
+        self._check_policy(manifest, installed)
+        return manifest
+
+    def _check_policy(self, manifest: Manifest, installed: Installed | None) -> None:
+        rolled_back = self.store.rolled_back(self.model)
+        if rolled_back is not None and manifest.version <= rolled_back:
+            raise RolledBackError(
+                f"release {manifest.version} was rolled back on this device (up to version {rolled_back}); "
+                "publish a newer version"
+            )
+        check_applicable(
+            manifest, model=self.model, current_version=installed.version if installed else None,
+            current_sha256=installed.sha256 if installed else None, now=self.clock(),
+        )
+
+    def _start(self, manifest: Manifest) -> None:
+        self.fetched = Counter()
+        self.release = self.spool.open(manifest)  # resumes this release's chunks, drops any other's
+        log.info("%s: release %d accepted, %d of %d chunks already spooled", self.model, manifest.version,
+                 self.release.chunks_done, manifest.chunk_count)
+        self._enter(State.APPLYING if self.release.complete else State.DOWNLOADING)
+
+    def _refuse(self, exc: BaseException, release: int, remember: bool = True) -> None:
+        self._set_error(LastError.from_exception(exc, self.model, release))
+        log.warning("%s: release %d refused [%s]: %s", self.model, release, self.last_error.code, exc)
+        if remember and self._manifest_digest is not None:
+            self.spool.refuse(self._manifest_digest, self.last_error)
+        self._drop_release()
+        self._enter(State.ERROR)
+
+    def _set_error(self, error: LastError) -> None:
+        self.last_error = error
+        self.error_time = time.monotonic()
+
+    def _drop_release(self) -> None:
+        self.release = None
+        self.spool.clear()
+
+    def _enter(self, state: State) -> None:
+        if state not in _NEXT[self.state]:
+            raise RuntimeError(f"{self.model}: no transition from {self.state.value} to {state.value}")
+        self.state = state
+
+
+def _claimed_version(envelope: bytes, limits: Limits) -> int:
+    """The version a refused manifest claims, for the status report only (0 if unreadable)."""
+    try:
+        return read_manifest_unverified(envelope, limits).version
+    except UpdateError:
+        return 0

@@ -1,0 +1,91 @@
+"""`rankcast publish`: sign a release and put it on the broker, retained, for every device of a model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
+    """--broker, --username, --password-file, --cafile and --prefix, shared by the broker-facing commands."""
+    parser.add_argument("--broker", required=True, metavar="URL", help="mqtts://HOST:PORT (TLS) or mqtt://HOST:PORT")
+    parser.add_argument("--username", metavar="U", help="broker user name")
+    parser.add_argument("--password-file", type=Path, metavar="F", help="file whose first line is the password")
+    parser.add_argument("--cafile", type=Path, metavar="CA", help="CA certificate of the broker (default: system)")
+    parser.add_argument("--prefix", default="rankcast", help="topic prefix (default: rankcast)")
+    parser.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait for the broker")
+
+
+def broker_session(args: argparse.Namespace):
+    """A publisher.mqtt.BrokerSession for the parsed broker arguments; ``with`` connects it."""
+    from codec.topics import BrokerUrl
+    from publisher.mqtt import BrokerLogin, BrokerSession
+
+    login = BrokerLogin(BrokerUrl.parse(args.broker), args.username, args.password_file, args.cafile)
+    return BrokerSession(login, timeout=args.timeout)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "publish",
+        help="publish a signed release to the MQTT broker",
+        description="Sign a release of MODEL at VERSION and publish it retained at QoS 1: every chunk, then "
+        "the manifest, waiting for each acknowledgement. Devices following the model get it whenever "
+        "they connect. To widen a staged rollout, publish the same version again with a higher --rollout.",
+    )
+    add_broker_arguments(parser)
+    parser.add_argument("--model", required=True, metavar="ID", help="model id (one topic level)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--update", type=Path, metavar="UPDATE.rcu", help="an update from `rankcast update build`")
+    what.add_argument("--full", type=Path, metavar="FILE", help="a whole model file (first deployment)")
+    parser.add_argument("--version", required=True, type=int, metavar="N", help="release version (> devices')")
+    parser.add_argument("--base-version", type=int, metavar="N", help="version the update applies to (N-1)")
+    parser.add_argument("--key", required=True, type=Path, metavar="signing.key", help="release signing key")
+    parser.add_argument("--chunk-size", type=int, default=32 * 1024, metavar="BYTES", help="default 32768")
+    parser.add_argument("--rollout", type=float, default=100.0, metavar="PCT", help="percent of devices (100)")
+    parser.add_argument("--expires", default="30d", metavar="DURATION", help="lifetime: 12h, 30d, 2w (30d)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from codec.keys import load_signing_key
+    from codec.update_file import read_update_file
+    from publisher.release_build import full_release, parse_duration, update_release
+    from publisher.release_ops import publish_release
+
+    options = dict(
+        model=args.model, version=args.version, key=load_signing_key(args.key), chunk_size=args.chunk_size,
+        rollout_percent=args.rollout, lifetime_s=parse_duration(args.expires),
+    )
+    if args.full is not None:
+        release = full_release(args.full.read_bytes(), **options)
+    else:
+        release = update_release(read_update_file(args.update), base_version=args.base_version, **options)
+    manifest, total = release.manifest, len(release.chunks) + 2
+    progress = _Progress(total, f"{args.model} v{args.version}")
+    with broker_session(args) as session:
+        publish_release(session, release, args.prefix, on_ack=progress.update)
+    progress.finish()
+    print(f"published {args.model} release {manifest.version} ({manifest.payload_kind}): {manifest.chunk_count} "
+          f"chunks, {manifest.payload_length} bytes, rollout {manifest.rollout_percent:g}%, key {manifest.key_id}, "
+          f"expires {manifest.expires}")
+    return 0
+
+
+class _Progress:
+    """An acknowledgement counter on stderr: a redrawn bar on a terminal, nothing otherwise."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total, self.label = total, label
+        self.shown = sys.stderr.isatty()
+
+    def update(self, done: int) -> None:
+        if self.shown:
+            filled = 30 * done // self.total
+            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} acknowledged")
+            sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")

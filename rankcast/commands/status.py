@@ -1,0 +1,32 @@
+"""`rankcast status`: every device's retained status, with counts per version and per state."""
+
+from __future__ import annotations
+
+import argparse
+
+from rankcast.commands.publish import add_broker_arguments
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "status",
+        help="show the fleet: state, version and last error of every device",
+        description="Read every device's retained status from the broker (needs a publisher account) and "
+        "print a row per device, then how many devices run each version and are in each state.",
+    )
+    add_broker_arguments(parser)
+    parser.add_argument("--model", metavar="ID", help="only devices that follow this model")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from publisher.mqtt_fleet import format_report, read_fleet
+    from rankcast.commands.publish import broker_session
+
+    with broker_session(args) as session:
+        report = read_fleet(session, args.prefix, args.model)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return 0

@@ -1,0 +1,84 @@
+"""Fixtures for the device client without a broker: keys, models, and a Device fed by an in-memory table
+of retained messages (the MQTT suite in tests/mqtt runs the same Device against a real Mosquitto)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import release_factory as rf  # noqa: E402
+from release_factory import MODEL  # noqa: E402
+
+from codec.keys import SigningKey  # noqa: E402
+from codec.release import Release  # noqa: E402
+from codec.topics import BrokerUrl, chunk_topic, manifest_topic  # noqa: E402
+from device_client.config import BrokerSettings, ClientSettings, DeviceConfig  # noqa: E402
+from device_client.device import Device  # noqa: E402
+from device_client.store import FileModelStore  # noqa: E402
+
+
+class Retained:
+    """Topic -> payload, as a broker retains them; ``pump`` delivers what a device subscribes to."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, bytes] = {}
+
+    def add(self, release: Release, manifest: bytes | None = None) -> None:
+        m = release.manifest
+        for index, chunk in enumerate(release.chunks):
+            self.messages[chunk_topic(m.model, m.version, index)] = chunk
+        self.messages[manifest_topic(m.model)] = release.envelope if manifest is None else manifest
+
+    def pump(self, device: Device, max_chunks: int | None = None) -> int:
+        """Deliver what the device subscribes to (each topic once), applying as it goes; returns chunks sent."""
+        delivered, seen = 0, set()
+        while fresh := sorted(device.wanted_topics() - seen):
+            for topic in fresh:
+                seen.add(topic)
+                is_chunk = "/chunks/" in topic
+                if topic not in self.messages or (is_chunk and max_chunks is not None and delivered >= max_chunks):
+                    continue
+                device.handle(topic, self.messages[topic])
+                delivered += is_chunk
+            if device.has_work():
+                device.work()
+        return delivered
+
+
+@pytest.fixture
+def signing(tmp_path: Path) -> tuple[SigningKey, Path]:
+    return rf.keypair(tmp_path / "keys")
+
+
+@pytest.fixture
+def base_model() -> bytes:
+    return rf.make_model(1)
+
+
+@pytest.fixture
+def make_device(tmp_path: Path, signing, base_model) -> Callable[..., Device]:
+    """A Device for MODEL with ``base_model`` installed as version 1 (``installed=False``: nothing)."""
+
+    def make(device_id: str = "dev-1", installed: bool = True, trusted: Path | None = None, **options) -> Device:
+        model_dir = tmp_path / device_id
+        if installed and not (model_dir / MODEL).exists():
+            source = tmp_path / "base.rcw"
+            source.write_bytes(base_model)
+            FileModelStore(model_dir).install(MODEL, source, 1)
+        config = DeviceConfig(
+            device_id=device_id, model_dir=model_dir, trusted_keys=(trusted or signing[1],), models=(MODEL,),
+            broker=BrokerSettings(BrokerUrl.parse("mqtt://127.0.0.1:1")), client=ClientSettings(chunk_window=4),
+        )
+        return Device(config, **options)
+
+    return make
+
+
+@pytest.fixture
+def retained() -> Retained:
+    return Retained()

@@ -1,0 +1,62 @@
+"""The chunk spool: only verified chunks are kept, they survive a restart, the payload is checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import release_factory as rf
+
+from codec.errors import ChunkError, IntegrityError
+from device_client.spool import Spool
+from device_client.status import LastError
+
+
+@pytest.fixture
+def release(signing, base_model):
+    return rf.delta(base_model, 2, "digits", 2, signing[0], chunk_size=512)[0]
+
+
+def test_only_verified_chunks_are_kept(tmp_path: Path, release) -> None:
+    spooled = Spool(tmp_path).open(release.manifest)
+    with pytest.raises(ChunkError):
+        spooled.put(0, b"x" * len(release.chunks[0]))
+    assert spooled.put(0, release.chunks[0]) is True
+    assert spooled.put(0, release.chunks[0]) is False
+    assert spooled.missing() == list(range(1, release.manifest.chunk_count))
+
+
+def test_chunks_survive_a_restart_and_damaged_files_are_dropped(tmp_path: Path, release) -> None:
+    spooled = Spool(tmp_path).open(release.manifest)
+    for index in (0, 1, 2):
+        spooled.put(index, release.chunks[index])
+    (spooled.directory / "chunks" / "1").write_bytes(b"bit rot")
+    reopened = Spool(tmp_path).open(release.manifest)
+    assert reopened.chunks_done == 2 and 1 in reopened.missing()
+
+
+def test_the_assembled_payload_is_the_release_payload(tmp_path: Path, release) -> None:
+    spooled = Spool(tmp_path).open(release.manifest)
+    for index, chunk in enumerate(release.chunks):
+        spooled.put(index, chunk)
+    assert spooled.complete
+    assert spooled.assemble().read_bytes() == b"".join(release.chunks)
+    (spooled.directory / "chunks" / "0").write_bytes(b"changed after arrival")
+    with pytest.raises(IntegrityError):
+        spooled.assemble()
+
+
+def test_opening_another_release_drops_the_old_one(tmp_path: Path, signing, base_model, release) -> None:
+    spool = Spool(tmp_path)
+    spool.open(release.manifest).put(0, release.chunks[0])
+    other = rf.delta(base_model, 3, "digits", 3, signing[0], chunk_size=512)[0]
+    spool.open(other.manifest)
+    assert spool.open(release.manifest).chunks_done == 0
+
+
+def test_a_refusal_is_remembered_for_that_manifest_only(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    error = LastError("expired", "release 2 expired", 2, "digits")
+    spool.refuse(b"a" * 32, error)
+    assert Spool(tmp_path).refusal(b"a" * 32) == error
+    assert Spool(tmp_path).refusal(b"b" * 32) is None

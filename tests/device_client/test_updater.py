@@ -1,0 +1,228 @@
+"""A device's update decisions, fed from an in-memory table of retained messages (no broker)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import tracemalloc
+
+import msgpack
+import pytest
+import release_factory as rf
+from release_factory import MODEL
+
+from codec.keys import generate_signing_key
+from codec.topics import manifest_topic
+from codec.update_file import UpdateFile
+from device_client.store import FileModelStore
+from publisher.release_build import update_release
+
+
+def _running(device) -> bytes:
+    return FileModelStore(device.config.model_dir).model_path(MODEL).read_bytes()
+
+
+def test_a_delta_release_is_applied_exactly(make_device, retained, signing, base_model) -> None:
+    device = make_device()
+    release, expected = rf.delta(base_model, 2, MODEL, 2, signing[0], chunk_size=512)
+    retained.add(release)
+    assert retained.pump(device) == release.manifest.chunk_count
+    assert _running(device) == expected
+    status = json.loads(device.status().to_json())
+    assert status == {
+        "device": "dev-1", "state": "idle", "progress": None, "last_error": None,
+        "models": {MODEL: {"version": 2, "sha256": hashlib.sha256(expected).hexdigest()}},
+    }
+
+
+def test_chunks_are_requested_a_window_at_a_time(make_device, retained, signing, base_model) -> None:
+    device = make_device()
+    release, _ = rf.delta(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
+    assert release.manifest.chunk_count > device.config.client.chunk_window
+    device.handle(manifest_topic(MODEL), release.envelope)
+    chunk_topics = [t for t in device.wanted_topics() if "/chunks/" in t]
+    assert len(chunk_topics) == device.config.client.chunk_window
+    progress = device.status().progress
+    assert (device.status().state, progress.chunks_done, progress.chunks_total) == (
+        "downloading", 0, release.manifest.chunk_count)
+
+
+def test_a_full_release_installs_a_model_where_there_was_none(make_device, retained, signing) -> None:
+    device = make_device(installed=False)
+    model_file = rf.make_model(7)
+    retained.add(rf.full(model_file, MODEL, 1, signing[0]))
+    retained.pump(device)
+    assert _running(device) == model_file and device.running_models()[MODEL][0] == 1
+
+
+def test_a_download_resumes_after_a_restart_without_fetching_held_chunks(
+    make_device, retained, signing, base_model
+) -> None:
+    release, expected = rf.delta(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
+    retained.add(release)
+    assert retained.pump(make_device(), max_chunks=5) == 5
+    restarted = make_device()
+    assert retained.pump(restarted) == release.manifest.chunk_count - 5
+    assert _running(restarted) == expected
+
+
+def _refused(device, retained, envelope_or_release, expect: str) -> dict:
+    """Deliver a bad release; check it was refused with ``expect`` and the model kept."""
+    before = _running(device)
+    if isinstance(envelope_or_release, bytes):
+        retained.messages[manifest_topic(MODEL)] = envelope_or_release
+    else:
+        retained.add(envelope_or_release)
+    retained.pump(device)
+    status = json.loads(device.status().to_json())
+    assert status["state"] == "error" and status["last_error"]["code"] == expect, status
+    assert _running(device) == before and status["models"][MODEL]["version"] == 1
+    return status["last_error"]
+
+
+def test_a_manifest_signed_by_an_unknown_key_is_refused(make_device, retained, base_model) -> None:
+    release, _ = rf.delta(base_model, 2, MODEL, 2, generate_signing_key())
+    _refused(make_device(), retained, release, "unknown-key")
+
+
+def test_an_altered_manifest_is_refused(make_device, retained, signing, base_model) -> None:
+    release, _ = rf.delta(base_model, 2, MODEL, 2, signing[0])
+    envelope = msgpack.unpackb(release.envelope)
+    envelope["signed"] = envelope["signed"].replace(b"\x02", b"\x03", 1)
+    _refused(make_device(), retained, msgpack.packb(envelope), "bad-signature")
+
+
+def test_an_older_version_is_refused(make_device, retained, signing, base_model) -> None:
+    device = make_device()
+    first, second_base = rf.delta(base_model, 2, MODEL, 2, signing[0])
+    retained.add(first)
+    retained.pump(device)
+    replay, _ = rf.delta(base_model, 3, MODEL, 2, signing[0])
+    before = _running(device)
+    retained.add(replay)
+    retained.pump(device)
+    assert device.status().last_error.code == "old-version" and _running(device) == before == second_base
+
+
+def test_a_release_for_another_base_is_refused(make_device, retained, signing) -> None:
+    release, _ = rf.delta(rf.make_model(99), 2, MODEL, 2, signing[0])
+    _refused(make_device(), retained, release, "wrong-base")
+
+
+def test_an_expired_manifest_is_refused(make_device, retained, signing, base_model) -> None:
+    release, _ = rf.delta(base_model, 2, MODEL, 2, signing[0], lifetime_s=60)
+    late = make_device(clock=lambda: time.time() + 120)
+    _refused(late, retained, release, "expired")
+
+
+def test_a_corrupted_chunk_is_refused(make_device, retained, signing, base_model) -> None:
+    release, _ = rf.delta(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
+    retained.add(release)
+    topic = sorted(t for t in retained.messages if "/chunks/" in t)[3]
+    retained.messages[topic] = bytes(b ^ 0xFF for b in retained.messages[topic])
+    _refused(make_device(), retained, retained.messages[manifest_topic(MODEL)], "bad-chunk")
+
+
+def test_a_release_whose_result_differs_from_its_promise_is_refused(
+    make_device, retained, signing, base_model
+) -> None:
+    update = rf.make_update(base_model, 2)
+    lying = UpdateFile(update.payload, update.decompressed_length, "delta", update.base_sha256, b"\x00" * 32)
+    release = update_release(lying, model=MODEL, version=2, key=signing[0], lifetime_s=rf.DAY)
+    _refused(make_device(), retained, release, "bad-hash")
+
+
+def test_a_rolled_back_release_is_not_installed_again(make_device, retained, signing, base_model) -> None:
+    device = make_device()
+    release, _ = rf.delta(base_model, 2, MODEL, 2, signing[0])
+    retained.add(release)
+    retained.pump(device)
+    FileModelStore(device.config.model_dir).rollback(MODEL)
+    _refused(make_device(), retained, release, "rolled-back")
+
+
+def test_a_refused_manifest_is_not_retried_until_a_new_one_arrives(
+    make_device, retained, signing, base_model
+) -> None:
+    release, _ = rf.delta(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
+    retained.add(release)
+    topic = sorted(t for t in retained.messages if "/chunks/" in t)[0]
+    retained.messages[topic] = b"\x00" * len(retained.messages[topic])
+    device = make_device()
+    assert retained.pump(device) > 0
+    assert retained.pump(device) == 0
+    restarted = make_device()
+    assert retained.pump(restarted) == 0 and restarted.status().last_error.code == "bad-chunk"
+    fixed, expected = rf.delta(base_model, 4, MODEL, 3, signing[0])
+    retained.add(fixed)
+    retained.pump(restarted)
+    assert _running(restarted) == expected and restarted.status().last_error is None
+
+
+def test_the_running_release_arriving_again_is_not_an_error(make_device, retained, signing, base_model) -> None:
+    device = make_device()
+    release, _ = rf.delta(base_model, 2, MODEL, 2, signing[0])
+    retained.add(release)
+    retained.pump(device)
+    restarted = make_device()
+    assert retained.pump(restarted) == 0
+    assert restarted.status().state == "idle" and restarted.status().last_error is None
+
+
+@pytest.mark.parametrize("percent", [0.0, 100.0])
+def test_only_devices_in_the_rollout_cohort_download(make_device, retained, signing, base_model, percent) -> None:
+    release, _ = rf.delta(base_model, 2, MODEL, 2, signing[0], rollout_percent=percent)
+    retained.add(release)
+    device = make_device()
+    retained.pump(device)
+    assert device.running_models()[MODEL][0] == (2 if percent else 1)
+    assert device.status().last_error is None
+
+
+
+def _release_of(payload: bytes, length: int, base_model: bytes, key) -> object:
+    """A correctly signed and chunked release of ``payload``, claiming to update ``base_model``."""
+    update = rf.make_update(base_model, 2)
+    broken = UpdateFile(payload, length, "delta", update.base_sha256, update.target_sha256)
+    return update_release(broken, model=MODEL, version=2, key=key, lifetime_s=rf.DAY)
+
+
+def test_a_payload_that_does_not_decompress_is_refused(make_device, retained, signing, base_model) -> None:
+    update = rf.make_update(base_model, 2)
+    damaged = bytearray(update.payload)
+    damaged[len(damaged) // 2 :] = bytes(len(damaged) - len(damaged) // 2)
+    release = _release_of(bytes(damaged), update.decompressed_length, base_model, signing[0])
+    _refused(make_device(), retained, release, "bad-format")
+
+
+def test_an_update_for_tensors_the_model_lacks_is_refused(make_device, retained, signing, base_model) -> None:
+    other = rf.make_update(rf.make_model(3, {"other.weight": (4, 4)}), 1)
+    release = _release_of(other.payload, other.decompressed_length, base_model, signing[0])
+    _refused(make_device(), retained, release, "model-mismatch")
+
+
+def test_memory_stays_bounded_while_a_large_release_downloads(make_device, retained, signing) -> None:
+    model_file = rf.make_model(12, {"big.weight": (512, 1024)})  # 2 MiB of incompressible weights
+    release = rf.full(model_file, MODEL, 2, signing[0], chunk_size=4096)
+    retained.add(release)
+    device = make_device()
+    device.handle(manifest_topic(MODEL), release.envelope)
+    tracemalloc.start()
+    try:
+        while not device.has_work():
+            chunk_topics = {t for t in device.wanted_topics() if "/chunks/" in t}
+            assert 0 < len(chunk_topics) <= device.config.client.chunk_window
+            for topic in chunk_topics:
+                device.handle(topic, retained.messages[topic])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert release.manifest.chunk_count > 400 and peak < 256 * 1024, peak
+    device.work()
+    assert _running(device) == model_file
+
+
+def test_a_manifest_for_another_model_is_refused(make_device, retained, signing, base_model) -> None:
+    release, _ = rf.delta(base_model, 2, "other-model", 2, signing[0])
+    _refused(make_device(), retained, release.envelope, "wrong-model")

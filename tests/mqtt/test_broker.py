@@ -1,0 +1,92 @@
+"""The broker as broker_config sets it up: TLS only, passwords, and an ACL that keeps devices in their lane."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from fleet_harness import Broker
+
+from broker_config import BrokerLayout, Listeners, make_test_ca, render_config
+from codec.topics import manifest_topic, status_topic
+from publisher.errors import BrokerUnreachableError, CredentialsRefusedError, NotAuthorizedError
+from publisher.mqtt import BrokerSession
+
+
+def test_the_config_sets_tls_persistence_auth_and_limits(tmp_path: Path) -> None:
+    layout = BrokerLayout(tmp_path)
+    text = render_config(layout, Listeners(tls_port=8883, dev_port=1883))
+    assert "$" not in re.sub(r"(?m)^#.*$", "", text), "an unfilled placeholder"
+    for line in ("allow_anonymous false", "persistence true", f"password_file {layout.passwords}",
+                 f"acl_file {layout.acl}", "listener 8883", "tls_version tlsv1.2", "listener 1883 127.0.0.1",
+                 "max_queued_messages 4000", "max_packet_size 266240", f"certfile {layout.server_cert}"):
+        assert re.search(rf"(?m)^{re.escape(line)}$", text), line
+    assert "listener 1883" not in render_config(layout, Listeners(tls_port=8883))
+
+
+def test_a_test_ca_is_never_overwritten(tmp_path: Path) -> None:
+    layout = BrokerLayout(tmp_path)
+    make_test_ca(layout, ("broker.local", "10.0.0.5"))
+    with pytest.raises(FileExistsError):
+        make_test_ca(layout)
+
+
+def _session(broker: Broker, user: str, password: Path, url: str | None = None, cafile: Path | None = None):
+    login = broker.login(user, password, url)
+    return BrokerSession(replace(login, cafile=cafile) if cafile else login, timeout=5.0)
+
+
+def test_a_wrong_password_is_refused(broker: Broker, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-the-password\n")
+    with pytest.raises(CredentialsRefusedError, match="refused user"):
+        _session(broker, "publisher", wrong).connect()
+
+
+def test_a_device_credential_cannot_publish_releases(broker: Broker, device_ids) -> None:
+    own, other = device_ids(2)
+    with _session(broker, own, broker.device_password) as session:
+        session.publish_all([(status_topic(own), b'{"state": "idle"}')])
+        with pytest.raises(NotAuthorizedError, match="only publisher accounts"):
+            session.publish_all([(manifest_topic("digits"), b"forged")])
+        with pytest.raises(NotAuthorizedError):
+            session.publish_all([(status_topic(other), b'{"state": "idle"}')])
+
+
+def test_plain_mqtt_on_the_tls_port_gets_nowhere(broker: Broker) -> None:
+    with pytest.raises(BrokerUnreachableError):
+        _session(broker, "publisher", broker.layout.credential("publisher"), f"mqtt://localhost:{broker.port}").connect()
+
+
+def test_a_broker_certificate_from_another_ca_is_refused(broker: Broker, tmp_path: Path) -> None:
+    stranger = BrokerLayout(tmp_path / "other")
+    make_test_ca(stranger)
+    with pytest.raises(BrokerUnreachableError, match="certificate verify failed"):
+        _session(broker, "publisher", broker.layout.credential("publisher"), cafile=stranger.ca_cert).connect()
+
+
+def test_the_development_listener_is_plain_but_still_authenticated(broker: Broker, tmp_path: Path) -> None:
+    url = f"mqtt://127.0.0.1:{broker.dev_port}"
+    with _session(broker, "publisher", broker.layout.credential("publisher"), url):
+        pass
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("x\n")
+    with pytest.raises(CredentialsRefusedError):
+        _session(broker, "publisher", wrong, url).connect()
+
+
+def test_a_device_with_a_refused_password_keeps_retrying_without_dying(broker, device_ids, make_device,
+                                                                        model_id, tmp_path, caplog) -> None:
+    device = make_device(broker, device_ids(1)[0], model_id, base=None)
+    config = device.config_path.read_text().replace(str(broker.device_password), str(tmp_path / "wrong"))
+    (tmp_path / "wrong").write_text("wrong\n")
+    device.stop()
+    device.config_path.write_text(config)
+    device.start()
+    time.sleep(1.0)
+    assert device.alive and device.version(model_id) is None
+    device.stop()
+    assert sum("refused the connection" in record.message for record in caplog.records) >= 2

@@ -1,0 +1,136 @@
+"""The commands as an operator types them: broker setup, publish, status, release, device."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import release_factory as rf
+from fleet_harness import Broker, wait_for, write_device_config
+
+from codec.keys import PRIVATE_NAME
+from codec.topics import status_topic
+from codec.update_file import write_update_file
+from rankcast.cli import main
+
+
+def _broker_args(broker: Broker, user: str, password: Path) -> list[str]:
+    return ["--broker", broker.url, "--username", user, "--password-file", str(password),
+            "--cafile", str(broker.layout.ca_cert)]
+
+
+def _publisher_args(broker: Broker) -> list[str]:
+    return _broker_args(broker, "publisher", broker.layout.credential("publisher"))
+
+
+def test_broker_setup_commands_fill_a_data_directory(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "broker-data"
+    assert main(["broker", "certs", "--data-dir", str(data), "--host", "broker.local"]) == 0
+    assert main(["broker", "adduser", "pump-1", "--role", "device", "--data-dir", str(data)]) == 0
+    assert main(["broker", "adduser", "ops", "--role", "publisher", "--data-dir", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "ca.crt" in out and "pump-1.password" in out
+    assert {line.split(":")[0] for line in (data / "passwd").read_text().splitlines()} == {"pump-1", "ops"}
+    assert "user ops\ntopic readwrite rankcast/models/#" in (data / "acl").read_text()
+    assert (data / "credentials" / "pump-1.password").stat().st_mode & 0o777 == 0o600
+    assert main(["broker", "--data-dir", str(tmp_path / "empty"), "--port", "18999"]) == 1
+    assert "[not-prepared]" in capsys.readouterr().err
+
+
+def test_publish_status_and_release_commands(broker, device_ids, make_device, model_id, signing, capsys) -> None:
+    base = rf.make_model(8)
+    device = make_device(broker, device_ids(1)[0], model_id, base)
+    update = rf.make_update(base, 4)
+    write_update_file(signing[1].parent / "v2.rcu", update)
+    key = str(signing[1].parent / PRIVATE_NAME)
+    publish = ["publish", *_publisher_args(broker), "--model", model_id, "--key", key, "--chunk-size", "512"]
+    assert main([*publish, "--update", str(signing[1].parent / "v2.rcu"), "--version", "2"]) == 0
+    assert f"published {model_id} release 2 (delta)" in capsys.readouterr().out
+    wait_for(lambda: device.version(model_id) == 2, "the published update applied")
+    assert device.model_file(model_id) == rf.applied(base, update)
+
+    (signing[1].parent / "v3.rcw").write_bytes(rf.make_model(9))
+    assert main([*publish, "--full", str(signing[1].parent / "v3.rcw"), "--version", "3", "--expires", "2h"]) == 0
+    wait_for(lambda: device.version(model_id) == 3, "the full release applied")
+    capsys.readouterr()
+
+    def reported() -> dict:
+        assert main(["status", *_publisher_args(broker), "--model", model_id, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    wait_for(lambda: reported()["versions"] == {model_id: {"3": 1}}, "status --json showing version 3")
+    assert main(["status", *_publisher_args(broker), "--model", model_id]) == 0
+    assert "version 3: 1" in capsys.readouterr().out
+
+    assert main(["release", "list", *_publisher_args(broker), "--model", model_id]) == 0
+    listed = capsys.readouterr().out
+    assert "release 2: delta" in listed and "release 3: full" in listed and "(current)" in listed
+    assert main(["release", "prune", *_publisher_args(broker), "--model", model_id]) == 0
+    assert f"cleared {model_id} release 2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("who", "code"), [("device", "not-authorized"), ("stranger", "bad-credentials")])
+def test_publish_refused_by_the_broker_exits_non_zero(broker, device_ids, signing, tmp_path, capsys, who, code):
+    model_file = tmp_path / "model.rcw"
+    model_file.write_bytes(rf.make_model(1))
+    if who == "device":
+        user, password = device_ids(1)[0], broker.device_password
+    else:
+        user, password = "publisher", tmp_path / "wrong.password"
+        password.write_text("wrong\n")
+    argv = ["publish", *_broker_args(broker, user, password), "--model", "digits", "--full", str(model_file),
+            "--version", "1", "--key", str(signing[1].parent / PRIVATE_NAME)]
+    assert main(argv) == 1
+    assert f"rankcast: error [{code}]" in capsys.readouterr().err
+
+
+def test_device_install_and_rollback_commands(broker, device_ids, signing, tmp_path, capsys) -> None:
+    device_id = device_ids(1)[0]
+    config = write_device_config(tmp_path, broker, device_id, "digits", signing[1])
+    for version, seed in ((1, 1), (2, 2)):
+        (tmp_path / f"v{version}.rcw").write_bytes(rf.make_model(seed))
+        argv = ["device", "install", "--config", str(config), "--model", "digits",
+                "--file", str(tmp_path / f"v{version}.rcw"), "--version", str(version)]
+        assert main(argv) == 0
+    assert main(["device", "rollback", "--config", str(config), "--model", "digits"]) == 0
+    assert "rolled back to version 1" in capsys.readouterr().out
+    assert (tmp_path / "models" / "digits" / "model.rcw").read_bytes() == (tmp_path / "v1.rcw").read_bytes()
+    assert main(["device", "rollback", "--config", str(config), "--model", "digits"]) == 1
+    assert "[no-previous]" in capsys.readouterr().err
+    assert main(["device", "install", "--config", str(config), "--model", "other", "--file",
+                 str(tmp_path / "v1.rcw"), "--version", "1"]) == 1
+    assert "[bad-config]" in capsys.readouterr().err
+
+
+def test_device_run_follows_releases_and_says_offline_when_stopped(broker, device_ids, model_id, signing, tmp_path):
+    device_id = device_ids(1)[0]
+    config = write_device_config(tmp_path, broker, device_id, model_id, signing[1])
+    base = rf.make_model(6)
+    (tmp_path / "base.rcw").write_bytes(base)
+    assert main(["device", "install", "--config", str(config), "--model", model_id,
+                 "--file", str(tmp_path / "base.rcw"), "--version", "1"]) == 0
+    process = subprocess.Popen([sys.executable, "-m", "rankcast", "device", "run", "--config", str(config)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        release, expected = rf.delta(base, 3, model_id, 2, signing[0])
+        broker.publish(release)
+
+        def status() -> dict:
+            with broker.publisher() as session:
+                found = session.retained([status_topic(device_id)])
+            return json.loads(found.get(status_topic(device_id), b"{}"))
+
+        wait_for(lambda: status().get("models", {}).get(model_id, {}).get("version") == 2, "version 2 reported")
+        assert (tmp_path / "models" / model_id / "model.rcw").read_bytes() == expected
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        assert status()["state"] == "offline"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output = process.communicate(timeout=5)[0]
+    assert "release 2 committed" in output

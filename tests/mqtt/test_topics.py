@@ -1,0 +1,54 @@
+"""Topic names and broker URLs: what devices subscribe to and parse back, property-tested."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from codec.topics import (
+    BrokerUrl,
+    ModelTopic,
+    chunk_topic,
+    manifest_topic,
+    parse_model_topic,
+    release_manifest_topic,
+    status_topic,
+)
+
+ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True)
+numbers = st.integers(min_value=0, max_value=10**9)
+
+
+@given(ids, numbers, numbers)
+def test_model_topics_parse_back_to_what_they_name(model: str, version: int, index: int) -> None:
+    assert parse_model_topic(manifest_topic(model)) == ModelTopic(model)
+    assert parse_model_topic(release_manifest_topic(model, version)) == ModelTopic(model, version)
+    assert parse_model_topic(chunk_topic(model, version, index)) == ModelTopic(model, version, index)
+    assert parse_model_topic(status_topic(model)) is None
+
+
+@pytest.mark.parametrize("topic", [
+    "rankcast/models/m", "rankcast/models/m/releases/x/chunks/1", "rankcast/models/m/releases/1/chunks/-1",
+    "rankcast/models/m/releases/1/chunks/1/extra", "other/models/m/manifest", "rankcast/models/m/manifest/x",
+])
+def test_other_topics_name_nothing(topic: str) -> None:
+    assert parse_model_topic(topic) is None
+
+
+@pytest.mark.parametrize(("device", "bad"), [("a/b", True), ("+", True), ("#", True), ("pump-1", False)])
+def test_ids_cannot_escape_their_topic_level(device: str, bad: bool) -> None:
+    if bad:
+        with pytest.raises(ValueError):
+            status_topic(device)
+    else:
+        assert status_topic(device) == "rankcast/devices/pump-1/status"
+
+
+def test_broker_urls() -> None:
+    assert BrokerUrl.parse("mqtts://broker.example.com") == BrokerUrl("broker.example.com", 8883, True)
+    assert BrokerUrl.parse("mqtt://127.0.0.1:1884") == BrokerUrl("127.0.0.1", 1884, False)
+    assert str(BrokerUrl.parse("mqtts://h:1")) == "mqtts://h:1"
+    for bad in ("http://h", "mqtts://", "mqtts://user:pw@h", "mqtt://h/path", "mqtt://h:99999"):
+        with pytest.raises(ValueError):
+            BrokerUrl.parse(bad)
