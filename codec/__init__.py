@@ -5,6 +5,7 @@ description of every byte is docs/format.md.
 """
 
 from codec.apply import apply_payload, file_sha256
+from codec.canary import Canary
 from codec.chunks import Reassembler, split_payload, verify_chunk
 from codec.errors import (
     BaseMismatchError,
@@ -31,7 +32,7 @@ from codec.release import Release, make_release
 from codec.weights import TensorSlot, encode_weights, load_weights, read_slots, write_weights
 
 __all__ = [
-    "DEFAULT_LIMITS", "BaseMismatchError", "ChunkError", "DenseRecord", "ExpiredError", "FormatError",
+    "DEFAULT_LIMITS", "BaseMismatchError", "Canary", "ChunkError", "DenseRecord", "ExpiredError", "FormatError",
     "FullRecord", "IntegrityError", "LimitError", "Limits", "LowRankRecord", "Manifest", "ModelMismatchError",
     "NonFiniteError", "Reassembler", "Record", "Release", "RollbackError", "SignatureError", "SigningKey",
     "SparseRecord", "TensorSlot", "UnknownKeyError", "UpdateError", "VerifyKey", "WrongModelError", "apply_payload",

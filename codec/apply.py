@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import mmap
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +20,11 @@ import numpy as np
 from codec.arrays import CODE_MAX, WireArray, unpack
 from codec.errors import FormatError, ModelMismatchError, NonFiniteError
 from codec.limits import DEFAULT_LIMITS, Limits
+from codec.model_files import read_model_slots
 from codec.payload import iter_records
 from codec.records import DenseRecord, FullRecord, LowRankRecord, Record, SparseRecord, sparse_positions
-from codec.weights import TensorSlot, read_slots
+from codec.weights import SlotReader, TensorSlot
 
-SlotReader = Callable[[memoryview, Limits], Mapping[str, TensorSlot]]
 _FLOAT32_EXACT = 2**24
 
 
@@ -101,9 +101,12 @@ def apply_payload(
     payload: bytes,
     decompressed_length: int,
     limits: Limits = DEFAULT_LIMITS,
-    slot_reader: SlotReader = read_slots,
+    slot_reader: SlotReader = read_model_slots,
 ) -> bytes:
     """Apply a payload to the model file at ``path`` in place; returns the file's new sha256.
+
+    The default slot reader follows the file's content (codec.model_files): RCW or a .tflite with an
+    embedded binding. Pass ``codec.tflite.binding_slot_reader(binding)`` for a .tflite bound by content.
 
     The caller passes a copy of the running model: on any error the file is left half-written.
     Extra memory is about the largest tensor (one record and one result at a time).

@@ -12,10 +12,11 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, asdict, dataclass, field, fields
 
 import msgpack
 
+from codec.canary import Canary, read_canary
 from codec.errors import (
     BaseMismatchError,
     ExpiredError,
@@ -46,9 +47,15 @@ def validate_id(value: object, what: str = "id") -> str:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Manifest:
-    """Everything a device needs to decide on, fetch, check and apply one release."""
+    """Everything a device needs to decide on, fetch, check and apply one release.
+
+    ``canary`` is optional and signed like every field, but kept beside the dataclass fields: when it is
+    None the canonical encoding has no ``canary`` key at all, so manifests without one keep their exact
+    bytes and ``dataclasses.asdict`` keeps its 17 keys (``signed_fields`` adds it). Equality, hashing and
+    ``dataclasses.replace`` include it.
+    """
 
     model: str
     version: int
@@ -67,6 +74,28 @@ class Manifest:
     rollout_salt: str
     key_id: str
     format: int = field(default=MANIFEST_FORMAT)
+    canary: InitVar[Canary | None] = None
+
+    def __post_init__(self, canary: Canary | None) -> None:
+        object.__setattr__(self, "canary", canary)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Manifest):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def _values(self) -> tuple:
+        return (*(getattr(self, f.name) for f in fields(self)), self.canary)
+
+    def signed_fields(self) -> dict:
+        """The map that is signed: the fields, plus ``canary`` only when there is one."""
+        values = asdict(self)
+        if self.canary is not None:
+            values["canary"] = self.canary.to_msgpack()
+        return values
 
     @property
     def chunk_count(self) -> int:
@@ -83,7 +112,7 @@ class Manifest:
 
     def canonical_bytes(self) -> bytes:
         """The signed encoding: a msgpack map with keys sorted, floats as float64."""
-        return msgpack.packb(dict(sorted(asdict(self).items())), use_bin_type=True)
+        return msgpack.packb(dict(sorted(self.signed_fields().items())), use_bin_type=True)
 
     def in_rollout(self, device_id: str) -> bool:
         """Whether ``device_id`` falls in this release's cohort (stable per salt, uniform over ids)."""
@@ -95,9 +124,15 @@ def sign_manifest(manifest: Manifest, key: SigningKey) -> bytes:
     """The envelope bytes that travel: the canonical manifest and its signature."""
     if manifest.key_id != key.verify_key.key_id:
         raise FormatError(f"manifest names key {manifest.key_id} but is signed with {key.verify_key.key_id}")
-    _validate_fields(asdict(manifest), DEFAULT_LIMITS)
+    _validate_fields(manifest.signed_fields(), DEFAULT_LIMITS)
     signed = manifest.canonical_bytes()
-    return msgpack.packb({"signed": signed, "signature": key.sign(SIGNATURE_DOMAIN + signed)})
+    envelope = msgpack.packb({"signed": signed, "signature": key.sign(SIGNATURE_DOMAIN + signed)})
+    if len(envelope) > DEFAULT_LIMITS.max_manifest_bytes:
+        raise LimitError(
+            f"the manifest would be {len(envelope)} bytes; devices refuse more than "
+            f"{DEFAULT_LIMITS.max_manifest_bytes} (use a larger chunk size or a smaller canary)"
+        )
+    return envelope
 
 
 def read_manifest(
@@ -136,9 +171,9 @@ def _parse_envelope(envelope: bytes, limits: Limits) -> tuple[bytes, bytes, dict
     return signed, signature, fields
 
 
-def _to_manifest(fields: dict, signed: bytes, limits: Limits) -> Manifest:
-    _validate_fields(fields, limits)
-    manifest = Manifest(**fields)
+def _to_manifest(values: dict, signed: bytes, limits: Limits) -> Manifest:
+    canary = _validate_fields(values, limits)
+    manifest = Manifest(**{name: value for name, value in values.items() if name not in _OPTIONAL}, canary=canary)
     if manifest.canonical_bytes() != signed:
         raise FormatError("the signed manifest is not canonically encoded")
     return manifest
@@ -185,10 +220,15 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _validate_fields(fields: dict, limits: Limits) -> None:
-    if set(fields) != set(_TYPES):
+#: Keys a manifest may carry or leave out; absent means None (never an explicit nil).
+_OPTIONAL = {"canary"}
+
+
+def _validate_fields(fields: dict, limits: Limits) -> Canary | None:
+    """Check every field against the spec; returns the validated canary, or None without one."""
+    if set(fields) - _OPTIONAL != set(_TYPES):
         raise FormatError(f"manifest fields differ from the spec: missing {set(_TYPES) - set(fields) or '{}'}, "
-                          f"unknown {set(fields) - set(_TYPES) or '{}'}")
+                          f"unknown {set(fields) - set(_TYPES) - _OPTIONAL or '{}'}")
     for name, types in _TYPES.items():
         if type(fields[name]) not in types:
             raise FormatError(f"manifest field {name} must be {' or '.join(t.__name__ for t in types)}")
@@ -204,6 +244,7 @@ def _validate_fields(fields: dict, limits: Limits) -> None:
     percent = fields["rollout_percent"]
     if not (math.isfinite(percent) and 0.0 <= percent <= 100.0) or len(fields["rollout_salt"]) > 64:
         raise FormatError("rollout_percent must be within 0..100 and rollout_salt at most 64 characters")
+    return read_canary(fields["canary"], limits) if "canary" in fields else None
 
 
 def _validate_numbers(fields: dict, limits: Limits) -> None:

@@ -7,6 +7,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from codec.canary import Canary
 from codec.chunks import chunk_digests, split_payload
 from codec.keys import SigningKey
 from codec.limits import DEFAULT_CHUNK_SIZE
@@ -40,6 +41,7 @@ def make_release(
     rollout_salt: str | None = None,
     created: int | None = None,
     lifetime_s: int = DEFAULT_LIFETIME_S,
+    canary: Canary | None = None,
 ) -> Release:
     """Cut ``payload`` into chunks and sign a manifest for it (validated before signing)."""
     chunks = split_payload(payload, chunk_size)
@@ -51,6 +53,6 @@ def make_release(
         decompressed_length=decompressed_length, chunk_size=chunk_size, chunk_sha256=chunk_digests(chunks),
         created=created, expires=created + lifetime_s, rollout_percent=float(rollout_percent),
         rollout_salt=secrets.token_hex(8) if rollout_salt is None else rollout_salt,
-        key_id=key.verify_key.key_id,
+        key_id=key.verify_key.key_id, canary=canary,
     )
     return Release(manifest, sign_manifest(manifest, key), chunks)

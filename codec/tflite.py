@@ -1,8 +1,9 @@
 """Slot readers that let codec.apply patch the float32 weights of a .tflite file in place.
 
-``apply_payload(path, payload, n, slot_reader=tflite_slots)`` updates every bound weight buffer byte
-for byte; the rest of the file is never written. A slot's shape is the parameter's logical (PyTorch)
-shape and its permutation says how the file stores it, so records keep PyTorch shapes. Everything read
+``apply_payload(path, payload, n)`` finds this reader by the file's content (codec.model_files) and
+updates every bound weight buffer byte for byte; the rest of the file is never written. A slot's shape
+is the parameter's logical (PyTorch) shape and its permutation says how the file stores it, so records
+keep PyTorch shapes. Everything read
 from the file is checked first: the binding's tensors exist, are float32, have the permuted shape, own
 a buffer of exactly that many bytes inside the file, and no two of those buffers overlap.
 """
@@ -11,12 +12,11 @@ from __future__ import annotations
 
 import math
 
-from codec.apply import SlotReader
 from codec.errors import FormatError, ModelMismatchError
 from codec.limits import DEFAULT_LIMITS, Limits
 from codec.tflite_binding import METADATA_NAME, Binding, BoundTensor, binding_from_bytes
 from codec.tflite_model import FLOAT32, BufferSpan, TFLiteModel, parse_tflite
-from codec.weights import TensorSlot
+from codec.weights import SlotReader, TensorSlot
 
 
 def read_binding(buffer: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) -> Binding:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +50,10 @@ class TensorSlot:
             return flat.reshape(self.shape)
         stored = flat.reshape([self.shape[axis] for axis in self.permutation])
         return stored.transpose(np.argsort(self.permutation))
+
+
+#: Finds the tensors inside a model file's bytes: name -> slot (codec.apply patches through them).
+SlotReader = Callable[[memoryview, Limits], Mapping[str, TensorSlot]]
 
 
 def encode_weights(tensors: Mapping[str, np.ndarray]) -> bytes:

@@ -2,7 +2,8 @@
 
 A transport (device_client.session for paho, or a simulator's own) subscribes to ``wanted_topics()``,
 passes every message to ``handle()``, calls ``work()`` when ``has_work()`` (outside its network
-callbacks: applying can take a while) and publishes ``status()`` when it changes.
+callbacks: applying can take a while) and publishes ``status()`` when it changes. ``predictor(model)``
+runs a model's current file; it is loaded again after every commit.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from codec.keys import load_verify_key
 from codec.limits import DEFAULT_LIMITS, Limits
 from codec.topics import parse_model_topic
 from device_client.config import DeviceConfig
+from device_client.predictor import Predictor
 from device_client.spool import Spool
 from device_client.status import DeviceStatus
-from device_client.store import FileModelStore, ModelStore
+from device_client.store import FileModelStore, Installed, ModelStore
 from device_client.updater import ModelUpdater, State
 
 log = logging.getLogger("rankcast.device")
@@ -43,11 +45,13 @@ class Device:
         self.config = config
         self.store = store if store is not None else FileModelStore(config.model_dir)
         keys = {key.key_id: key for key in map(load_verify_key, config.trusted_keys)}
+        self._predictors: dict[str, Predictor] = {}
         self.updaters = {
             model: ModelUpdater(
                 model=model, device_id=config.device_id, store=self.store,
                 spool=Spool(config.model_dir / ".spool" / model), trusted_keys=keys, limits=limits,
                 clock=clock, prefix=config.broker.prefix, window=config.client.chunk_window,
+                on_commit=lambda installed, model=model: self._committed(model, installed),
             )
             for model in config.models
         }
@@ -86,6 +90,17 @@ class Device:
                 except Exception as exc:  # noqa: BLE001 - a failed apply must never stop the client
                     log.exception("%s: unexpected failure while applying", updater.model)
                     updater.fail(exc)
+
+    def predictor(self, model: str) -> Predictor:
+        """The running model of ``model`` (a followed model), loaded on first use and after every commit."""
+        if model not in self.updaters:
+            raise KeyError(f"this device does not follow model {model!r}")
+        return self._predictors.setdefault(model, Predictor(self.store, model))
+
+    def _committed(self, model: str, installed: Installed) -> None:
+        predictor = self._predictors.get(model)
+        if predictor is not None and predictor.loaded is not None:
+            predictor.reload()
 
     def running_models(self) -> dict[str, tuple[int, bytes]]:
         """Version and sha256 of every installed followed model."""

@@ -35,3 +35,30 @@ class NoPreviousError(DeviceError):
     """Rollback was asked for, but no intact previous model file is kept."""
 
     code = "no-previous"
+
+
+class CanaryError(DeviceError):
+    """The updated model failed the release's canary: it did not run, gave NaN/Inf, or other outputs.
+
+    Checked on the staged file before the swap, so the failing model never runs.
+    """
+
+    code = "canary-failed"
+
+
+class NoRuntimeError(DeviceError):
+    """No TFLite runtime is installed (pip install tflite-runtime, or ai-edge-litert)."""
+
+    code = "no-runtime"
+
+
+class NotRunnableError(DeviceError):
+    """The model file is not one the device can run (only .tflite files run; RCW files only store weights)."""
+
+    code = "not-runnable"
+
+
+class BadInputError(DeviceError, ValueError):
+    """Inputs that the model cannot take: wrong shape, not a float array, or not a readable .npy file."""
+
+    code = "bad-input"

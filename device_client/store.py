@@ -1,7 +1,9 @@
 """The models a device runs: a small interface, and a store of model files in a directory.
 
 Layout per model (FileModelStore): MODEL_DIR/<model>/model<suffix> is the file the application loads,
-previous<suffix> the file it replaced (for rollback), state.json the versions and sha256s of both.
+previous<suffix> the file it replaced (for rollback), state.json the versions, sha256s and suffixes of
+both. The suffix follows each file's content (codec.model_files): ``.tflite`` for a TFLite flatbuffer,
+``.rcw`` for RCW, the store's default suffix for anything else; a full release may change it.
 A commit first records its intent in state.json ("pending"), then links the running file to previous,
 renames the staged file over the running one and fsyncs the directory, then records the result. After a
 crash, ``current()`` finishes or forgets a pending commit by hashing the running file, so state.json
@@ -22,7 +24,8 @@ from pathlib import Path
 from typing import Protocol
 
 from codec.apply import SlotReader, file_sha256
-from codec.weights import read_slots
+from codec.model_files import SUFFIXES as KIND_SUFFIXES
+from codec.model_files import file_kind, read_model_slots
 from device_client.errors import NoPreviousError, NotInstalledError
 from device_client.files import fsync_dir, fsync_file, temp_path, write_atomic
 
@@ -37,7 +40,7 @@ class Installed:
 
 
 class ModelStore(Protocol):
-    """What the updater needs from wherever models live (an RCW directory now, TFLite later)."""
+    """What the updater needs from wherever models live (FileModelStore: RCW and .tflite files)."""
 
     #: Finds the tensors inside a model file, for codec.apply_payload.
     slot_reader: SlotReader
@@ -62,16 +65,20 @@ class ModelStore(Protocol):
 
 
 class FileModelStore:
-    """Model files under one directory, one subdirectory per model id."""
+    """Model files under one directory, one subdirectory per model id.
 
-    def __init__(self, root: Path, suffix: str = ".rcw", slot_reader: SlotReader = read_slots) -> None:
+    ``suffix`` names files whose kind the content does not tell (and models installed before suffixes
+    were recorded); ``slot_reader`` finds tensors for codec.apply (by default by the file's content).
+    """
+
+    def __init__(self, root: Path, suffix: str = ".rcw", slot_reader: SlotReader = read_model_slots) -> None:
         self.root = Path(root)
         self.suffix = suffix
         self.slot_reader = slot_reader
 
     def model_path(self, model: str) -> Path:
-        """The file the application loads."""
-        return self.root / model / f"model{self.suffix}"
+        """The file the application loads: model.tflite or model.rcw."""
+        return self._file(model, "model", self._read_state(model).get("current"))
 
     def current(self, model: str) -> Installed | None:
         with self._locked(model):
@@ -85,7 +92,7 @@ class FileModelStore:
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob(".staged-*"):
             stale.unlink()
-        staged = directory / f".staged-{secrets.token_hex(4)}{self.suffix}"
+        staged = directory / f".staged-{secrets.token_hex(4)}"
         if copy_current:
             if self.current(model) is None:
                 raise NotInstalledError(f"model {model!r} is not installed; a delta release needs its base")
@@ -117,35 +124,46 @@ class FileModelStore:
     def rollback(self, model: str) -> Installed:
         with self._locked(model):
             state = self._recovered(model)
-            previous_path = self._previous_path(model)
+            previous_path = self._file(model, "previous", state.get("previous"))
             previous = self._installed(state.get("previous"), previous_path)
             if previous is None or not previous_path.is_file() or file_sha256(previous_path) != previous.sha256:
                 raise NoPreviousError(f"model {model!r} has no intact previous file to roll back to")
-            os.replace(previous_path, self.model_path(model))
+            restored = self._file(model, "model", state["previous"])
+            os.replace(previous_path, restored)
             fsync_dir(self.root / model)
             undone = state["current"]["version"]
             self._write_state(model, {
                 "current": state["previous"], "previous": None,
                 "rolled_back": max(undone, state.get("rolled_back") or 0),
             })
-            return Installed(previous.version, previous.sha256, self.model_path(model))
+            self._tidy(model, keep={restored})
+            return Installed(previous.version, previous.sha256, restored)
 
     def _swap(self, model: str, staged: Path, version: int, sha256: bytes) -> Installed:
         state = self._recovered(model)
-        running = self.model_path(model)
+        new = _record(version, sha256, KIND_SUFFIXES.get(file_kind(staged), self.suffix))
+        running = self._file(model, "model", state.get("current"))
+        target = self._file(model, "model", new)
         fsync_file(staged)
-        self._write_state(model, {**state, "pending": _record(version, sha256)})
+        self._write_state(model, {**state, "pending": new})
+        kept = self._file(model, "previous", state.get("current"))
         if running.exists():
             link = temp_path(running)
             os.link(running, link)
-            os.replace(link, self._previous_path(model))
-        os.replace(staged, running)
-        fsync_dir(running.parent)
+            os.replace(link, kept)
+        os.replace(staged, target)
+        fsync_dir(target.parent)
         self._write_state(model, {
-            "current": _record(version, sha256), "previous": state.get("current"),
-            "rolled_back": state.get("rolled_back"),
+            "current": new, "previous": state.get("current"), "rolled_back": state.get("rolled_back"),
         })
-        return Installed(version, sha256, running)
+        self._tidy(model, keep={target, kept})
+        return Installed(version, sha256, target)
+
+    def _tidy(self, model: str, keep: set[Path]) -> None:
+        """Remove model and previous files of another kind than the ones state.json now names."""
+        for stale in (self.root / model).glob("*"):
+            if stale.stem in ("model", "previous") and stale not in keep:
+                stale.unlink()
 
     def _recovered(self, model: str) -> dict:
         """state.json with an interrupted commit finished (the file was swapped) or forgotten."""
@@ -153,10 +171,12 @@ class FileModelStore:
         pending = state.pop("pending", None)
         if pending is None:
             return state
-        running = self.model_path(model)
+        running = self._file(model, "model", pending)
         if running.exists() and file_sha256(running).hex() == pending["sha256"]:
             state = {**state, "current": pending, "previous": state.get("current")}
         self._write_state(model, state)
+        self._tidy(model, keep={self._file(model, "model", state.get("current")),
+                                self._file(model, "previous", state.get("previous"))})
         return state
 
     def _installed(self, record: dict | None, path: Path) -> Installed | None:
@@ -164,8 +184,10 @@ class FileModelStore:
             return None
         return Installed(record["version"], bytes.fromhex(record["sha256"]), path)
 
-    def _previous_path(self, model: str) -> Path:
-        return self.root / model / f"previous{self.suffix}"
+    def _file(self, model: str, role: str, record: dict | None) -> Path:
+        """MODEL_DIR/<model>/<role><suffix> for the file ``record`` describes ("model" or "previous")."""
+        suffix = (record or {}).get("suffix", self.suffix)
+        return self.root / model / f"{role}{suffix}"
 
     def _read_state(self, model: str) -> dict:
         path = self.root / model / "state.json"
@@ -187,5 +209,5 @@ class FileModelStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _record(version: int, sha256: bytes) -> dict:
-    return {"version": version, "sha256": sha256.hex()}
+def _record(version: int, sha256: bytes, suffix: str) -> dict:
+    return {"version": version, "sha256": sha256.hex(), "suffix": suffix}

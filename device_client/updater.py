@@ -5,7 +5,9 @@
 
 Every manifest is handled once per distinct envelope: a refused one is remembered (across restarts too)
 and not retried until a different manifest arrives. Verification is the codec's: signature, then policy
-(version, base, expiry), then each chunk, the payload, the decoded records and the target sha256.
+(version, base, expiry), then each chunk, the payload, the decoded records and the target sha256; then,
+when the manifest carries a canary, the staged file must pass it (device_client.predictor) before the
+swap, so a model that fails it never runs.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import mmap
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from codec.apply import apply_payload
+from codec.canary import Canary
 from codec.errors import IntegrityError, UpdateError, WrongModelError
 from codec.keys import VerifyKey
 from codec.limits import Limits
@@ -67,11 +71,16 @@ class ModelUpdater:
         clock: Callable[[], float],
         prefix: str,
         window: int,
+        canary_check: Callable[[Path, Canary], None] | None = None,
+        on_commit: Callable[[Installed], None] | None = None,
     ) -> None:
+        """``canary_check`` runs a manifest's canary on a staged file and raises (default:
+        device_client.predictor.check_canary); ``on_commit`` hears of every committed model."""
         self.model, self.device_id = model, device_id
         self.store, self.spool = store, spool
         self.trusted_keys, self.limits, self.clock = trusted_keys, limits, clock
         self.prefix, self.window = prefix, window
+        self.canary_check, self.on_commit = canary_check or _check_canary, on_commit
         self.state = State.IDLE
         self.release: ReleaseSpool | None = None
         self.last_error: LastError | None = None
@@ -150,7 +159,9 @@ class ModelUpdater:
                     f"release {manifest.version} produced a model with sha256 {sha256.hex()[:16]}…, the manifest "
                     f"promises {manifest.target_sha256.hex()[:16]}…; the running model is kept"
                 )
-            self.store.commit(self.model, staged, manifest.version, sha256)
+            if manifest.canary is not None:
+                self.canary_check(staged, manifest.canary)
+            installed = self.store.commit(self.model, staged, manifest.version, sha256)
         except (UpdateError, DeviceError, OSError) as exc:
             if staged is not None:
                 self.store.discard(staged)
@@ -158,9 +169,18 @@ class ModelUpdater:
             return
         log.info("%s: release %d committed (sha256 %s)", self.model, manifest.version, sha256.hex()[:16])
         self._enter(State.COMMITTED)
+        self._notify(installed)
         self.last_error = None
         self._drop_release()
         self._enter(State.IDLE)
+
+    def _notify(self, installed: Installed) -> None:
+        if self.on_commit is None:
+            return
+        try:
+            self.on_commit(installed)
+        except Exception:  # noqa: BLE001 - the commit stands whatever a listener does
+            log.exception("%s: a commit listener failed", self.model)
 
     def progress(self) -> Progress | None:
         if self.release is None or self.state not in (State.DOWNLOADING, State.APPLYING, State.VERIFYING):
@@ -228,6 +248,12 @@ class ModelUpdater:
         if state not in _NEXT[self.state]:
             raise RuntimeError(f"{self.model}: no transition from {self.state.value} to {state.value}")
         self.state = state
+
+
+def _check_canary(path: Path, canary: Canary) -> None:
+    from device_client.predictor import check_canary  # loads the TFLite runtime only for canaries
+
+    check_canary(path, canary)
 
 
 def _claimed_version(envelope: bytes, limits: Limits) -> int:

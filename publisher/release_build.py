@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
+from codec.canary import Canary
 from codec.keys import SigningKey
 from codec.limits import DEFAULT_CHUNK_SIZE
 from codec.payload import encode_payload
@@ -40,8 +41,10 @@ def update_release(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     rollout_percent: float = 100.0,
     lifetime_s: int,
+    canary: Canary | None = None,
 ) -> Release:
-    """A release of an update built by `rankcast update build` (a .rcu file)."""
+    """A release of an update built by `rankcast update build` (a .rcu file); ``canary`` from
+    publisher.tflite_canary.update_canary."""
     if update.target_sha256 is None:
         raise ReleaseInputError(
             "the update does not say which model file it produces (no target sha256): build it against the "
@@ -56,6 +59,7 @@ def update_release(
         base_version=None if full else (version - 1 if base_version is None else base_version),
         base_sha256=None if full else update.base_sha256, chunk_size=chunk_size,
         rollout_percent=rollout_percent, rollout_salt=rollout_salt(model, version), lifetime_s=lifetime_s,
+        canary=canary,
     )
 
 
@@ -68,6 +72,7 @@ def full_release(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     rollout_percent: float = 100.0,
     lifetime_s: int,
+    canary: Canary | None = None,
 ) -> Release:
     """A release carrying a whole model file: first deployment, or the full-model baseline."""
     if not model_file:
@@ -77,4 +82,5 @@ def full_release(
         model=model, version=version, payload=payload, decompressed_length=decompressed_length,
         target_sha256=hashlib.sha256(model_file).digest(), key=key, full=True, chunk_size=chunk_size,
         rollout_percent=rollout_percent, rollout_salt=rollout_salt(model, version), lifetime_s=lifetime_s,
+        canary=canary,
     )

@@ -12,7 +12,10 @@ import importlib
 import sys
 
 #: Subcommand modules, in the order `rankcast --help` lists them.
-COMMANDS = ("keygen", "inspect", "bench", "demo", "export_tflite", "broker", "publish", "release", "device", "status")
+COMMANDS = (
+    "keygen", "inspect", "bench", "update", "demo", "export_tflite", "broker", "publish", "release", "device", "status",
+    "simulate",
+)
 
 DESCRIPTION = """\
 rankcast ships retrained neural networks to device fleets as small factorised updates.

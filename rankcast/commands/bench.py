@@ -9,17 +9,22 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench",
-        help="benchmarks: update size vs accuracy (default), or codec throughput",
+        help="benchmarks: update size vs accuracy (default), codec throughput, fleet scale",
         description="updates: trains the factorised update and every baseline on the digits scenarios and "
         "reports accuracy against real update bytes (DIR/bench.json, DIR/bench.png). "
-        "codec: encode, decode and apply throughput for a 10M-parameter model with rank-8 updates.",
+        "codec: encode, decode and apply throughput for a 10M-parameter model with rank-8 updates. "
+        "fleet: takes fleets of simulated devices through a release and reports completion, peak memory and "
+        "CPU (DIR/scale.json).",
     )
-    parser.add_argument("what", nargs="?", choices=("updates", "codec"), default="updates")
+    parser.add_argument("what", nargs="?", choices=("updates", "codec", "fleet"), default="updates")
     parser.add_argument("--quick", action="store_true", help="fewer knob values and epochs (about 5 minutes)")
     parser.add_argument("--out", type=Path, default=Path("bench-out"), metavar="DIR", help="output directory")
     parser.add_argument("--params", type=float, default=10e6, help="codec: model size in parameters")
     parser.add_argument("--rank", type=int, default=8, help="codec: rank of every update")
     parser.add_argument("--repeats", type=int, default=3, help="codec: timed repetitions (best is reported)")
+    parser.add_argument("--devices", type=int, nargs="+", default=[1000], metavar="N",
+                        help="fleet: fleet sizes to run, ascending (default 1000)")
+    parser.add_argument("--link", default="wifi", metavar="PROFILE", help="fleet: link profile (default wifi)")
     parser.set_defaults(run=run)
 
 
@@ -28,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
         from simulator.codec_bench import run_codec_bench
 
         return run_codec_bench(int(args.params), args.rank, args.repeats, args.out)
+    if args.what == "fleet":
+        from simulator.scale_bench import run_scale_bench
+
+        return run_scale_bench(args.devices, args.out, link=args.link)
     from simulator.update_bench import run_update_bench
 
     return run_update_bench(quick=args.quick, out=args.out)

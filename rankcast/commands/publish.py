@@ -45,6 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--chunk-size", type=int, default=32 * 1024, metavar="BYTES", help="default 32768")
     parser.add_argument("--rollout", type=float, default=100.0, metavar="PCT", help="percent of devices (100)")
     parser.add_argument("--expires", default="30d", metavar="DURATION", help="lifetime: 12h, 30d, 2w (30d)")
+    parser.add_argument("--canary", type=Path, metavar="INPUTS.npy",
+                        help="sign these inputs and the updated .tflite model's outputs on them into the manifest; "
+                        "devices run them before swapping the model in and refuse it (canary-failed) if off")
+    parser.add_argument("--canary-atol", type=float, default=1e-5, metavar="TOL",
+                        help="largest difference a device accepts per canary output (default 1e-5)")
+    parser.add_argument("--deployed", type=Path, metavar="FILE",
+                        help="with --update and --canary: the model file the devices run now (the update's base)")
     parser.set_defaults(run=run)
 
 
@@ -59,18 +66,53 @@ def run(args: argparse.Namespace) -> int:
         rollout_percent=args.rollout, lifetime_s=parse_duration(args.expires),
     )
     if args.full is not None:
-        release = full_release(args.full.read_bytes(), **options)
+        model_file = args.full.read_bytes()
+        release = full_release(model_file, canary=_canary(args, lambda: model_file), **options)
     else:
-        release = update_release(read_update_file(args.update), base_version=args.base_version, **options)
+        update = read_update_file(args.update)
+        release = update_release(update, base_version=args.base_version,
+                                 canary=_canary(args, lambda: _updated(args, update)), **options)
     manifest, total = release.manifest, len(release.chunks) + 2
     progress = _Progress(total, f"{args.model} v{args.version}")
     with broker_session(args) as session:
         publish_release(session, release, args.prefix, on_ack=progress.update)
     progress.finish()
+    canary = "" if manifest.canary is None else f", canary of {manifest.canary.inputs.shape[0]} inputs"
     print(f"published {args.model} release {manifest.version} ({manifest.payload_kind}): {manifest.chunk_count} "
           f"chunks, {manifest.payload_length} bytes, rollout {manifest.rollout_percent:g}%, key {manifest.key_id}, "
-          f"expires {manifest.expires}")
+          f"expires {manifest.expires}{canary}")
     return 0
+
+
+def _canary(args: argparse.Namespace, updated_file):
+    """The canary for --canary (None without it); ``updated_file()`` gives the model devices will run."""
+    if args.canary is None:
+        if args.deployed is not None:
+            raise _input_error("--deployed is only used with --canary")
+        return None
+    import numpy as np
+
+    from publisher.tflite_canary import model_canary
+
+    try:
+        inputs = np.load(args.canary, allow_pickle=False)
+    except (ValueError, EOFError) as exc:
+        raise _input_error(f"{args.canary} is not a readable .npy array: {exc}") from None
+    return model_canary(updated_file(), inputs, args.canary_atol)
+
+
+def _updated(args: argparse.Namespace, update) -> bytes:
+    from publisher.tflite_canary import updated_file
+
+    if args.deployed is None and update.payload_kind == "delta":
+        raise _input_error("--canary with a delta --update needs --deployed FILE: the model file devices run now")
+    return updated_file(args.deployed.read_bytes() if args.deployed else b"", update)
+
+
+def _input_error(message: str) -> Exception:
+    from publisher.errors import ReleaseInputError
+
+    return ReleaseInputError(message)
 
 
 class _Progress:

@@ -1,0 +1,51 @@
+"""Full fine-tuning, and the updates made from it: the whole model, and the dense delta.
+
+(a) the full model is one codec ``full`` record holding the fine-tuned RCW file; (b) the delta
+``W_ft - W_base`` is a dense ``add`` record per tensor, as f32 or as codes (one scale per row).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from codec.quantise import dense_record, full_record
+from codec.records import Record
+from publisher.reconstruct import model_file
+from publisher.training import TrainConfig, train
+
+DELTA_DTYPES = ("f32", "i16", "i8", "i4")
+
+
+def finetune(base: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig) -> nn.Module:
+    """A copy of ``base`` with every parameter trained on (x, y); batch-norm statistics stay as deployed."""
+    model = copy.deepcopy(base)
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    train(model, model.parameters(), x, y, config, freeze_norm_statistics=True)
+    return model
+
+
+def weight_deltas(base: nn.Module, tuned: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameter name -> ``tuned - base`` for every parameter."""
+    base_params = dict(base.named_parameters())
+    return {name: (p - base_params[name]).detach() for name, p in tuned.named_parameters()}
+
+
+def full_model_records(tuned: nn.Module) -> list[Record]:
+    """(a) The fine-tuned model file as one ``full`` record."""
+    return [full_record(model_file(tuned.state_dict()))]
+
+
+def delta_records(deltas: Mapping[str, torch.Tensor], dtype: str) -> list[Record]:
+    """(b) One dense ``add`` record per changed tensor; codes use a scale per row (per tensor for 1-D)."""
+    if dtype not in DELTA_DTYPES:
+        raise ValueError(f"delta dtype must be one of {DELTA_DTYPES}")
+    return [
+        dense_record(name, delta.numpy(), "add", dtype, per_row=delta.dim() > 1 and dtype != "f32")
+        for name, delta in deltas.items()
+        if bool(delta.any())
+    ]

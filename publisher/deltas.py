@@ -1,0 +1,168 @@
+"""Trainable deltas on frozen tensors, each exporting the codec records a device applies.
+
+Each delta is a ``torch.nn.utils.parametrize`` parametrization: the module keeps its deployed tensor
+frozen and sees ``W + Δ``. In quantised mode Δ is computed from integer codes exactly as a device
+computes it (publisher.quantiser), so the trained model and the device's model have the same weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from codec.arrays import pack
+from codec.records import DenseRecord, LowRankRecord, Record, SparseRecord
+from publisher.quantiser import QuantisedLowRank, QuantisedValues, levels_of, uniform_codes
+
+FIXED_SIDES = (None, "u", "v")
+
+
+class Delta(nn.Module):
+    """A parametrization ``W -> W + Δ``; ``quantised`` switches Δ to the codes devices receive."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: str, levels: int | None = None) -> None:
+        super().__init__()
+        if levels is not None and not 1 <= levels <= levels_of(dtype):
+            raise ValueError(f"{dtype} codes allow 1 to {levels_of(dtype)} levels each side, not {levels}")
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self.levels = levels_of(dtype) if levels is None else levels
+        self.quantised = False
+
+    def delta(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight + self.delta().reshape(weight.shape)
+
+    def records(self, name: str) -> list[Record]:
+        """The records that make a device's tensor ``name`` equal to this quantised ``W + Δ``."""
+        raise NotImplementedError
+
+
+class LowRankDelta(Delta):
+    """Δ = U·V on the out × rest view; V starts at zero so training starts at the deployed model.
+
+    U starts as Gaussian with variance 1/rank. Zeroing the input side V (not U, as LoRA does) lets V
+    receive gradients from the first step and move the layer's outputs as fast as a full fine-tune.
+
+    ``fixed="u"`` or ``"v"`` freezes that factor as seeded random signs (Konečný et al. 2016,
+    structured updates: only the other factor is trained and sent, the fixed one is regenerated).
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        rank: int,
+        dtype: str = "i8",
+        seed: int = 0,
+        fixed: str | None = None,
+        levels: int | None = None,
+    ) -> None:
+        super().__init__(shape, dtype, levels)
+        out, rest = shape[0], math.prod(shape[1:])
+        generator = torch.Generator().manual_seed(seed)
+        self.fixed = fixed
+        if fixed is None:
+            self.u = nn.Parameter(torch.randn(out, rank, generator=generator) / math.sqrt(rank))
+            self.v = nn.Parameter(torch.zeros(rank, rest))
+        elif fixed == "u":
+            self.register_buffer("u", _random_signs((out, rank), generator) / math.sqrt(rank))
+            self.v = nn.Parameter(torch.zeros(rank, rest))
+        elif fixed == "v":
+            self.u = nn.Parameter(torch.zeros(out, rank))
+            self.register_buffer("v", _random_signs((rank, rest), generator) / math.sqrt(rest))
+        else:
+            raise ValueError(f"fixed must be one of {FIXED_SIDES}")
+
+    def delta(self) -> torch.Tensor:
+        if self.quantised:
+            return QuantisedLowRank.apply(self.u, self.v, self.levels)
+        return self.u @ self.v
+
+    def records(self, name: str) -> list[Record]:
+        u_codes, u_scale = uniform_codes(self.u, self.levels)
+        v_codes, v_scale = uniform_codes(self.v, self.levels)
+        return [
+            LowRankRecord(
+                name, self.shape,
+                pack(_int_codes(u_codes), self.dtype), pack(_constant(u_scale, self.u.shape[0]), "f32"),
+                pack(_int_codes(v_codes), self.dtype), pack(_constant(v_scale, self.v.shape[1]), "f32"),
+            )
+        ]
+
+
+class DenseDelta(Delta):
+    """Δ is a whole tensor of codes with one scale (biases, norm parameters, layers too small to factor)."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: str = "i8", levels: int | None = None) -> None:
+        super().__init__(shape, dtype, levels)
+        self.values = nn.Parameter(torch.zeros(shape))
+
+    def delta(self) -> torch.Tensor:
+        return QuantisedValues.apply(self.values, self.levels) if self.quantised else self.values
+
+    def records(self, name: str) -> list[Record]:
+        codes, scale = uniform_codes(self.values, self.levels)
+        return [DenseRecord(name, "add", pack(_int_codes(codes), self.dtype), pack(_constant(scale, 1), "f32"))]
+
+
+class SparseDelta(Delta):
+    """Δ is non-zero only at fixed flat positions (top-k sparse fine-tuning)."""
+
+    def __init__(self, shape: tuple[int, ...], positions: np.ndarray, dtype: str = "i8") -> None:
+        super().__init__(shape, dtype)
+        positions = np.asarray(positions, np.int64)
+        if positions.size == 0 or (positions.size > 1 and np.any(np.diff(positions) <= 0)):
+            raise ValueError("sparse positions must be a non-empty, strictly increasing array")
+        self.register_buffer("positions", torch.from_numpy(positions))
+        self.values = nn.Parameter(torch.zeros(positions.size))
+
+    def delta(self) -> torch.Tensor:
+        values = QuantisedValues.apply(self.values, self.levels) if self.quantised else self.values
+        return torch.zeros(math.prod(self.shape)).scatter(0, self.positions, values)
+
+    def records(self, name: str) -> list[Record]:
+        codes, scale = uniform_codes(self.values, self.levels)
+        gaps = np.diff(self.positions.numpy(), prepend=0).astype(np.uint32)
+        return [
+            SparseRecord(
+                name, self.shape, "add", pack(gaps, "u32"),
+                pack(_int_codes(codes), self.dtype), pack(_constant(scale, 1), "f32"),
+            )
+        ]
+
+
+class SignDelta(Delta):
+    """Δ = scale · sign pattern, the pattern fixed and the one scale trainable (BitDelta style)."""
+
+    def __init__(self, signs: torch.Tensor, scale: float) -> None:
+        super().__init__(tuple(signs.shape), "b1")
+        self.register_buffer("signs", torch.where(signs > 0, 1.0, -1.0))
+        self.scale = nn.Parameter(torch.tensor(float(scale)))
+
+    def delta(self) -> torch.Tensor:
+        return self.signs * self.scale
+
+    def records(self, name: str) -> list[Record]:
+        return [
+            DenseRecord(
+                name, "add", pack(self.signs.numpy().astype(np.int8), "b1"),
+                pack(_constant(self.scale.detach(), 1), "f32"),
+            )
+        ]
+
+
+def _random_signs(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    return torch.randint(0, 2, shape, generator=generator).float() * 2 - 1
+
+
+def _int_codes(codes: torch.Tensor) -> np.ndarray:
+    return codes.numpy().astype(np.int16)
+
+
+def _constant(scale: torch.Tensor, count: int) -> np.ndarray:
+    return np.full(count, np.float32(scale.item()), np.float32)

@@ -1,0 +1,101 @@
+"""The method: every Linear and Conv2d weight W frozen, trainable factors so it becomes W + U·V.
+
+A Conv2d weight (out, in/groups, kh, kw) is factorised on its out × (in/groups·kh·kw) view, which is
+what a codec lowrank record carries; grouped and depthwise convolutions need nothing special. A layer
+whose factors would hold no fewer numbers than the tensor itself (for example a depthwise kernel with
+rest = 9 at rank ≥ 9) is sent as a dense i8 delta instead. Biases and norm parameters (every
+parameter of at most one dimension) are optionally trained and sent as dense i8 deltas.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from torch import nn
+
+from publisher.delta_set import DeltaSet
+from publisher.deltas import Delta, DenseDelta, LowRankDelta
+from publisher.errors import ConfigError
+from publisher.quantiser import levels_of
+
+FACTOR_DTYPES = ("i4", "i8")
+
+
+@dataclass(frozen=True)
+class FactorConfig:
+    """Factor codes (i4 or i8, ``levels`` a side), whether small tensors train; ``seed`` fixes U's init."""
+
+    dtype: str = "i4"
+    levels: int | None = None
+    train_small: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dtype not in FACTOR_DTYPES:
+            raise ConfigError(f"factor dtype must be one of {FACTOR_DTYPES}, got {self.dtype!r}")
+        if self.levels is not None and not 1 <= self.levels <= levels_of(self.dtype):
+            raise ConfigError(f"{self.dtype} codes allow 1 to {levels_of(self.dtype)} levels, not {self.levels}")
+
+
+DEFAULT_FACTORS = FactorConfig()
+
+
+def factor_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Parameter name -> shape of every Linear and Conv2d weight, in model order."""
+    return {
+        f"{name}.weight": tuple(module.weight.shape)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear | nn.Conv2d)
+    }
+
+
+def small_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Parameter name -> shape of every parameter of at most one dimension (biases, norm scales)."""
+    return {name: tuple(p.shape) for name, p in model.named_parameters() if p.dim() <= 1}
+
+
+def view_2d(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(out, rest): the 2-D view a lowrank record uses."""
+    return shape[0], math.prod(shape[1:])
+
+
+def sends_dense(shape: tuple[int, ...], rank: int) -> bool:
+    """True when rank-``rank`` factors would hold at least as many numbers as the tensor."""
+    out, rest = view_2d(shape)
+    return rank * (out + rest) >= out * rest
+
+
+def uniform_ranks(model: nn.Module, rank: int) -> dict[str, int]:
+    """The same rank for every factorisable layer."""
+    if rank < 1:
+        raise ConfigError(f"rank must be at least 1, got {rank}")
+    return dict.fromkeys(factor_shapes(model), rank)
+
+
+def factorise(model: nn.Module, ranks: Mapping[str, int], config: FactorConfig = DEFAULT_FACTORS) -> DeltaSet:
+    """A copy of ``model`` with factors of the given rank per layer (rank 0 or absent: layer unchanged).
+
+    V starts at zero, so the wrapped model computes exactly the deployed model's outputs.
+    """
+    shapes = factor_shapes(model)
+    unknown = set(ranks) - set(shapes)
+    if unknown:
+        raise ConfigError(f"ranks name layers the model lacks or cannot factorise: {sorted(unknown)}")
+    deltas: dict[str, Delta] = {}
+    for index, (name, shape) in enumerate(shapes.items()):
+        rank = ranks.get(name, 0)
+        if rank <= 0:
+            continue
+        if sends_dense(shape, rank):
+            deltas[name] = DenseDelta(shape, config.dtype, config.levels)
+        else:
+            deltas[name] = LowRankDelta(shape, rank, config.dtype, config.seed + index, levels=config.levels)
+    if config.train_small:
+        deltas.update({name: DenseDelta(shape, "i8") for name, shape in small_shapes(model).items()})
+    return DeltaSet(model, _in_model_order(model, deltas))
+
+
+def _in_model_order(model: nn.Module, deltas: dict[str, Delta]) -> dict[str, Delta]:
+    return {name: deltas[name] for name, _ in model.named_parameters() if name in deltas}

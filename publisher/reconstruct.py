@@ -1,0 +1,57 @@
+"""The device's view of a model: an RCW file, a payload applied to it, and the model loaded back.
+
+Every accuracy the publisher reports comes from ``updated_model``: the base state written as an RCW
+file, the payload applied by codec.apply exactly as a device applies it, the tensors loaded back.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from codec.apply import apply_payload
+from codec.weights import encode_weights, read_slots
+from publisher.errors import ModelError
+
+
+def model_file(state: Mapping[str, torch.Tensor]) -> bytes:
+    """An RCW file of the floating-point tensors of a state_dict, under their PyTorch names."""
+    return encode_weights(
+        {name: value.detach().cpu().float().numpy() for name, value in state.items() if value.is_floating_point()}
+    )
+
+
+def apply_to_file(file: bytes, payload: bytes, decompressed_length: int) -> tuple[bytes, bytes]:
+    """The model file after applying the payload as a device does, and its sha256."""
+    with tempfile.TemporaryDirectory(prefix="rankcast-") as tmp:
+        path = Path(tmp) / "model.rcw"
+        path.write_bytes(file)
+        digest = apply_payload(path, payload, decompressed_length)
+        return path.read_bytes(), digest
+
+
+def load_file(model: nn.Module, file: bytes) -> nn.Module:
+    """A copy of ``model`` holding the tensors of an RCW file (every float tensor must be there)."""
+    loaded = copy.deepcopy(model)
+    state = loaded.state_dict()
+    slots = read_slots(file)
+    missing = [name for name, value in state.items() if value.is_floating_point() and name not in slots]
+    if missing:
+        raise ModelError(f"the model file lacks tensors {missing[:3]}...; was it written for another architecture?")
+    with torch.no_grad():
+        for name, slot in slots.items():
+            if name not in state or tuple(state[name].shape) != slot.shape:
+                raise ModelError(f"model file tensor {name!r} {slot.shape} does not fit the architecture")
+            state[name].copy_(torch.from_numpy(slot.view(file).copy()))
+    loaded.eval()
+    return loaded
+
+
+def updated_model(model: nn.Module, base_file: bytes, payload: bytes, decompressed_length: int) -> nn.Module:
+    """``model`` with exactly the weights a device has after applying the payload to ``base_file``."""
+    return load_file(model, apply_to_file(base_file, payload, decompressed_length)[0])

@@ -1,0 +1,106 @@
+"""Building an update for a user's model: wrap, train (or bring your own loop), export, measure.
+
+Bring-your-own-loop use::
+
+    delta_set = wrap(model, rank=4)                 # frozen W, trainable U·V per Linear/Conv2d
+    ... train delta_set.model on delta_set.trainable_parameters() ...
+    delta_set.set_quantised(True)                   # a few more epochs here: the QAT finish
+    payload, length = delta_set.encode()            # exactly what devices apply
+
+``build_update`` does all of that with publisher.fit and reports the accuracy of the rebuilt model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from codec.payload import encode_payload
+from codec.quantise import full_record
+from publisher.baselines.finetune import finetune, weight_deltas
+from publisher.delta_set import DeltaSet
+from publisher.errors import ConfigError
+from publisher.factorised import DEFAULT_FACTORS, FactorConfig, factorise, uniform_ranks
+from publisher.fit import fit
+from publisher.ranks import allocate_ranks
+from publisher.reconstruct import apply_to_file, load_file, model_file
+from publisher.training import TrainConfig, accuracy
+
+DEFAULT_RANK = 4
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    """One rank for every layer, or a byte budget the payload must fit (ranks then allocated)."""
+
+    rank: int | None = None
+    budget: int | None = None
+    epochs: int = 20
+    lr: float = 1e-2
+    factors: FactorConfig = field(default=DEFAULT_FACTORS)
+
+    def __post_init__(self) -> None:
+        if self.rank is not None and self.budget is not None:
+            raise ConfigError("give a rank or a byte budget, not both")
+        if self.rank is not None and self.rank < 1:
+            raise ConfigError(f"rank must be at least 1, got {self.rank}")
+        if self.budget is not None and self.budget < 1:
+            raise ConfigError(f"the byte budget must be positive, got {self.budget}")
+        if self.epochs < 2:
+            raise ConfigError(f"an update needs at least 2 epochs (float, then quantised), got {self.epochs}")
+
+
+@dataclass(frozen=True)
+class BuiltUpdate:
+    """The payload, the model file it produces, and what was measured on the evaluation data."""
+
+    payload: bytes
+    decompressed_length: int
+    target_file: bytes
+    ranks: dict[str, int]
+    accuracy_before: float
+    accuracy_after: float
+    full_model_bytes: int
+
+
+def wrap(model: nn.Module, rank: int = DEFAULT_RANK, config: FactorConfig = DEFAULT_FACTORS) -> DeltaSet:
+    """A copy of ``model`` with rank-``rank`` factors on every Linear and Conv2d (outputs unchanged)."""
+    return factorise(model, uniform_ranks(model, rank), config)
+
+
+def build_update(
+    model: nn.Module,
+    train_data: tuple[torch.Tensor, torch.Tensor],
+    eval_data: tuple[torch.Tensor, torch.Tensor],
+    config: UpdateConfig,
+    base_file: bytes | None = None,
+) -> BuiltUpdate:
+    """Train factors on ``train_data`` and measure the device-rebuilt model on ``eval_data``.
+
+    ``base_file`` is the deployed RCW file (it must hold ``model``'s weights); by default it is
+    written from ``model``'s state.
+    """
+    base_file = model_file(model.state_dict()) if base_file is None else base_file
+    deployed = load_file(model, base_file)
+    train_config = TrainConfig(epochs=config.epochs, lr=config.lr)
+    if config.budget is None:
+        ranks = uniform_ranks(model, config.rank or DEFAULT_RANK)
+    else:
+        warm = finetune(model, *train_data, TrainConfig(epochs=max(1, config.epochs // 8), lr=config.lr))
+        ranks = allocate_ranks(model, weight_deltas(model, warm), config.budget, config.factors)
+        train_config = TrainConfig(epochs=config.epochs - max(1, config.epochs // 8), lr=config.lr)
+    delta_set = factorise(deployed, ranks, config.factors)
+    fit(delta_set, *train_data, train_config)
+    payload, length = delta_set.encode()
+    target_file, _ = apply_to_file(base_file, payload, length)
+    return BuiltUpdate(
+        payload=payload,
+        decompressed_length=length,
+        target_file=target_file,
+        ranks=ranks,
+        accuracy_before=accuracy(deployed, *eval_data),
+        accuracy_after=accuracy(load_file(model, target_file), *eval_data),
+        full_model_bytes=len(encode_payload([full_record(target_file)])[0]),
+    )

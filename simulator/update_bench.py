@@ -1,0 +1,153 @@
+"""`rankcast bench updates`: update bytes against accuracy for every method, scenario and model.
+
+For each scenario (refine, drift, newtask) and model (MLP, CNN) a base model is trained on the base
+data, then every method of simulator.update_methods produces updates over its knob sweep. The
+reference is the full fine-tune; the target accuracy is its accuracy minus one percentage point, and
+each method's figure is the fewest bytes of any point at or above the target. Writes DIR/bench.json
+and DIR/bench.png and prints a table.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from publisher.training import TrainConfig, accuracy, train
+from simulator.update_methods import METHODS, Point, Sweeps, prepare
+from simulator.update_scenarios import MODELS, SCENARIOS, build_model, scenario
+
+TARGET_MARGIN = 0.01
+BASELINES = tuple(name for name in METHODS if name != "factorised")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    epochs: int
+    base_epochs: int
+    sweeps: Sweeps
+
+
+FULL = BenchConfig(
+    epochs=40,
+    base_epochs=60,
+    sweeps=Sweeps(
+        budgets=(500, 700, 1000, 1400, 2000, 3000, 4500, 7000, 10000),
+        densities=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3),
+        konecny_ranks=(1, 2, 4, 8, 16, 32, 64),
+    ),
+)
+QUICK = BenchConfig(
+    epochs=16,
+    base_epochs=40,
+    sweeps=Sweeps(
+        budgets=(500, 1000, 2000, 4000, 8000),
+        densities=(0.003, 0.01, 0.03, 0.1, 0.3),
+        konecny_ranks=(1, 4, 16, 64),
+        patch_levels=(19,),
+        calibration_epochs=3,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One scenario and model: bench.json's per-scenario entry (plus a few context figures)."""
+
+    name: str
+    model: str
+    base_accuracy: float
+    full_finetune_accuracy: float
+    target_accuracy: float
+    full_model_bytes: int
+    points: list[Point]
+    min_bytes_at_target: dict[str, int | None]
+    seconds: float
+
+
+def run_update_bench(quick: bool, out: Path) -> int:
+    """Run every case, print the table, write OUT/bench.json and OUT/bench.png; returns 0."""
+    torch.set_num_threads(2)
+    config = QUICK if quick else FULL
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cases = [(name, model) for name in SCENARIOS for model in MODELS]
+    started = time.monotonic()
+    with tqdm(total=len(cases) * len(METHODS), desc="bench", unit="method") as bar:
+        results = [run_case(name, model, config, bar) for name, model in cases]
+    seconds = time.monotonic() - started
+    document = {"quick": quick, "seconds": round(seconds, 1), "scenarios": [asdict(r) for r in results]}
+    (out / "bench.json").write_text(json.dumps(document, indent=1) + "\n")
+    from simulator.update_plot import plot_bench
+
+    plot_bench(results, out / "bench.png")
+    print(format_table(results))
+    print(f"\n{'quick' if quick else 'full'} run: {seconds:.0f} s; wrote {out / 'bench.json'} and {out / 'bench.png'}")
+    return 0
+
+
+def run_case(name: str, model_name: str, config: BenchConfig, bar: tqdm) -> CaseResult:
+    """Train the base model, then every method's sweep, for one scenario and model."""
+    started = time.monotonic()
+    data = scenario(name)
+    base = build_model(model_name)
+    train(base, base.parameters(), data.base.x, data.base.y, TrainConfig(epochs=config.base_epochs, lr=3e-3))
+    ctx = prepare(data, base, config.epochs, config.sweeps)
+    reference = accuracy(ctx.tuned, data.test.x, data.test.y)
+    target = reference - TARGET_MARGIN
+    points: list[Point] = []
+    for method, run in METHODS.items():
+        bar.set_postfix_str(f"{name}/{model_name}/{method}")
+        points.extend(run(ctx))
+        bar.update()
+    return CaseResult(
+        name=name,
+        model=model_name,
+        base_accuracy=accuracy(base, data.test.x, data.test.y),
+        full_finetune_accuracy=reference,
+        target_accuracy=target,
+        full_model_bytes=next(p.bytes for p in points if p.method == "full_model"),
+        points=points,
+        min_bytes_at_target={method: min_bytes(points, method, target) for method in METHODS},
+        seconds=round(time.monotonic() - started, 1),
+    )
+
+
+def min_bytes(points: list[Point], method: str, target: float) -> int | None:
+    """Fewest bytes of any point of ``method`` at or above ``target`` accuracy (None if none reach it)."""
+    sizes = [p.bytes for p in points if p.method == method and p.accuracy >= target]
+    return min(sizes) if sizes else None
+
+
+def format_table(results: list[CaseResult]) -> str:
+    """Per case: accuracies, each method's bytes at target, and the factorised method's two ratios."""
+    short = {m: m.replace("finetune_", "ft_").replace("_sparse", "").replace("_model", "") for m in METHODS}
+    header = f"{'scenario':<9}{'model':<5}{'base':>6}{'ft':>6}{'target':>7}" + "".join(
+        f"{short[m]:>10}" for m in METHODS
+    ) + f"{'vs best':>9}{'vs full':>9}"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        cells = "".join(f"{_bytes(r.min_bytes_at_target[m]):>10}" for m in METHODS)
+        lines.append(
+            f"{r.name:<9}{r.model:<5}{r.base_accuracy:>6.3f}{r.full_finetune_accuracy:>6.3f}"
+            f"{r.target_accuracy:>7.3f}{cells}{_ratio(r, BASELINES):>9}{_ratio(r, ('full_model',)):>9}"
+        )
+    lines.append("bytes at target accuracy (full fine-tune - 1 pt); '-' = never reached. Targets: vs best <= 0.50, "
+                 "vs full <= 0.033")
+    return "\n".join(lines)
+
+
+def _ratio(result: CaseResult, against: tuple[str, ...]) -> str:
+    ours = result.min_bytes_at_target["factorised"]
+    others = [result.min_bytes_at_target[m] for m in against if result.min_bytes_at_target[m] is not None]
+    if ours is None or not others:
+        return "-"
+    return f"{ours / min(others):.3f}"
+
+
+def _bytes(value: int | None) -> str:
+    return "-" if value is None else str(value)

@@ -1,0 +1,38 @@
+"""bench.png: accuracy against update bytes (log x), a line per method, a panel per scenario and model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def plot_bench(results: Sequence[Any], path: Path) -> None:
+    """One panel per bench case (objects with name, model, points, target_accuracy); saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = 3
+    rows = -(-len(results) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False)
+    for axis, result in zip(axes.flat, results, strict=False):
+        methods = dict.fromkeys(p.method for p in result.points)
+        for method in methods:
+            points = sorted((p.bytes, p.accuracy) for p in result.points if p.method == method)
+            style = {"linewidth": 2.5, "color": "black"} if method == "factorised" else {"linewidth": 1}
+            axis.plot(*zip(*points, strict=True), marker="o", markersize=3, label=method, **style)
+        axis.axhline(result.target_accuracy, linestyle="--", color="grey", linewidth=1)
+        axis.set_xscale("log")
+        axis.set_title(f"{result.name} / {result.model}")
+        axis.set_xlabel("update bytes (msgpack + zstd)")
+        axis.set_ylabel("test accuracy of the rebuilt model")
+        axis.set_ylim(max(0.0, result.target_accuracy - 0.25), 1.0)
+        axis.grid(True, which="both", alpha=0.3)
+    for axis in list(axes.flat)[len(results) :]:
+        axis.set_visible(False)
+    axes.flat[0].legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

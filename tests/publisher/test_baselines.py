@@ -1,0 +1,59 @@
+"""Baselines: each update is real codec bytes, and the rebuilt model is exactly the trained one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from codec.payload import encode_payload
+from publisher.baselines import bitdelta, finetune, konecny, patch, topk
+from publisher.fit import fit
+from publisher.reconstruct import load_file, model_file, updated_model
+from publisher.training import TrainConfig, predict, train
+
+
+def _rebuilt(model, delta_set):
+    payload, length = delta_set.encode()
+    return updated_model(model, model_file(model.state_dict()), payload, length)
+
+
+def test_structured_update_is_rebuilt_exactly_and_counts_only_the_trained_factor(model, data):
+    delta_set = konecny.structured_delta_set(model, 2, small=False)
+    assert torch.equal(predict(delta_set.model, data[0]), predict(model, data[0]))
+    fit(delta_set, *data, TrainConfig(epochs=3, lr=1e-2))
+    assert torch.equal(predict(_rebuilt(model, delta_set), data[0]), predict(delta_set.model, data[0]))
+    assert konecny.sent_bytes(delta_set) < len(delta_set.encode()[0])
+
+
+def test_sparse_update_is_rebuilt_exactly(model, data):
+    deltas = finetune.weight_deltas(model, finetune.finetune(model, *data, TrainConfig(epochs=1)))
+    delta_set = topk.sparse_delta_set(model, topk.topk_positions(deltas, 0.1))
+    fit(delta_set, *data, TrainConfig(epochs=3, lr=1e-2))
+    assert torch.equal(predict(_rebuilt(model, delta_set), data[0]), predict(delta_set.model, data[0]))
+
+
+def test_sign_delta_is_rebuilt_exactly(model, data):
+    tuned = finetune.finetune(model, *data, TrainConfig(epochs=2))
+    deltas = finetune.weight_deltas(model, tuned)
+    ranked = bitdelta.ranked_tensors(model, deltas)
+    delta_set = bitdelta.sign_delta_set(model, deltas, ranked[:2])
+    train(delta_set.model, delta_set.trainable_parameters(), *data, TrainConfig(epochs=2), freeze_norm_statistics=True)
+    assert torch.equal(predict(_rebuilt(model, delta_set), data[0]), predict(delta_set.model, data[0]))
+
+
+@pytest.mark.parametrize("dtype", finetune.DELTA_DTYPES)
+def test_dense_delta_payload_applies(model, data, dtype):
+    tuned = finetune.finetune(model, *data, TrainConfig(epochs=2))
+    records = finetune.delta_records(finetune.weight_deltas(model, tuned), dtype)
+    payload, length = encode_payload(records)
+    rebuilt = updated_model(model, model_file(model.state_dict()), payload, length)
+    error = (predict(rebuilt, data[0]) - predict(tuned, data[0])).abs().max()
+    assert error < (1e-5 if dtype == "f32" else 0.5)  # base + (tuned - base) rounds once in float32
+
+
+def test_patch_from_round_trips_the_fine_tuned_file(model, data):
+    tuned = finetune.finetune(model, *data, TrainConfig(epochs=1))
+    base_file, target_file = model_file(model.state_dict()), model_file(tuned.state_dict())
+    data_patch = patch.make_patch(base_file, target_file)
+    assert patch.apply_patch(base_file, data_patch) == target_file
+    assert torch.equal(predict(load_file(model, target_file), data[0]), predict(tuned, data[0]))
