@@ -84,11 +84,11 @@ def build_from_files(
 
 
 def _deployed_file(model: nn.Module, path: Path) -> bytes:
-    """The deployed RCW file, refused unless it holds exactly BASE.pt's weights."""
+    """The deployed RCW or .tflite file, refused unless it holds exactly BASE.pt's weights."""
     data = Path(path).read_bytes()
     try:
         deployed = load_file(model, data)
-    except UpdateError as exc:
+    except (UpdateError, ModelError) as exc:
         raise ModelError(f"{path} is not a model file for this architecture: {exc}") from None
     base_state, deployed_state = model.state_dict(), deployed.state_dict()
     if any(not torch.equal(base_state[name], deployed_state[name]) for name in base_state):

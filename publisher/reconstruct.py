@@ -1,4 +1,4 @@
-"""The device's view of a model: an RCW file, a payload applied to it, and the model loaded back.
+"""The device's view of a model: a model file (RCW or .tflite), a payload applied to it, the model loaded back.
 
 Every accuracy the publisher reports comes from ``updated_model``: the base state written as an RCW
 file, the payload applied by codec.apply exactly as a device applies it, the tensors loaded back.
@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 from codec.apply import apply_payload
-from codec.weights import encode_weights, read_slots
+from codec.errors import UpdateError
+from codec.model_files import read_model_slots
+from codec.weights import encode_weights
 from publisher.errors import ModelError
 
 
@@ -36,10 +38,13 @@ def apply_to_file(file: bytes, payload: bytes, decompressed_length: int) -> tupl
 
 
 def load_file(model: nn.Module, file: bytes) -> nn.Module:
-    """A copy of ``model`` holding the tensors of an RCW file (every float tensor must be there)."""
+    """A copy of ``model`` holding the tensors of an RCW or .tflite file (every float tensor must be there)."""
     loaded = copy.deepcopy(model)
     state = loaded.state_dict()
-    slots = read_slots(file)
+    try:
+        slots = read_model_slots(memoryview(file))
+    except UpdateError as exc:
+        raise ModelError(f"not a model file rankcast can read: {exc}") from None
     missing = [name for name, value in state.items() if value.is_floating_point() and name not in slots]
     if missing:
         raise ModelError(f"the model file lacks tensors {missing[:3]}...; was it written for another architecture?")

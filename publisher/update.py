@@ -79,7 +79,7 @@ def build_update(
 ) -> BuiltUpdate:
     """Train factors on ``train_data`` and measure the device-rebuilt model on ``eval_data``.
 
-    ``base_file`` is the deployed RCW file (it must hold ``model``'s weights); by default it is
+    ``base_file`` is the deployed RCW or .tflite file (it must hold ``model``'s weights); by default it is
     written from ``model``'s state.
     """
     base_file = model_file(model.state_dict()) if base_file is None else base_file

@@ -38,8 +38,8 @@ class DemoConfig:
     links: str = "nbiot:0.5,ltem"
     time_scale: float = 10.0
     scenario: str = "drift"
-    rank: int = 4
-    epochs: int = 12
+    rank: int = 8
+    epochs: int = 30
 
 
 def _step(title: str) -> None:

@@ -73,6 +73,25 @@ def test_build_prints_the_summary_and_pins_base_and_target(tmp_path, files):
     assert apply_payload(copy, update.payload, update.decompressed_length) == update.target_sha256
 
 
+def test_build_against_a_deployed_tflite_pins_the_patched_file(tmp_path, files):
+    from publisher.reconstruct import load_file
+    from publisher.tflite_export import export_tflite
+
+    deployed = tmp_path / "deployed.tflite"
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    model.load_state_dict(torch.load(files["base.pt"]))
+    export_tflite(model, (1, 16), deployed)
+    summary = _build(tmp_path, files, "--rank", "2", "--deployed", str(deployed))
+    update = read_update_file(tmp_path / "update.rcu")
+    assert update.base_sha256 == file_sha256(deployed)
+    copy = tmp_path / "device-copy.tflite"
+    copy.write_bytes(deployed.read_bytes())
+    assert apply_payload(copy, update.payload, update.decompressed_length) == update.target_sha256
+    x, y = (torch.from_numpy(a) for a in np.load(files["eval.npz"]).values())
+    patched = load_file(model, copy.read_bytes())
+    assert summary["accuracy_after"] == pytest.approx(float((patched(x).argmax(1) == y).float().mean()))
+
+
 def test_build_respects_a_byte_budget(tmp_path, files):
     summary = _build(tmp_path, files, "--budget", "500")
     assert summary["update_bytes"] <= 500
