@@ -104,7 +104,8 @@ class ProgressBar:
             from tqdm import tqdm
 
             label = "connecting" if phase == "connecting" else f"applying ({phase})"
-            self._bar = tqdm(total=total, desc=label, unit="dev", file=sys.stderr, leave=True, dynamic_ncols=True)
+            self._bar = tqdm(total=total, desc=label, unit="dev", file=sys.stderr, leave=True, dynamic_ncols=True,
+                             disable=None)  # no bar when stderr is not a terminal
             self._phase = phase
         self._bar.n = done
         self._bar.refresh()
