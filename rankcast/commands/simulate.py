@@ -25,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--scenario", choices=("refine", "drift", "newtask"),
                         help="train a digits model and a factorised update for this scenario")
-    parser.add_argument("--tflite", action="store_true",
-                        help="with --scenario: devices run float32 .tflite files, patched in place")
+    parser.add_argument("--rcw", action="store_true",
+                        help="with --scenario: devices run RCW files instead of float32 .tflite files")
     source.add_argument("--update", type=Path, metavar="FILE", help="a .rcu update (rankcast update build)")
     parser.add_argument("--base", type=Path, metavar="FILE", help="with --update: the model file devices run")
     parser.add_argument("--compare", default="full,factorised", metavar="LIST",
@@ -54,6 +54,6 @@ def run(args: argparse.Namespace) -> int:
         devices=args.devices, links=args.link, out=args.out, scenario=args.scenario, update=args.update,
         base=args.base, compare=tuple(s.strip() for s in args.compare.split(",") if s.strip()),
         time_scale=args.time_scale, timeout_s=args.timeout, links_file=args.links_file, seed=args.seed,
-        tflite=args.tflite,
+        tflite=not args.rcw,
     )
     return 0 if all(s.applied == args.devices for s in result.strategies) else 2
