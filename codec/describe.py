@@ -12,21 +12,21 @@ import zstandard
 from codec.errors import FormatError
 from codec.keys import VerifyKey
 from codec.manifest import Manifest, read_manifest, read_manifest_unverified
+from codec.model_files import model_kind, read_model_slots
 from codec.payload import iter_records
 from codec.records import DenseRecord, FullRecord, LowRankRecord, Record, SparseRecord
 from codec.update_file import MAGIC as UPDATE_MAGIC
 from codec.update_file import UpdateFile
-from codec.weights import MAGIC, read_slots
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def describe(data: bytes, trusted_keys: Mapping[str, VerifyKey] | None = None) -> str:
-    """Summarise a payload, manifest envelope, .rcu update or RCW model file, recognised by content."""
+    """Summarise a payload, manifest envelope, .rcu update or model file (RCW, .tflite), by content."""
     if data.startswith(ZSTD_MAGIC):
         return describe_payload(data)
-    if data.startswith(MAGIC):
-        return describe_weights(data)
+    if model_kind(data) is not None:
+        return describe_model_file(data)
     if data.startswith(UPDATE_MAGIC):
         return describe_update_file(data)
     return describe_manifest(data, trusted_keys)
@@ -95,12 +95,14 @@ def _manifest_lines(m: Manifest, size: int, verdict: str) -> list[str]:
     ]
 
 
-def describe_weights(data: bytes) -> str:
-    """Tensors of an RCW model file and the file's sha256."""
-    slots = read_slots(data)
-    lines = [f"RCW model file: {len(data):,} bytes, sha256 {hashlib.sha256(data).hexdigest()}"]
+def describe_model_file(data: bytes) -> str:
+    """The tensors an update can change in an RCW or .tflite file, and the file's sha256."""
+    kind = model_kind(data)
+    slots = read_model_slots(memoryview(data))
+    lines = [f"{kind.upper()} model file: {len(data):,} bytes, sha256 {hashlib.sha256(data).hexdigest()}"]
     for slot in slots.values():
-        lines.append(f"  {slot.name:40} {'x'.join(map(str, slot.shape)):>18} {slot.nbytes:>12,} bytes")
+        layout = "" if slot.permutation is None else f"  stored as axes {slot.permutation}"
+        lines.append(f"  {slot.name:40} {'x'.join(map(str, slot.shape)):>18} {slot.nbytes:>12,} bytes{layout}")
     lines.append(f"{len(slots)} tensors, {sum(s.nbytes for s in slots.values()) // 4:,} parameters")
     return "\n".join(lines)
 

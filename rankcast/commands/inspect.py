@@ -9,9 +9,10 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "inspect",
-        help="summarise a manifest, payload or RCW model file",
+        help="summarise a manifest, payload, .rcu update or model file (.tflite, RCW)",
         description="Print a human-readable summary of FILE, recognised by its content: a payload "
-        "(records, shapes, ranks, bytes per record), a signed manifest (every field), or an RCW model file.",
+        "(records, shapes, ranks, bytes per record), a signed manifest (every field), a .rcu update, or a model "
+        "file (.tflite or RCW: the tensors updates can change).",
     )
     parser.add_argument("file", type=Path, metavar="FILE")
     parser.add_argument(
