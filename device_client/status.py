@@ -8,10 +8,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import asdict, dataclass, field
 
 STATES = ("idle", "downloading", "applying", "error", "offline")
+#: OSErrors that mean the device ran out of room for a file: no space left, a file-size limit, a quota.
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,10 @@ class LastError:
     def from_exception(cls, exc: BaseException, model: str, release: int) -> LastError:
         code = getattr(exc, "code", None)
         if not isinstance(code, str):
-            code = "io-error" if isinstance(exc, OSError) else "internal-error"
+            if isinstance(exc, OSError):
+                code = "disk-full" if exc.errno in _DISK_FULL else "io-error"
+            else:
+                code = "internal-error"
         return cls(code, str(exc) or type(exc).__name__, release, model)
 
 

@@ -96,7 +96,11 @@ class FileModelStore:
         if copy_current:
             if self.current(model) is None:
                 raise NotInstalledError(f"model {model!r} is not installed; a delta release needs its base")
-            shutil.copyfile(self.model_path(model), staged)
+            try:
+                shutil.copyfile(self.model_path(model), staged)
+            except BaseException:
+                staged.unlink(missing_ok=True)  # a partial copy (e.g. the disk filled up) must not stay
+                raise
         else:
             staged.touch()
         return staged

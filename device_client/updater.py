@@ -4,7 +4,9 @@
     any step -> error (the running model untouched); error -> idle or downloading on a new manifest
 
 Every manifest is handled once per distinct envelope: a refused one is remembered (across restarts too)
-and not retried until a different manifest arrives. Verification is the codec's: signature, then policy
+and not retried until a different manifest arrives. A delta that arrives while an earlier release is
+still downloading, made for that release's result, is queued and applied after it (a burst of
+releases), instead of being refused as made for another base. Verification is the codec's: signature, then policy
 (version, base, expiry), then each chunk, the payload, the decoded records and the target sha256; then,
 when the manifest carries a canary, the staged file must pass it (device_client.predictor) before the
 swap, so a model that fails it never runs.
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from codec.apply import apply_payload
 from codec.canary import Canary
-from codec.errors import IntegrityError, UpdateError, WrongModelError
+from codec.errors import BaseMismatchError, IntegrityError, UpdateError, WrongModelError
 from codec.keys import VerifyKey
 from codec.limits import Limits
 from codec.manifest import Manifest, check_applicable, read_manifest, read_manifest_unverified
@@ -89,6 +91,9 @@ class ModelUpdater:
         #: How often each chunk of the latest release arrived from the network (since this process started).
         self.fetched: Counter[int] = Counter()
         self._manifest_digest: bytes | None = None
+        #: Verified deltas that apply on top of the release in progress, in order (envelope, manifest):
+        #: a burst of releases published while this device was still downloading.
+        self._queued: list[tuple[bytes, Manifest]] = []
 
     def wanted_topics(self) -> set[str]:
         """The manifest topic, and while downloading the next ``window`` missing chunks' topics."""
@@ -101,7 +106,7 @@ class ModelUpdater:
     def on_manifest(self, envelope: bytes) -> None:
         """A manifest arrived (retained on subscribe, or newly published)."""
         digest = hashlib.sha256(envelope).digest()
-        if digest == self._manifest_digest:
+        if digest == self._manifest_digest or any(hashlib.sha256(e).digest() == digest for e, _ in self._queued):
             return
         self._manifest_digest = digest
         refused = self.spool.refusal(digest)
@@ -111,6 +116,10 @@ class ModelUpdater:
             return
         try:
             manifest = self._accept(envelope)
+        except BaseMismatchError as exc:
+            if not self._queue_successor(envelope):
+                self._refuse(exc, _claimed_version(envelope, self.limits))
+            return
         except (UpdateError, DeviceError) as exc:
             self._refuse(exc, _claimed_version(envelope, self.limits))
             return
@@ -168,11 +177,38 @@ class ModelUpdater:
             self._refuse(exc, manifest.version, remember=not isinstance(exc, OSError))
             return
         log.info("%s: release %d committed (sha256 %s)", self.model, manifest.version, sha256.hex()[:16])
+        queued = self._queued
         self._enter(State.COMMITTED)
         self._notify(installed)
         self.last_error = None
         self._drop_release()
         self._enter(State.IDLE)
+        self._start_queued(queued)
+
+    def _queue_successor(self, envelope: bytes) -> bool:
+        """Keep a delta made for the release in progress (or for the last one queued) to apply after it."""
+        end = self._queued[-1][1] if self._queued else (self.release.manifest if self.release else None)
+        if end is None:
+            return False
+        manifest = read_manifest(envelope, self.trusted_keys, self.limits)
+        try:
+            check_applicable(manifest, model=self.model, current_version=end.version,
+                             current_sha256=end.target_sha256, now=self.clock())
+        except UpdateError:
+            return False
+        self._queued.append((envelope, manifest))
+        log.info("%s: release %d queued: it applies on top of release %d, still in progress", self.model,
+                 manifest.version, end.version)
+        return True
+
+    def _start_queued(self, queued: list[tuple[bytes, Manifest]]) -> None:
+        """After a commit, take up the next queued release; the rest stay queued behind it."""
+        if not queued:
+            return
+        self._manifest_digest = None
+        self.on_manifest(queued[0][0])
+        if self.release is not None and self.release.manifest == queued[0][1]:
+            self._queued = queued[1:]
 
     def _notify(self, installed: Installed) -> None:
         if self.on_commit is None:
@@ -222,6 +258,7 @@ class ModelUpdater:
         )
 
     def _start(self, manifest: Manifest) -> None:
+        self._queued = []
         self.fetched = Counter()
         self.release = self.spool.open(manifest)  # resumes this release's chunks, drops any other's
         log.info("%s: release %d accepted, %d of %d chunks already spooled", self.model, manifest.version,
@@ -242,6 +279,7 @@ class ModelUpdater:
 
     def _drop_release(self) -> None:
         self.release = None
+        self._queued = []
         self.spool.clear()
 
     def _enter(self, state: State) -> None:

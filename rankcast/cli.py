@@ -13,8 +13,8 @@ import sys
 
 #: Subcommand modules, in the order `rankcast --help` lists them.
 COMMANDS = (
-    "keygen", "inspect", "bench", "update", "demo", "export_tflite", "broker", "publish", "release", "device", "status",
-    "simulate",
+    "demo", "keygen", "update", "export_tflite", "inspect", "broker", "publish", "release", "device", "status",
+    "simulate", "bench", "selftest",
 )
 
 DESCRIPTION = """\

@@ -40,7 +40,7 @@ from device_client.store import FileModelStore
 from publisher.mqtt import BrokerLogin, BrokerSession
 from publisher.release_build import update_release
 from publisher.release_ops import publish_release
-from simulator.fleet_clients import FleetClient, Phase
+from simulator.fleet_clients import FleetClient, Phase, serve_clients
 from simulator.fleet_updates import FleetInputs, Strategy
 from simulator.link_proxy import LinkClock, LinkProxy, LinkStats
 from simulator.links import LinkMix, LinkProfile
@@ -332,17 +332,7 @@ class _StrategyRun:
         return max(15.0, self.clock.wall(30 * profile.rtt_s + 30))
 
     async def _tick(self) -> None:
-        """Open the devices' first connections a batch at a time, then serve timers of every client."""
-        for start in range(0, len(self.clients), _OPEN_BATCH):
-            for client in self.clients[start : start + _OPEN_BATCH]:
-                client.tick()
-            await asyncio.sleep(0.01)
-        while True:
-            for index, client in enumerate(self.clients):
-                client.tick()
-                if index % 100 == 99:
-                    await asyncio.sleep(0)
-            await asyncio.sleep(_TICK_S)
+        await serve_clients(self.clients, _OPEN_BATCH, _TICK_S)
 
     async def _wait_online(self) -> None:
         deadline = time.monotonic() + min(self.config.wall_limit_s, self.clock.wall(self.config.connect_wait_s))

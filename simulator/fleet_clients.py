@@ -204,3 +204,18 @@ class FleetClient:
             return
         client.loop_write()
         self._after_io()
+
+
+async def serve_clients(clients: list[FleetClient], open_batch: int = 25, tick_s: float = 0.25) -> None:
+    """Open the clients' first connections ``open_batch`` at a time, then serve every client's timers forever
+    (cancel the task to stop)."""
+    for start in range(0, len(clients), open_batch):
+        for client in clients[start : start + open_batch]:
+            client.tick()
+        await asyncio.sleep(0.01)
+    while True:
+        for index, client in enumerate(clients):
+            client.tick()
+            if index % 100 == 99:
+                await asyncio.sleep(0)
+        await asyncio.sleep(tick_s)

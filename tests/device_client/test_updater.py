@@ -226,3 +226,34 @@ def test_memory_stays_bounded_while_a_large_release_downloads(make_device, retai
 def test_a_manifest_for_another_model_is_refused(make_device, retained, signing, base_model) -> None:
     release, _ = rf.delta(base_model, 2, "other-model", 2, signing[0])
     _refused(make_device(), retained, release.envelope, "wrong-model")
+
+
+def test_deltas_published_back_to_back_apply_in_order(make_device, retained, signing, base_model) -> None:
+    device = make_device()
+    v2, file_v2 = rf.delta(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
+    v3, file_v3 = rf.delta(file_v2, 3, MODEL, 3, signing[0], chunk_size=256)
+    v4, file_v4 = rf.delta(file_v3, 4, MODEL, 4, signing[0], chunk_size=256)
+    retained.add(v2)
+    assert retained.pump(device, max_chunks=2) == 2  # v2 is still downloading when v3 and v4 arrive
+    for release in (v3, v4):
+        retained.add(release)
+        device.handle(manifest_topic(MODEL), release.envelope)
+    assert device.status().state == "downloading" and device.status().last_error is None
+    retained.pump(device)
+    assert _running(device) == file_v4
+    assert device.running_models()[MODEL][0] == 4 and device.status().last_error is None
+
+
+def test_a_delta_for_another_base_is_still_refused_while_downloading(
+    make_device, retained, signing, base_model
+) -> None:
+    device = make_device()
+    v2, _ = rf.delta(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
+    stray, _ = rf.delta(rf.make_model(9), 5, MODEL, 3, signing[0], chunk_size=256)
+    retained.add(v2)
+    retained.pump(device, max_chunks=2)
+    retained.add(stray)
+    device.handle(manifest_topic(MODEL), stray.envelope)
+    status = json.loads(device.status().to_json())
+    assert status["state"] == "error" and status["last_error"]["code"] == "wrong-base"
+    assert _running(device) == base_model
