@@ -14,6 +14,13 @@ from broker_config.layout import BrokerLayout
 from broker_config.tools import find_tool
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for brokers started by tests and tools)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def broker_command(layout: BrokerLayout) -> list[str]:
     return [find_tool("mosquitto"), "-c", str(layout.config)]
 

@@ -20,7 +20,6 @@ import os
 import random
 import resource
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,7 +27,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker_config import BrokerLayout, Listeners, add_user, make_test_ca, prepare, start_broker, wait_listening
+from broker_config import (
+    BrokerLayout,
+    Listeners,
+    add_user,
+    free_port,
+    make_test_ca,
+    prepare,
+    start_broker,
+    wait_listening,
+)
 from broker_config.tools import run_tool
 from codec.keys import SigningKey, generate_signing_key, write_keypair
 from codec.limits import DEFAULT_CHUNK_SIZE
@@ -180,7 +188,7 @@ class SimBroker:
         layout.root.mkdir(parents=True)
         make_test_ca(layout)
         self._accounts()
-        self.port, self.dev_port = _free_port(), _free_port()
+        self.port, self.dev_port = free_port(), free_port()
         prepare(layout, Listeners(tls_port=self.port, bind="127.0.0.1", dev_port=self.dev_port), PREFIX)
         raise_file_limit()
         self.process = start_broker(layout, layout.root / "mosquitto.log")
@@ -404,10 +412,6 @@ def _device_root(workdir: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="devices-", dir=workdir))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _cpu_s() -> float:

@@ -33,8 +33,18 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from broker_config import BrokerLayout, Listeners, add_user, make_test_ca, prepare, start_broker, wait_listening
+from broker_config import (
+    BrokerLayout,
+    Listeners,
+    add_user,
+    free_port,
+    make_test_ca,
+    prepare,
+    start_broker,
+    wait_listening,
+)
 from codec.apply import apply_payload
+from codec.apply import file_sha256 as codec_file_sha256
 from codec.keys import SigningKey, generate_signing_key, write_keypair
 from codec.payload import encode_payload
 from codec.quantise import dense_record, lowrank_record
@@ -51,12 +61,6 @@ PUBLISHER = "selftest-publisher"
 DAY = 86400
 #: The repository root: device processes run with it as their working directory and on PYTHONPATH.
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str = "a condition", poll: float = 0.02):
@@ -267,11 +271,8 @@ def installed(config: Path, model: str) -> tuple[int, str] | None:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+    """The file's sha256 as hex (codec.apply.file_sha256 gives the digest bytes)."""
+    return codec_file_sha256(path).hex()
 
 
 def spooled(config: Path, model: str) -> set[int]:
@@ -348,13 +349,17 @@ class Relay:
     def url(self, tls: bool = False) -> str:
         return f"{'mqtts://localhost' if tls else 'mqtt://127.0.0.1'}:{self.port}"
 
-    def close(self) -> None:
-        self._server.close()
+    def cut(self) -> None:
+        """Drop every open link, as a failing radio would; new connections are still relayed."""
         with self._lock:
             links, self._links = self._links, []
         for sock in links:
             _shut(sock)
             sock.close()
+
+    def close(self) -> None:
+        self._server.close()
+        self.cut()
 
     def __enter__(self) -> Relay:
         return self

@@ -15,10 +15,11 @@ import pytest
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1] / "device_client")]
 
 import release_factory as rf  # noqa: E402
-from fleet_harness import Broker, DeviceHarness, LinkProxy, make_broker, write_device_config  # noqa: E402
+from fleet_harness import Broker, DeviceHarness, make_broker, write_device_config  # noqa: E402
 
 from codec.keys import SigningKey  # noqa: E402
 from device_client.store import FileModelStore  # noqa: E402
+from simulator.selftest.harness import Relay  # noqa: E402
 
 DEVICE_POOL = 48
 
@@ -85,11 +86,11 @@ def make_device(tmp_path: Path, signing) -> Iterator[Callable[..., DeviceHarness
 
 
 @pytest.fixture
-def link_proxy() -> Iterator[Callable[[Broker, float], LinkProxy]]:
-    proxies: list[LinkProxy] = []
+def link_proxy() -> Iterator[Callable[[Broker, float], Relay]]:
+    proxies: list[Relay] = []
 
-    def make(target: Broker, bytes_per_second: float) -> LinkProxy:
-        proxies.append(LinkProxy(target.port, bytes_per_second))
+    def make(target: Broker, bytes_per_second: float) -> Relay:
+        proxies.append(Relay(target.port, bytes_per_second))
         return proxies[-1]
 
     yield make

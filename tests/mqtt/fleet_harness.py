@@ -5,22 +5,30 @@ real device clients in threads, and a TCP relay that slows and cuts links. Every
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker_config import BrokerLayout, Listeners, add_user, make_test_ca, prepare, start_broker, wait_listening
+from broker_config import (
+    BrokerLayout,
+    Listeners,
+    add_user,
+    free_port,
+    make_test_ca,
+    prepare,
+    start_broker,
+    wait_listening,
+)
 from codec.release import Release
 from codec.topics import BrokerUrl
 from device_client import Device, load_config, run_device
 from device_client.store import FileModelStore
 from publisher.mqtt import BrokerLogin, BrokerSession
 from publisher.release_ops import publish_release
+from simulator.selftest.harness import wait_for as poll_until
 
 PUBLISHER = "publisher"
 DEVICE_PASSWORD = "device-password"
@@ -29,17 +37,7 @@ WAIT_S = 30.0
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT_S) -> None:
     """Poll ``condition`` until it is true; fail the test with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    poll_until(condition, timeout, what)
 
 
 @dataclass
@@ -142,66 +140,3 @@ class DeviceHarness:
 
     def model_file(self, model: str) -> bytes:
         return FileModelStore(self.device.config.model_dir).model_path(model).read_bytes()
-
-
-class LinkProxy:
-    """A TCP relay between devices and the broker: slows the broker's sends and cuts links on demand."""
-
-    def __init__(self, target_port: int, bytes_per_second: float) -> None:
-        self.target_port, self.rate = target_port, bytes_per_second
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        self._links: list[socket.socket] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"mqtts://localhost:{self.port}"
-
-    def cut(self) -> None:
-        """Drop every open link, as a failing radio would."""
-        with self._lock:
-            links, self._links = self._links, []
-        for sock in links:
-            _shut(sock)
-            sock.close()
-
-    def close(self) -> None:
-        self._server.close()
-        self.cut()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                device, _ = self._server.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
-            except OSError:
-                device.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._links += [device, upstream]
-            threading.Thread(target=self._relay, args=(device, upstream, None), daemon=True).start()
-            threading.Thread(target=self._relay, args=(upstream, device, self.rate), daemon=True).start()
-
-    def _relay(self, source: socket.socket, sink: socket.socket, rate: float | None) -> None:
-        try:
-            while data := source.recv(1024):
-                sink.sendall(data)
-                if rate:
-                    time.sleep(len(data) / rate)
-        except OSError:
-            pass
-        _shut(source)
-        _shut(sink)
-
-
-def _shut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass

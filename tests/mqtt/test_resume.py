@@ -33,7 +33,7 @@ def test_a_dropped_link_resumes_without_fetching_held_chunks(
 ) -> None:
     release, model_file = _big_release(model_id, signing[0])
     proxy = link_proxy(broker, SLOW)
-    device = make_device(broker, device_ids(1)[0], model_id, rf.make_model(1), url=proxy.url)
+    device = make_device(broker, device_ids(1)[0], model_id, rf.make_model(1), url=proxy.url(tls=True))
     broker.publish(release)
     held = _held_midway(device, model_id, release.manifest.chunk_count)
     proxy.cut()
@@ -48,7 +48,7 @@ def test_a_broker_restart_mid_transfer_ends_with_the_release_applied(
 ) -> None:
     release, model_file = _big_release(model_id, signing[0])
     proxy = link_proxy(own_broker, SLOW)
-    device = make_device(own_broker, own_broker.device_ids[0], model_id, rf.make_model(1), url=proxy.url)
+    device = make_device(own_broker, own_broker.device_ids[0], model_id, rf.make_model(1), url=proxy.url(tls=True))
     own_broker.publish(release)
     held = _held_midway(device, model_id, release.manifest.chunk_count)
     own_broker.stop()
@@ -65,11 +65,11 @@ def test_a_device_restart_mid_transfer_resumes_from_its_spool(
     release, model_file = _big_release(model_id, signing[0])
     proxy = link_proxy(broker, SLOW)
     device_id = device_ids(1)[0]
-    device = make_device(broker, device_id, model_id, rf.make_model(1), url=proxy.url)
+    device = make_device(broker, device_id, model_id, rf.make_model(1), url=proxy.url(tls=True))
     broker.publish(release)
     held = _held_midway(device, model_id, release.manifest.chunk_count)
     device.stop()
-    restarted = make_device(broker, device_id, model_id, None, url=proxy.url)
+    restarted = make_device(broker, device_id, model_id, None, url=proxy.url(tls=True))
     wait_for(lambda: restarted.version(model_id) == 2, "the release applied after the restart")
     assert restarted.model_file(model_id) == model_file
     assert not held & set(restarted.device.updaters[model_id].fetched)
