@@ -6,6 +6,7 @@ Also the broker address (``mqtt://`` or ``mqtts://`` URL) that publishers, devic
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from codec.manifest import validate_id
@@ -108,3 +109,11 @@ class BrokerUrl:
 
     def __str__(self) -> str:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+def read_password_file(path: Path | None) -> str | None:
+    """A broker password kept in a file (never on the command line): its first line; None without a file."""
+    if path is None:
+        return None
+    lines = Path(path).read_text().splitlines()
+    return lines[0] if lines else ""

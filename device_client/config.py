@@ -26,7 +26,7 @@ from pathlib import Path
 
 from codec.errors import FormatError
 from codec.manifest import validate_id
-from codec.topics import DEFAULT_PREFIX, BrokerUrl
+from codec.topics import DEFAULT_PREFIX, BrokerUrl, read_password_file
 from device_client.errors import ConfigError
 
 
@@ -43,9 +43,7 @@ class BrokerSettings:
 
     def password(self) -> str | None:
         """The password file's first line, or None without a password file."""
-        if self.password_file is None:
-            return None
-        return self.password_file.read_text().splitlines()[0] if self.password_file.stat().st_size else ""
+        return read_password_file(self.password_file)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from codec.topics import BrokerUrl
+from codec.topics import BrokerUrl, read_password_file
 from publisher.errors import (
     BrokerRefusedError,
     BrokerTimeoutError,
@@ -43,10 +43,7 @@ class BrokerLogin:
     cafile: Path | None = None
 
     def password(self) -> str | None:
-        if self.password_file is None:
-            return None
-        lines = Path(self.password_file).read_text().splitlines()
-        return lines[0] if lines else ""
+        return read_password_file(self.password_file)
 
 
 class BrokerSession:
