@@ -38,6 +38,17 @@ def start_broker(layout: BrokerLayout, log: Path) -> subprocess.Popen:
         return subprocess.Popen(broker_command(layout), stdout=handle, stderr=subprocess.STDOUT)
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM and wait (Mosquitto saves its database; a device publishes "offline"), SIGKILL after ``timeout``."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
 def wait_listening(host: str, port: int, process: subprocess.Popen | None = None, timeout: float = 10.0) -> None:
     """Return once ``host:port`` accepts TCP connections; raises ToolError on timeout or broker exit."""
     deadline = time.monotonic() + timeout

@@ -35,6 +35,7 @@ from broker_config import (
     make_test_ca,
     prepare,
     start_broker,
+    stop_process,
     wait_listening,
 )
 from broker_config.tools import run_tool
@@ -217,13 +218,8 @@ class SimBroker:
         return _proc_usage(self.process.pid) if self.process else (0.0, 0.0)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        if self.process is not None:
+            stop_process(self.process)
 
     def __enter__(self) -> SimBroker:
         return self.start()

@@ -41,6 +41,7 @@ from broker_config import (
     make_test_ca,
     prepare,
     start_broker,
+    stop_process,
     wait_listening,
 )
 from codec.apply import apply_payload
@@ -127,13 +128,8 @@ class SelftestBroker:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM and wait: Mosquitto writes its database (the retained releases) and exits."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        if self.process is not None:
+            stop_process(self.process, timeout)
 
     def __enter__(self) -> SelftestBroker:
         self.start()
@@ -240,17 +236,6 @@ def start_device_process(config: Path, log: Path | None = None,
             stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env,
             preexec_fn=preexec_fn,
         )
-
-
-def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
-    """SIGTERM (the device publishes "offline" and exits), SIGKILL if it does not within ``timeout``."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 def store_state(config: Path, model: str) -> tuple[int | None, str | None, str | None]:

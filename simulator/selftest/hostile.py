@@ -28,6 +28,7 @@ import msgpack
 import numpy as np
 import zstandard
 
+from broker_config import stop_process
 from codec.arrays import pack
 from codec.keys import SigningKey, generate_signing_key, write_keypair
 from codec.manifest import SIGNATURE_DOMAIN, Manifest
@@ -318,13 +319,7 @@ class DeviceProcess:
         return _rss_mib(self.process.pid, field)
 
     def stop(self) -> None:
-        if self.alive:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         self.log.close()
 
 

@@ -20,6 +20,7 @@ from broker_config import (
     make_test_ca,
     prepare,
     start_broker,
+    stop_process,
     wait_listening,
 )
 from codec.release import Release
@@ -74,8 +75,7 @@ class Broker:
 
     def stop(self) -> None:
         """SIGTERM: Mosquitto saves its database (the retained releases) and exits."""
-        self.process.terminate()
-        self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 def make_broker(root: Path, devices: int) -> Broker:
