@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -60,17 +60,20 @@ def synthetic_model(parameters: int, seed: int = 0) -> dict[str, np.ndarray]:
     return tensors
 
 
-def synthetic_update(model: dict[str, np.ndarray], rank: int, seed: int = 1) -> list[Record]:
-    """A rank-``rank`` lowrank record per weight and an 8-bit dense bias delta per bias."""
+def synthetic_update(
+    shapes: Mapping[str, tuple[int, ...]], rank: int, seed: int = 1, factor_scale: float = 0.01
+) -> list[Record]:
+    """Random records for tensors of ``shapes``: rank-``rank`` lowrank records (factor entries
+    N(0, factor_scale²)) for matrices, 8-bit dense deltas (N(0, 0.01²)) for everything else."""
     rng = np.random.default_rng(seed)
     records: list[Record] = []
-    for name, tensor in model.items():
-        if tensor.ndim == 2:
-            u = rng.standard_normal((tensor.shape[0], rank)).astype(np.float32) * 0.01
-            v = rng.standard_normal((rank, tensor.shape[1])).astype(np.float32) * 0.01
-            records.append(lowrank_record(name, tensor.shape, u, v))
+    for name, shape in shapes.items():
+        if len(shape) == 2:
+            u = rng.standard_normal((shape[0], rank)).astype(np.float32) * factor_scale
+            v = rng.standard_normal((rank, shape[1])).astype(np.float32) * factor_scale
+            records.append(lowrank_record(name, shape, u, v))
         else:
-            records.append(dense_record(name, rng.standard_normal(tensor.shape) * 0.01, dtype="i8"))
+            records.append(dense_record(name, rng.standard_normal(shape) * 0.01, dtype="i8"))
     return records
 
 
@@ -87,8 +90,9 @@ def measure(parameters: int, rank: int, repeats: int) -> CodecBenchResult:
     """Run every measurement once per repeat and keep the best time of each."""
     model = synthetic_model(parameters)
     model_file = encode_weights(model)
-    encode_s = _best_time(lambda: encode_payload(synthetic_update(model, rank)), repeats)
-    payload, decompressed = encode_payload(synthetic_update(model, rank))
+    shapes = {name: tensor.shape for name, tensor in model.items()}
+    encode_s = _best_time(lambda: encode_payload(synthetic_update(shapes, rank)), repeats)
+    payload, decompressed = encode_payload(synthetic_update(shapes, rank))
     decode_s = _best_time(lambda: sum(1 for _ in iter_records(payload, decompressed)), repeats)
     zstd_s = _best_time(lambda: zstandard.ZstdDecompressor().decompress(payload), repeats)
     with tempfile.TemporaryDirectory() as workdir:

@@ -48,7 +48,6 @@ from codec.apply import apply_payload
 from codec.apply import file_sha256 as codec_file_sha256
 from codec.keys import SigningKey, generate_signing_key, write_keypair
 from codec.payload import encode_payload
-from codec.quantise import dense_record, lowrank_record
 from codec.release import Release
 from codec.topics import DEFAULT_PREFIX, BrokerUrl
 from codec.update_file import UpdateFile
@@ -57,6 +56,7 @@ from device_client.store import FileModelStore
 from publisher.mqtt import BrokerLogin, BrokerSession
 from publisher.release_build import full_release, update_release
 from publisher.release_ops import publish_release as _publish
+from simulator.codec_bench import synthetic_update
 
 PUBLISHER = "selftest-publisher"
 DAY = 86400
@@ -161,17 +161,10 @@ def make_delta_release(base: Path, seed: int, model: str, version: int, key: Sig
                        base_version: int | None = None, rank: int = 4) -> tuple[Release, str]:
     """A signed delta release for the model file at ``base`` (rank-``rank`` factors for matrices, int8
     deltas for vectors) and the sha256 hex of the file it makes. Small payload, however big the base."""
-    rng = np.random.default_rng(seed)
-    records = []
     data = Path(base).read_bytes()
-    for name, slot in read_slots(data).items():
-        if len(slot.shape) == 2:
-            u = rng.standard_normal((slot.shape[0], rank)).astype(np.float32) * 0.1
-            v = rng.standard_normal((rank, slot.shape[1])).astype(np.float32) * 0.1
-            records.append(lowrank_record(name, slot.shape, u, v))
-        else:
-            records.append(dense_record(name, rng.standard_normal(slot.shape) * 0.01, dtype="i8"))
-    payload, length = encode_payload(records)
+    shapes = {name: slot.shape for name, slot in read_slots(data).items()}
+    payload, length = encode_payload(synthetic_update(shapes, rank, seed, factor_scale=0.1))
+    base_sha256 = hashlib.sha256(data).digest()
     scratch = Path(base).with_name(f".target-{uuid.uuid4().hex[:6]}")
     try:
         scratch.write_bytes(data)
@@ -179,7 +172,7 @@ def make_delta_release(base: Path, seed: int, model: str, version: int, key: Sig
         target = apply_payload(scratch, payload, length)
     finally:
         scratch.unlink(missing_ok=True)
-    update = UpdateFile(payload, length, "delta", hashlib.sha256(Path(base).read_bytes()).digest(), target)
+    update = UpdateFile(payload, length, "delta", base_sha256, target)
     release = update_release(update, model=model, version=version, key=key, base_version=base_version,
                              lifetime_s=DAY)
     return release, target.hex()
