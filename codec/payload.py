@@ -116,9 +116,7 @@ def _expect_end(unpacker: msgpack.Unpacker, stream: _BoundedDecompressor) -> Non
     try:
         unpacker.unpack()
     except msgpack.OutOfData:
-        stream.check_complete()
-        if document_end != stream._produced:  # an incomplete msgpack object after the document
-            raise FormatError("the payload has data after its document") from None
+        stream.check_complete(document_end)
         return
     raise FormatError("the payload has data after its document")
 
@@ -159,8 +157,11 @@ class _BoundedDecompressor(io.RawIOBase):
             raise LimitError(f"the payload decompresses past its declared {self._declared} bytes")
         return piece
 
-    def check_complete(self) -> None:
+    def check_complete(self, document_end: int) -> None:
+        """At the end of the stream: exactly the declared bytes, and the document ended at the last one."""
         if self._produced != self._declared or self.read(1):
             raise IntegrityError(
                 f"the payload decompressed to {self._produced} bytes, the manifest declares {self._declared}"
             )
+        if document_end != self._produced:  # an incomplete msgpack object after the document
+            raise FormatError("the payload has data after its document")

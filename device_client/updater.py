@@ -93,7 +93,7 @@ class ModelUpdater:
         self._manifest_digest: bytes | None = None
         #: Verified deltas that apply on top of the release in progress, in order (envelope, manifest):
         #: a burst of releases published while this device was still downloading.
-        self._queued: list[tuple[bytes, Manifest]] = []
+        self._queued: list[tuple[bytes, bytes, Manifest]] = []  # (sha256 of the envelope, envelope, manifest)
 
     def wanted_topics(self) -> set[str]:
         """The manifest topic, and while downloading the next ``window`` missing chunks' topics."""
@@ -106,7 +106,7 @@ class ModelUpdater:
     def on_manifest(self, envelope: bytes) -> None:
         """A manifest arrived (retained on subscribe, or newly published)."""
         digest = hashlib.sha256(envelope).digest()
-        if digest == self._manifest_digest or any(hashlib.sha256(e).digest() == digest for e, _ in self._queued):
+        if digest == self._manifest_digest or any(queued[0] == digest for queued in self._queued):
             return
         self._manifest_digest = digest
         refused = self.spool.refusal(digest)
@@ -187,7 +187,7 @@ class ModelUpdater:
 
     def _queue_successor(self, envelope: bytes) -> bool:
         """Keep a delta made for the release in progress (or for the last one queued) to apply after it."""
-        end = self._queued[-1][1] if self._queued else (self.release.manifest if self.release else None)
+        end = self._queued[-1][2] if self._queued else (self.release.manifest if self.release else None)
         if end is None:
             return False
         manifest = read_manifest(envelope, self.trusted_keys, self.limits)
@@ -196,18 +196,19 @@ class ModelUpdater:
                              current_sha256=end.target_sha256, now=self.clock())
         except UpdateError:
             return False
-        self._queued.append((envelope, manifest))
+        self._queued.append((hashlib.sha256(envelope).digest(), envelope, manifest))
         log.info("%s: release %d queued: it applies on top of release %d, still in progress", self.model,
                  manifest.version, end.version)
         return True
 
-    def _start_queued(self, queued: list[tuple[bytes, Manifest]]) -> None:
+    def _start_queued(self, queued: list[tuple[bytes, bytes, Manifest]]) -> None:
         """After a commit, take up the next queued release; the rest stay queued behind it."""
         if not queued:
             return
+        _, envelope, manifest = queued[0]
         self._manifest_digest = None
-        self.on_manifest(queued[0][0])
-        if self.release is not None and self.release.manifest == queued[0][1]:
+        self.on_manifest(envelope)
+        if self.release is not None and self.release.manifest == manifest:
             self._queued = queued[1:]
 
     def _notify(self, installed: Installed) -> None:
