@@ -1,9 +1,10 @@
 """Exact, in-place application of update records to a model file.
 
 The integer product of the codes is computed exactly (float32 while every partial sum stays below
-2^24, float64 otherwise), then ``(su ⊙ P) ⊙ sv`` and ``W + ΔW`` are elementwise float32 operations in
-that fixed order. Elementwise IEEE arithmetic is correctly rounded, so the bytes of the result are the
-same on every machine and thread count, and the manifest can pin the sha256 of the updated file.
+2^24, float64 otherwise; a seeded sign factor is a factor of ±1 codes like any other), then
+``(su ⊙ P) ⊙ sv`` and ``W + ΔW`` are elementwise float32 operations in that fixed order. Elementwise
+IEEE arithmetic is correctly rounded, so the bytes of the result are the same on every machine and
+thread count, and the manifest can pin the sha256 of the updated file.
 """
 
 from __future__ import annotations
@@ -23,15 +24,20 @@ from codec.limits import DEFAULT_LIMITS, Limits
 from codec.model_files import read_model_slots
 from codec.payload import iter_records
 from codec.records import DenseRecord, FullRecord, LowRankRecord, Record, SparseRecord, sparse_positions
+from codec.seeded import factor_codes
 from codec.weights import SlotReader, TensorSlot
 
 _FLOAT32_EXACT = 2**24
 
 
-def exact_product(u_codes: np.ndarray, v_codes: np.ndarray, code_max: int) -> np.ndarray:
-    """U·V of integer codes as float32; every partial sum is computed exactly."""
+def exact_product(u_codes: np.ndarray, v_codes: np.ndarray, u_max: int, v_max: int) -> np.ndarray:
+    """U·V of integer codes of magnitude at most ``u_max`` and ``v_max`` as float32, computed exactly.
+
+    Every partial sum is an integer of magnitude at most u_max·v_max·rank: below 2^24 float32 holds
+    them all exactly; otherwise float64 does and P is rounded once. Both give the same float32 P.
+    """
     rank = u_codes.shape[1]
-    if code_max * code_max * rank < _FLOAT32_EXACT:
+    if u_max * v_max * rank < _FLOAT32_EXACT:
         return np.matmul(u_codes.astype(np.float32), v_codes.astype(np.float32))
     product = np.matmul(u_codes.astype(np.float64), v_codes.astype(np.float64))
     return product.astype(np.float32)
@@ -39,7 +45,8 @@ def exact_product(u_codes: np.ndarray, v_codes: np.ndarray, code_max: int) -> np
 
 def lowrank_delta(record: LowRankRecord) -> np.ndarray:
     """ΔW = (su ⊙ (Qu·Qv)) ⊙ sv as a float32 out × rest array."""
-    delta = exact_product(unpack(record.u), unpack(record.v), CODE_MAX[record.u.dtype])
+    u, v = record.u, record.v
+    delta = exact_product(factor_codes(u), factor_codes(v), CODE_MAX[u.dtype], CODE_MAX[v.dtype])
     np.multiply(delta, unpack(record.u_scale)[:, None], out=delta)
     np.multiply(delta, unpack(record.v_scale)[None, :], out=delta)
     return delta

@@ -15,6 +15,7 @@ from codec.manifest import Manifest, read_manifest, read_manifest_unverified
 from codec.model_files import model_kind, read_model_slots
 from codec.payload import iter_records
 from codec.records import DenseRecord, FullRecord, LowRankRecord, Record, SparseRecord
+from codec.seeded import GENERATOR, SeededSigns
 from codec.update_file import MAGIC as UPDATE_MAGIC
 from codec.update_file import UpdateFile
 
@@ -50,19 +51,31 @@ def describe_payload(payload: bytes, decompressed_length: int | None = None) -> 
         size = len(msgpack.packb(record.to_msgpack()))
         shape = "x".join(map(str, getattr(record, "shape", ()))) or "-"
         lines.append(f"  {record.kind:8} {record.name[:32]:32} {shape:>18} {_detail(record):>18} {size:>10,}")
+        lines += _seeded_lines(record)
     lines.append(f"{count} records")
     return "\n".join(lines)
 
 
 def _detail(record: Record) -> str:
     if isinstance(record, LowRankRecord):
-        return f"rank {record.rank} {record.u.dtype}"
+        stored = record.v if isinstance(record.u, SeededSigns) else record.u
+        return f"rank {record.rank} {stored.dtype}"
     if isinstance(record, DenseRecord):
         return f"{record.mode} {record.values.dtype}"
     if isinstance(record, SparseRecord):
         return f"{record.mode} {record.gaps.size} {record.values.dtype}"
     assert isinstance(record, FullRecord)
     return f"file sha256 {hashlib.sha256(record.data).hexdigest()[:8]}"
+
+
+def _seeded_lines(record: Record) -> list[str]:
+    """A line under a lowrank record for its seeded factor, if it has one."""
+    if not isinstance(record, LowRankRecord):
+        return []
+    return [
+        f"  {'':8} {side}: seeded signs {'x'.join(map(str, factor.shape))} (seed {factor.seed}, {GENERATOR})"
+        for side, factor in (("u", record.u), ("v", record.v)) if isinstance(factor, SeededSigns)
+    ]
 
 
 def describe_manifest(envelope: bytes, trusted_keys: Mapping[str, VerifyKey] | None = None) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 from codec.arrays import CODE_DTYPES, WireArray, read_array, read_shape, unpack
 from codec.errors import FormatError, LimitError
 from codec.limits import Limits
+from codec.seeded import Factor, SeededSigns, read_factor
 
 LOWRANK_CODES = ("i4", "i8", "i16")
 MODES = ("add", "set")
@@ -18,14 +19,17 @@ MODES = ("add", "set")
 
 @dataclass(frozen=True)
 class LowRankRecord:
-    """Adds (su ⊙ (U·V)) ⊙ sv to a weight seen as 2-D: out × (product of the other dimensions)."""
+    """Adds (su ⊙ (U·V)) ⊙ sv to a weight seen as 2-D: out × (product of the other dimensions).
+
+    At most one of ``u`` and ``v`` may be SeededSigns (regenerated from a seed, not sent).
+    """
 
     kind: ClassVar[str] = "lowrank"
     name: str
     shape: tuple[int, ...]
-    u: WireArray
+    u: Factor
     u_scale: WireArray
-    v: WireArray
+    v: Factor
     v_scale: WireArray
 
     @property
@@ -138,9 +142,12 @@ def _read_lowrank(obj: dict, name: str, limits: Limits) -> LowRankRecord:
     if len(shape) < 2:
         raise FormatError(f"{name}: a lowrank record needs a tensor of at least 2 dimensions")
     out, rest = shape[0], math.prod(shape[1:])
-    u = read_array(obj["u"], limits, f"{name}.u", LOWRANK_CODES)
-    v = read_array(obj["v"], limits, f"{name}.v", LOWRANK_CODES)
-    if u.dtype != v.dtype:
+    u = read_factor(obj["u"], limits, f"{name}.u", LOWRANK_CODES)
+    v = read_factor(obj["v"], limits, f"{name}.v", LOWRANK_CODES)
+    seeded = isinstance(u, SeededSigns) + isinstance(v, SeededSigns)
+    if seeded == 2:
+        raise FormatError(f"{name}: at most one of u and v may be seeded; the other carries the update")
+    if not seeded and u.dtype != v.dtype:
         raise FormatError(f"{name}: u and v must use the same code dtype ({u.dtype} != {v.dtype})")
     if len(u.shape) != 2 or len(v.shape) != 2 or u.shape[1] != v.shape[0]:
         raise FormatError(f"{name}: u must be out × r and v r × rest, got {u.shape} and {v.shape}")

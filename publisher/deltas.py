@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from codec.arrays import pack
+from codec.arrays import WireArray, pack
 from codec.records import DenseRecord, LowRankRecord, Record, SparseRecord
-from publisher.quantiser import QuantisedLowRank, QuantisedValues, levels_of, uniform_codes
+from codec.seeded import Factor, SeededSigns, factor_codes
+from publisher.quantiser import QuantisedLowRank, QuantisedValues, exact_product, levels_of, uniform_codes
 
 FIXED_SIDES = (None, "u", "v")
 
@@ -49,8 +50,9 @@ class LowRankDelta(Delta):
     U starts as Gaussian with variance 1/rank. Zeroing the input side V (not U, as LoRA does) lets V
     receive gradients from the first step and move the layer's outputs as fast as a full fine-tune.
 
-    ``fixed="u"`` or ``"v"`` freezes that factor as seeded random signs (Konečný et al. 2016,
-    structured updates: only the other factor is trained and sent, the fixed one is regenerated).
+    ``fixed="u"`` or ``"v"`` freezes that factor as ±1 signs from the codec's seeded generator times
+    ``fixed_scale`` (1/√k; Konečný et al. 2016, structured updates): only the other factor is trained
+    and sent, the record carries the fixed one as its seed and devices regenerate it.
     """
 
     def __init__(
@@ -64,35 +66,67 @@ class LowRankDelta(Delta):
     ) -> None:
         super().__init__(shape, dtype, levels)
         out, rest = shape[0], math.prod(shape[1:])
-        generator = torch.Generator().manual_seed(seed)
         self.fixed = fixed
+        self.seed = seed
         if fixed is None:
+            generator = torch.Generator().manual_seed(seed)
             self.u = nn.Parameter(torch.randn(out, rank, generator=generator) / math.sqrt(rank))
             self.v = nn.Parameter(torch.zeros(rank, rest))
         elif fixed == "u":
-            self.register_buffer("u", _random_signs((out, rank), generator) / math.sqrt(rank))
+            self.fixed_scale = float(np.float32(1 / math.sqrt(rank)))
+            self.register_buffer("u", _seeded_signs((out, rank), seed) * self.fixed_scale)
             self.v = nn.Parameter(torch.zeros(rank, rest))
         elif fixed == "v":
             self.u = nn.Parameter(torch.zeros(out, rank))
-            self.register_buffer("v", _random_signs((rank, rest), generator) / math.sqrt(rest))
+            self.fixed_scale = float(np.float32(1 / math.sqrt(rest)))
+            self.register_buffer("v", _seeded_signs((rank, rest), seed) * self.fixed_scale)
         else:
             raise ValueError(f"fixed must be one of {FIXED_SIDES}")
 
     def delta(self) -> torch.Tensor:
-        if self.quantised:
+        if not self.quantised:
+            return self.u @ self.v
+        if self.fixed is None:
             return QuantisedLowRank.apply(self.u, self.v, self.levels)
-        return self.u @ self.v
+        fixed, trained = (self.u, self.v) if self.fixed == "u" else (self.v, self.u)
+        return FixedSignLowRank.apply(fixed, trained, self.fixed_scale, self.fixed, self.levels)
 
     def records(self, name: str) -> list[Record]:
-        u_codes, u_scale = uniform_codes(self.u, self.levels)
-        v_codes, v_scale = uniform_codes(self.v, self.levels)
-        return [
-            LowRankRecord(
-                name, self.shape,
-                pack(_int_codes(u_codes), self.dtype), pack(_constant(u_scale, self.u.shape[0]), "f32"),
-                pack(_int_codes(v_codes), self.dtype), pack(_constant(v_scale, self.v.shape[1]), "f32"),
-            )
-        ]
+        u, u_scale = self._factor("u", self.u, self.u.shape[0])
+        v, v_scale = self._factor("v", self.v, self.v.shape[1])
+        return [LowRankRecord(name, self.shape, u, u_scale, v, v_scale)]
+
+    def _factor(self, side: str, values: torch.Tensor, scales: int) -> tuple[Factor, WireArray]:
+        """One factor as sent (seeded signs when fixed, else codes) and its ``scales`` constant scales."""
+        if side == self.fixed:
+            return SeededSigns(tuple(values.shape), self.seed), pack(_constant(self.fixed_scale, scales), "f32")
+        codes, scale = uniform_codes(values, self.levels)
+        return pack(_int_codes(codes), self.dtype), pack(_constant(scale, scales), "f32")
+
+
+class FixedSignLowRank(torch.autograd.Function):
+    """ΔW = (su ⊙ (S·Qv)) ⊙ sv (or with U trained) as devices compute it from a seeded sign factor S.
+
+    The fixed factor is ``S * fixed_scale`` (its codes and one scale); only the trained factor is
+    quantised, and its gradient passes straight through the rounding.
+    """
+
+    @staticmethod
+    def forward(  # noqa: ANN001
+        ctx, fixed: torch.Tensor, trained: torch.Tensor, fixed_scale: float, side: str, levels: int
+    ) -> torch.Tensor:
+        signs = torch.sign(fixed)
+        codes, scale = uniform_codes(trained, levels)
+        ctx.side = side
+        ctx.save_for_backward(fixed)
+        if side == "u":
+            return (exact_product(signs, codes, levels) * fixed_scale) * scale
+        return (exact_product(codes, signs, levels) * scale) * fixed_scale
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor, None, None, None]:  # noqa: ANN001
+        (fixed,) = ctx.saved_tensors
+        return None, (fixed.T @ grad if ctx.side == "u" else grad @ fixed.T), None, None, None
 
 
 class DenseDelta(Delta):
@@ -156,13 +190,14 @@ class SignDelta(Delta):
         ]
 
 
-def _random_signs(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
-    return torch.randint(0, 2, shape, generator=generator).float() * 2 - 1
+def _seeded_signs(shape: tuple[int, int], seed: int) -> torch.Tensor:
+    """The ±1 codes a device regenerates for a seeded factor (codec.seeded), as float32."""
+    return torch.from_numpy(factor_codes(SeededSigns(shape, seed)).astype(np.float32))
 
 
 def _int_codes(codes: torch.Tensor) -> np.ndarray:
     return codes.numpy().astype(np.int16)
 
 
-def _constant(scale: torch.Tensor, count: int) -> np.ndarray:
-    return np.full(count, np.float32(scale.item()), np.float32)
+def _constant(scale: torch.Tensor | float, count: int) -> np.ndarray:
+    return np.full(count, np.float32(float(scale)), np.float32)

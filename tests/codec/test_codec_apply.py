@@ -120,7 +120,7 @@ def test_i8_product_at_rank_1024_with_extreme_codes_is_exact(tmp_path: Path, sig
         u, v = np.full(shape_u, 127, np.int8), np.full(shape_v, 127, np.int8)
     reference = u.astype(np.int64) @ v.astype(np.int64)
     assert np.abs(reference).max() < 2**24
-    assert np.array_equal(exact_product(u, v, 127).astype(np.int64), reference)
+    assert np.array_equal(exact_product(u, v, 127, 127).astype(np.int64), reference)
     path = model(tmp_path, {"w": np.zeros((16, 24), np.float32)})
     apply(path, [coded_lowrank("w", u, v, "i8")])
     assert np.array_equal(load_weights(path)["w"].astype(np.int64), reference)
@@ -137,7 +137,7 @@ def test_i16_codes_use_the_exact_product(tmp_path: Path, rank: int, extreme: boo
     exact = (u.astype(np.int64) @ v.astype(np.int64)).astype(np.float64).astype(np.float32)
     if not extreme:  # the data is hard enough that a plain float32 product would be wrong
         assert not np.array_equal(u.astype(np.float32) @ v.astype(np.float32), exact)
-    assert same_bits(exact_product(u, v, 32767), exact)
+    assert same_bits(exact_product(u, v, 32767, 32767), exact)
     path = model(tmp_path, {"w": np.zeros((8, 12), np.float32)})
     apply(path, [coded_lowrank("w", u, v, "i16")])
     assert same_bits(load_weights(path)["w"], exact)

@@ -32,8 +32,11 @@ from codec import (
     read_manifest,
     read_slots,
 )
+from codec.arrays import pack
 from codec.manifest import SIGNATURE_DOMAIN, read_manifest_unverified
 from codec.payload import compress, encode_document
+from codec.records import LowRankRecord
+from codec.seeded import SeededSigns
 
 #: Hostile scales overflow float32 on purpose; apply refuses the result, numpy also warns.
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
@@ -144,7 +147,17 @@ def run_target(name: str, seeds: list[bytes], check: Callable[[bytes, random.Ran
 # ------------------------------------------------------------------------------------------- targets
 
 SHAPES = {"conv.weight": (6, 2, 3, 3), "fc.weight": (5, 7), "fc.bias": (5,), "norm.weight": (4, 3),
-          "emb.weight": (8, 4)}
+          "emb.weight": (8, 4), "lin.weight": (6, 10)}
+
+
+def corpus(sample_records: list[Record]) -> list[Record]:
+    """The sample records and a lowrank record with a seeded sign factor (for lin.weight)."""
+    rng = np.random.default_rng(5)
+    seeded = LowRankRecord(
+        "lin.weight", (6, 10), pack(rng.integers(-127, 128, (6, 3)), "i8"), pack(np.full(6, 0.01, np.float32), "f32"),
+        SeededSigns((3, 10), 2**63 + 5), pack(np.full(10, 0.5, np.float32), "f32"),
+    )
+    return [*sample_records, seeded]
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +176,7 @@ def apply_to_copy(path: Path, model: bytes, payload: bytes, declared: int) -> No
 def test_mutated_payloads_decode_or_raise_codec_errors(
     sample_records: list[Record], model_bytes: bytes, tmp_path: Path
 ) -> None:
-    encoded = [encode_payload(sample_records, level=19), encode_payload([full_record(model_bytes)], level=19)]
+    encoded = [encode_payload(corpus(sample_records), level=19), encode_payload([full_record(model_bytes)], level=19)]
     lengths = {payload: length for payload, length in encoded}
 
     def check(data: bytes, rng: random.Random) -> None:
@@ -178,7 +191,7 @@ def test_mutated_payloads_decode_or_raise_codec_errors(
 def test_mutated_documents_decode_and_apply_or_raise_codec_errors(
     sample_records: list[Record], model_bytes: bytes, tmp_path: Path
 ) -> None:
-    documents = [encode_document(sample_records), encode_document([full_record(b"model")])]
+    documents = [encode_document(corpus(sample_records)), encode_document([full_record(b"model")])]
 
     def check(data: bytes, rng: random.Random) -> None:
         apply_to_copy(tmp_path / "model.rcw", model_bytes, compress(data, level=1), len(data))

@@ -141,6 +141,11 @@ def lowrank(out: int = 4, rest: tuple[int, ...] = (6,), rank: int = 2, dtype: st
     }
 
 
+def seeded_signs(shape: list[int], seed: int) -> dict:
+    """A seeded sign factor's map (docs/format.md, lowrank)."""
+    return {"dtype": "b1", "shape": shape, "seed": seed, "gen": "shake128-signs"}
+
+
 def dense(dtype: str = "i8", rows: int = 3, scale_rows: int | None = 1) -> dict:
     value = {"kind": "dense", "name": "b", "mode": "add", "values": codes((rows, 2), dtype)}
     if dtype == "f32":
@@ -162,6 +167,8 @@ VALID = {
     "lowrank": lowrank(), "lowrank-4d": lowrank(rest=(2, 3, 3)), "dense-codes": dense(),
     "dense-per-row": dense(scale_rows=3), "dense-f32": dense("f32", scale_rows=None),
     "sparse": sparse([1, 2, 3], [3, 3]), "full": {"kind": "full", "name": "m", "data": b"\x00"},
+    "lowrank-seeded-v": {**lowrank(), "v": seeded_signs([2, 6], 7)},
+    "lowrank-seeded-u": {**lowrank(dtype="i4"), "u": seeded_signs([4, 2], 0)},
 }
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
-from codec.payload import encode_payload
+from codec.arrays import WireArray, unpack
+from codec.payload import decode_payload, encode_payload
+from codec.records import LowRankRecord
+from codec.seeded import SeededSigns, factor_codes
 from publisher.baselines import bitdelta, finetune, konecny, patch, topk
+from publisher.deltas import LowRankDelta
 from publisher.fit import fit
 from publisher.reconstruct import load_file, model_file, updated_model
 from publisher.training import TrainConfig, predict, train
@@ -17,12 +24,35 @@ def _rebuilt(model, delta_set):
     return updated_model(model, model_file(model.state_dict()), payload, length)
 
 
-def test_structured_update_is_rebuilt_exactly_and_counts_only_the_trained_factor(model, data):
+def test_structured_update_is_rebuilt_exactly_from_the_bytes_it_counts(model, data):
     delta_set = konecny.structured_delta_set(model, 2, small=False)
     assert torch.equal(predict(delta_set.model, data[0]), predict(model, data[0]))
     fit(delta_set, *data, TrainConfig(epochs=3, lr=1e-2))
-    assert torch.equal(predict(_rebuilt(model, delta_set), data[0]), predict(delta_set.model, data[0]))
-    assert konecny.sent_bytes(delta_set) < len(delta_set.encode()[0])
+    trained = predict(delta_set.model, data[0])
+    assert not torch.equal(trained, predict(model, data[0]))
+    assert torch.equal(predict(_rebuilt(model, delta_set), data[0]), trained)
+    payload, length = encode_payload(delta_set.records())
+    assert konecny.sent_bytes(delta_set) == len(payload)
+    assert sum(isinstance(r, LowRankRecord) for r in decode_payload(payload, length)) >= 1
+
+
+def test_structured_records_carry_the_fixed_factor_as_the_seed_of_the_codecs_signs(mlp):
+    delta_set = konecny.structured_delta_set(mlp, 2, small=False, seed=7)
+    records = {record.name: record for record in delta_set.records()}
+    factored = {name: delta for name, delta in delta_set.deltas.items() if isinstance(delta, LowRankDelta)}
+    assert {delta.fixed for delta in factored.values()} == {"u", "v"}  # 24 × 16 and 24 × 24 fix U, 4 × 24 fixes V
+    seeds = set()
+    for name, delta in factored.items():
+        record = records[name]
+        fixed, scale = (record.u, record.u_scale) if delta.fixed == "u" else (record.v, record.v_scale)
+        sent = record.v if delta.fixed == "u" else record.u
+        assert isinstance(fixed, SeededSigns) and isinstance(sent, WireArray) and sent.dtype == "i8"
+        scales = unpack(scale)
+        assert (scales == np.float32(1 / math.sqrt(fixed.shape[1]))).all()  # 1/√k: rank for U, rest for V
+        codes = torch.from_numpy(factor_codes(fixed).astype(np.float32))
+        assert torch.equal(getattr(delta, delta.fixed), codes * float(scales[0]))
+        seeds.add(fixed.seed)
+    assert len(seeds) == len(factored) and min(seeds) >= 7
 
 
 def test_sparse_update_is_rebuilt_exactly(model, data):
