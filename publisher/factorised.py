@@ -5,6 +5,12 @@ what a codec lowrank record carries; grouped and depthwise convolutions need not
 whose factors would hold no fewer numbers than the tensor itself (for example a depthwise kernel with
 rest = 9 at rank ≥ 9) is sent as a dense i8 delta instead. Biases and norm parameters (every
 parameter of at most one dimension) are optionally trained and sent as dense i8 deltas.
+
+With ``seeded`` the larger factor of every layer is not trained but fixed to ±1 signs from a seed
+(the structure of Konečný et al. 2016): the record carries the seed, devices regenerate the signs,
+and a rank unit costs min(out, rest) codes instead of out + rest. On the benchmark's small models
+this is usually the cheaper update; training both sides wins where a random projection misses the
+directions the update needs (docs/method.md).
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ FACTOR_DTYPES = ("i4", "i8")
 
 @dataclass(frozen=True)
 class FactorConfig:
-    """Factor codes (i4 or i8, ``levels`` a side), whether small tensors train; ``seed`` fixes U's init."""
+    """Factor codes (i4 or i8, ``levels`` a side), whether small tensors train, whether the larger
+    factor is seeded signs; ``seed`` fixes U's init (or the seeded signs)."""
 
     dtype: str = "i4"
     levels: int | None = None
     train_small: bool = False
+    seeded: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -61,10 +69,21 @@ def view_2d(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[0], math.prod(shape[1:])
 
 
-def sends_dense(shape: tuple[int, ...], rank: int) -> bool:
-    """True when rank-``rank`` factors would hold at least as many numbers as the tensor."""
+def unit_codes(shape: tuple[int, ...], seeded: bool = False) -> int:
+    """Codes sent per unit of rank: both factors' (out + rest), or only the smaller one's when seeded."""
     out, rest = view_2d(shape)
-    return rank * (out + rest) >= out * rest
+    return min(out, rest) if seeded else out + rest
+
+
+def fixed_side(shape: tuple[int, ...]) -> str:
+    """The factor a seeded update fixes: the larger one ("u" when out >= rest), so the sent one is small."""
+    out, rest = view_2d(shape)
+    return "u" if out >= rest else "v"
+
+
+def sends_dense(shape: tuple[int, ...], rank: int, seeded: bool = False) -> bool:
+    """True when the sent codes of rank-``rank`` factors would be at least as many as the tensor's."""
+    return rank * unit_codes(shape, seeded) >= math.prod(view_2d(shape))
 
 
 def uniform_ranks(model: nn.Module, rank: int) -> dict[str, int]:
@@ -77,7 +96,8 @@ def uniform_ranks(model: nn.Module, rank: int) -> dict[str, int]:
 def factorise(model: nn.Module, ranks: Mapping[str, int], config: FactorConfig = DEFAULT_FACTORS) -> DeltaSet:
     """A copy of ``model`` with factors of the given rank per layer (rank 0 or absent: layer unchanged).
 
-    V starts at zero, so the wrapped model computes exactly the deployed model's outputs.
+    The trained factor on the input side starts at zero (V, or U when V is seeded), so the wrapped
+    model computes exactly the deployed model's outputs.
     """
     shapes = factor_shapes(model)
     unknown = set(ranks) - set(shapes)
@@ -88,10 +108,11 @@ def factorise(model: nn.Module, ranks: Mapping[str, int], config: FactorConfig =
         rank = ranks.get(name, 0)
         if rank <= 0:
             continue
-        if sends_dense(shape, rank):
+        if sends_dense(shape, rank, config.seeded):
             deltas[name] = DenseDelta(shape, config.dtype, config.levels)
         else:
-            deltas[name] = LowRankDelta(shape, rank, config.dtype, config.seed + index, levels=config.levels)
+            fixed = fixed_side(shape) if config.seeded else None
+            deltas[name] = LowRankDelta(shape, rank, config.dtype, config.seed + index, fixed, config.levels)
     if config.train_small:
         deltas.update({name: DenseDelta(shape, "i8") for name, shape in small_shapes(model).items()})
     return DeltaSet(model, _in_model_order(model, deltas))

@@ -15,6 +15,7 @@ from codec.apply import file_sha256
 from codec.errors import UpdateError
 from codec.update_file import UpdateFile, write_update_file
 from publisher.errors import DataError, ModelError
+from publisher.factorised import FactorConfig
 from publisher.reconstruct import load_file
 from publisher.update import UpdateConfig, build_update
 
@@ -62,12 +63,12 @@ def load_data(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 def build_from_files(
     *, arch: str, base: Path, train: Path, evaluate: Path, out: Path,
-    rank: int | None, budget: int | None, epochs: int, lr: float, deployed: Path | None,
+    rank: int | None, budget: int | None, epochs: int, lr: float, deployed: Path | None, seeded: bool = False,
 ) -> dict[str, float | int]:
     """Build the update, write ``out`` and return the summary the command prints."""
     model = load_base(load_architecture(arch), base)
     base_file = None if deployed is None else _deployed_file(model, deployed)
-    config = UpdateConfig(rank=rank, budget=budget, epochs=epochs, lr=lr)
+    config = UpdateConfig(rank=rank, budget=budget, epochs=epochs, lr=lr, factors=FactorConfig(seeded=seeded))
     built = build_update(model, load_data(train), load_data(evaluate), config, base_file)
     summary = {
         "accuracy_before": built.accuracy_before, "accuracy_after": built.accuracy_after,

@@ -4,11 +4,12 @@ A short full fine-tune shows where the model wants to move: the squared singular
 layer's delta ΔW are the energy that a rank-k factor of that layer can capture (Eckart-Young). Every
 extra rank costs (out + rest) codes, so ranks are handed out greedily by captured energy per byte;
 within a layer the spectrum decreases, so the greedy choice is always a prefix and the allocation is
-the exact optimum of this knapsack relaxation. Half the budget first buys a uniform rank, a hedge
-against a noisy spectrum (on a validation split neither pure rule won everywhere). The plan is then
-checked against the budget by encoding a payload of the planned shapes filled with uniformly random
-codes, which zstd cannot compress better than trained codes; units are dropped, last first, until
-it fits.
+the exact optimum of this knapsack relaxation. With a seeded side a rank costs min(out, rest) codes,
+and the spectrum is only a guide: a random projection captures less than the top singular pair.
+Half the budget first buys a uniform rank, a hedge against a noisy spectrum (on a validation
+split neither pure rule won everywhere). The plan is then checked against the budget by encoding a
+payload of the planned shapes filled with uniformly random codes, which zstd cannot compress better
+than trained codes; units are dropped, last first, until it fits.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ import torch
 from torch import nn
 
 from publisher.errors import BudgetError
-from publisher.factorised import DEFAULT_FACTORS, FactorConfig, factor_shapes, factorise, sends_dense, view_2d
+from publisher.factorised import (
+    DEFAULT_FACTORS,
+    FactorConfig,
+    factor_shapes,
+    factorise,
+    sends_dense,
+    unit_codes,
+    view_2d,
+)
 
 CODE_BYTES = {"i8": 1.0, "i4": 0.5}
 RECORD_OVERHEAD = 96  # msgpack keys, name, shape and two constant scale arrays, after zstd
@@ -71,8 +80,8 @@ def _greedy(
     noisy guess of where the final update lives), the rest goes by energy per byte.
     """
     shapes = factor_shapes(model)
-    unit = {name: sum(view_2d(shape)) * CODE_BYTES[config.dtype] for name, shape in shapes.items()}
-    limit = {name: _max_rank(shape, len(energy[name])) for name, shape in shapes.items()}
+    unit = {name: unit_codes(shape, config.seeded) * CODE_BYTES[config.dtype] for name, shape in shapes.items()}
+    limit = {name: _max_rank(shape, len(energy[name]), config.seeded) for name, shape in shapes.items()}
     chosen: list[str] = []
     spent = 0.0
     for rank in range(1, max(limit.values(), default=0) + 1):
@@ -97,10 +106,10 @@ def _greedy(
     return chosen
 
 
-def _max_rank(shape: tuple[int, ...], available: int) -> int:
-    """Largest rank whose factors are smaller than the tensor (and that the spectrum covers)."""
+def _max_rank(shape: tuple[int, ...], available: int, seeded: bool) -> int:
+    """Largest rank whose sent factors are smaller than the tensor (and that the spectrum covers)."""
     rank = 0
-    while rank < available and not sends_dense(shape, rank + 1):
+    while rank < available and not sends_dense(shape, rank + 1, seeded):
         rank += 1
     return rank
 

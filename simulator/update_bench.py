@@ -18,11 +18,11 @@ import torch
 from tqdm import tqdm
 
 from publisher.training import TrainConfig, accuracy, train
-from simulator.update_methods import METHODS, Point, Sweeps, prepare
+from simulator.update_methods import METHODS, OURS, Point, Sweeps, prepare
 from simulator.update_scenarios import MODELS, SCENARIOS, build_model, scenario
 
 TARGET_MARGIN = 0.01
-BASELINES = tuple(name for name in METHODS if name != "factorised")
+BASELINES = tuple(name for name in METHODS if name not in OURS)
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ FULL = BenchConfig(
     epochs=40,
     base_epochs=60,
     sweeps=Sweeps(
-        budgets=(500, 700, 1000, 1400, 2000, 3000, 4500, 7000, 10000),
+        budgets=(300, 500, 700, 1000, 1400, 2000, 3000, 4500, 7000, 10000),
         densities=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3),
         konecny_ranks=(1, 2, 4, 8, 16, 32, 64),
     ),
@@ -45,7 +45,7 @@ QUICK = BenchConfig(
     epochs=16,
     base_epochs=40,
     sweeps=Sweeps(
-        budgets=(500, 1000, 2000, 4000, 8000),
+        budgets=(300, 500, 1000, 2000, 4000, 8000),
         densities=(0.003, 0.01, 0.03, 0.1, 0.3),
         konecny_ranks=(1, 4, 16, 64),
         patch_levels=(19,),
@@ -124,29 +124,33 @@ def min_bytes(points: list[Point], method: str, target: float) -> int | None:
 
 
 def format_table(results: list[CaseResult]) -> str:
-    """Per case: accuracies, each method's bytes at target, and the factorised method's two ratios."""
+    """Per case: accuracies, each method's bytes at target, and the ratios of rankcast's methods."""
     short = {m: m.replace("finetune_", "ft_").replace("_sparse", "").replace("_model", "") for m in METHODS}
+    short["factorised_seeded"] = "seeded"
+    ratios = {"fact/bl": ("factorised", BASELINES), "seed/bl": ("factorised_seeded", BASELINES),
+              "ours/full": (OURS, ("full_model",))}
     header = f"{'scenario':<9}{'model':<5}{'base':>6}{'ft':>6}{'target':>7}" + "".join(
         f"{short[m]:>10}" for m in METHODS
-    ) + f"{'vs best':>9}{'vs full':>9}"
+    ) + "".join(f"{label:>10}" for label in ratios)
     lines = [header, "-" * len(header)]
     for r in results:
         cells = "".join(f"{_bytes(r.min_bytes_at_target[m]):>10}" for m in METHODS)
+        cells += "".join(f"{_ratio(r, *spec):>10}" for spec in ratios.values())
         lines.append(
-            f"{r.name:<9}{r.model:<5}{r.base_accuracy:>6.3f}{r.full_finetune_accuracy:>6.3f}"
-            f"{r.target_accuracy:>7.3f}{cells}{_ratio(r, BASELINES):>9}{_ratio(r, ('full_model',)):>9}"
+            f"{r.name:<9}{r.model:<5}{r.base_accuracy:>6.3f}{r.full_finetune_accuracy:>6.3f}{r.target_accuracy:>7.3f}{cells}"
         )
-    lines.append("bytes at target accuracy (full fine-tune - 1 pt); '-' = never reached. Targets: vs best <= 0.50, "
-                 "vs full <= 0.033")
+    lines.append("bytes at target accuracy (full fine-tune - 1 pt); '-' = never reached. bl = best baseline; "
+                 "ours = the better of factorised and seeded. Targets: fact/bl <= 0.50, ours/full <= 0.033")
     return "\n".join(lines)
 
 
-def _ratio(result: CaseResult, against: tuple[str, ...]) -> str:
-    ours = result.min_bytes_at_target["factorised"]
-    others = [result.min_bytes_at_target[m] for m in against if result.min_bytes_at_target[m] is not None]
-    if ours is None or not others:
+def _ratio(result: CaseResult, ours: str | tuple[str, ...], against: tuple[str, ...]) -> str:
+    mine = [result.min_bytes_at_target[m] for m in ((ours,) if isinstance(ours, str) else ours)]
+    others = [result.min_bytes_at_target[m] for m in against]
+    mine, others = [b for b in mine if b is not None], [b for b in others if b is not None]
+    if not mine or not others:
         return "-"
-    return f"{ours / min(others):.3f}"
+    return f"{min(mine) / min(others):.3f}"
 
 
 def _bytes(value: int | None) -> str:

@@ -6,6 +6,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+#: rankcast's own methods stand out; the baselines are thin lines.
+OURS_STYLE = {
+    "factorised": {"linewidth": 2.5, "color": "black"},
+    "factorised_seeded": {"linewidth": 2.5, "color": "tab:red", "linestyle": "--"},
+}
+
 
 def plot_bench(results: Sequence[Any], path: Path) -> None:
     """One panel per bench case (objects with name, model, points, target_accuracy); saved as PNG."""
@@ -21,7 +27,7 @@ def plot_bench(results: Sequence[Any], path: Path) -> None:
         methods = dict.fromkeys(p.method for p in result.points)
         for method in methods:
             points = sorted((p.bytes, p.accuracy) for p in result.points if p.method == method)
-            style = {"linewidth": 2.5, "color": "black"} if method == "factorised" else {"linewidth": 1}
+            style = OURS_STYLE.get(method, {"linewidth": 1})
             axis.plot(*zip(*points, strict=True), marker="o", markersize=3, label=method, **style)
         axis.axhline(result.target_accuracy, linestyle="--", color="grey", linewidth=1)
         axis.set_xscale("log")

@@ -27,6 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     size = build.add_mutually_exclusive_group()
     size.add_argument("--rank", type=int, help="one rank for every layer (default 4)")
     size.add_argument("--budget", type=int, metavar="BYTES", help="largest payload; ranks are allocated per layer")
+    build.add_argument(
+        "--seeded", action="store_true",
+        help="fix each layer's larger factor as seeded signs and train/send only the smaller one "
+        "(often smaller updates on narrow layers; see docs/method.md)",
+    )
     build.add_argument("--epochs", type=int, default=20, help="training epochs, the quantised finish included")
     build.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate of the factors")
     build.add_argument("--deployed", type=Path, metavar="FILE", help="the deployed RCW model file: pins base/target")
@@ -42,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     summary = build_from_files(
         arch=args.arch, base=args.base, train=args.train, evaluate=args.eval, out=args.out,
         rank=args.rank, budget=args.budget, epochs=args.epochs, lr=args.lr, deployed=args.deployed,
+        seeded=args.seeded,
     )
     print(json.dumps(summary))
     return 0

@@ -27,13 +27,25 @@ def test_bench_writes_json_in_the_documented_schema_and_a_plot(tmp_path, monkeyp
     for case in document["scenarios"]:
         assert abs(case["target_accuracy"] - (case["full_finetune_accuracy"] - 0.01)) < 1e-9
         assert {p["method"] for p in case["points"]} == set(case["min_bytes_at_target"])
-        assert "factorised" in case["min_bytes_at_target"]
+        assert {"factorised", "factorised_seeded", "konecny"} <= set(case["min_bytes_at_target"])
         for point in case["points"]:
             assert set(point) == {"method", "knob", "bytes", "accuracy"} and isinstance(point["bytes"], int)
-    assert "factorised" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "fact/bl" in printed and "seed/bl" in printed and "ours/full" in printed
 
 
 def test_min_bytes_at_target_is_the_smallest_update_that_reaches_it():
     points = [Point("m", "a", 100, 0.80), Point("m", "b", 300, 0.95), Point("m", "c", 200, 0.96)]
     assert update_bench.min_bytes(points, "m", 0.95) == 200
     assert update_bench.min_bytes(points, "m", 0.99) is None
+
+
+def test_ratios_compare_the_best_of_ours_with_the_best_reaching_baseline():
+    result = update_bench.CaseResult(
+        "refine", "mlp", 0.5, 0.9, 0.89, 10_000, [],
+        {"factorised": 800, "factorised_seeded": 400, "konecny": 1000, "topk_sparse": None, "full_model": 10_000},
+        0.0,
+    )
+    assert update_bench._ratio(result, "factorised", ("konecny", "topk_sparse")) == "0.800"
+    assert update_bench._ratio(result, update_bench.OURS, ("full_model",)) == "0.040"
+    assert update_bench._ratio(result, "factorised", ("topk_sparse",)) == "-"

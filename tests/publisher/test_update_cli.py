@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from codec.apply import apply_payload, file_sha256
+from codec.payload import decode_payload
+from codec.seeded import SeededSigns
 from codec.update_file import read_update_file
 from publisher.reconstruct import model_file
 
@@ -96,6 +98,14 @@ def test_build_respects_a_byte_budget(tmp_path, files):
     summary = _build(tmp_path, files, "--budget", "500")
     assert summary["update_bytes"] <= 500
     assert read_update_file(tmp_path / "update.rcu").target_sha256 is None
+
+
+def test_seeded_build_sends_only_the_smaller_factors_within_the_budget(tmp_path, files):
+    summary = _build(tmp_path, files, "--budget", "500", "--seeded")
+    assert summary["update_bytes"] <= 500 and summary["accuracy_after"] > summary["accuracy_before"]
+    update = read_update_file(tmp_path / "update.rcu")
+    records = list(decode_payload(update.payload, update.decompressed_length))
+    assert records and all(isinstance(r.u, SeededSigns) != isinstance(r.v, SeededSigns) for r in records)
 
 
 def test_unloadable_architecture_is_reported_in_one_line(tmp_path, files):
