@@ -117,10 +117,16 @@ class SelftestBroker:
     def log(self) -> Path:
         return self.layout.root / "mosquitto.log"
 
-    def login(self) -> BrokerLogin:
-        """The publisher's login over TLS."""
-        return BrokerLogin(BrokerUrl.parse(self.url), PUBLISHER, self.layout.credential(PUBLISHER),
-                           self.layout.ca_cert)
+    def login(self, username: str = PUBLISHER, password_file: Path | None = None,
+              url: str | None = None) -> BrokerLogin:
+        """``username``'s login over TLS (or ``url``); by default the publisher's. ``password_file``
+        defaults to the one add_user wrote for ``username`` (devices share ``device_password``)."""
+        return BrokerLogin(BrokerUrl.parse(url or self.url), username,
+                           password_file or self.layout.credential(username), self.layout.ca_cert)
+
+    def publisher(self) -> BrokerSession:
+        """A session as the publisher over TLS; a context manager."""
+        return BrokerSession(self.login(), timeout=30.0)
 
     def start(self) -> None:
         self.process = start_broker(self.layout, self.log)
@@ -141,7 +147,7 @@ class SelftestBroker:
 
 def publish_release(broker: SelftestBroker, release: Release, prefix: str = DEFAULT_PREFIX) -> None:
     """Publish ``release`` retained as the publisher; returns once the broker acknowledged every message."""
-    with BrokerSession(broker.login(), timeout=30.0) as session:
+    with broker.publisher() as session:
         _publish(session, release, prefix)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import release_factory as rf
 import torch
-from fleet_harness import Broker, DeviceHarness, make_broker, wait_for, write_device_config
+from fleet_harness import DeviceHarness, wait_for, write_device_config
 
 from codec.canary import Canary
 from codec.keys import SigningKey
@@ -33,6 +33,7 @@ from publisher.release_build import update_release
 from publisher.tflite_canary import update_canary, updated_file
 from publisher.tflite_export import export_tflite
 from publisher.training import TrainConfig, accuracy, predict, train
+from simulator.selftest.harness import SelftestBroker, publish_release
 from simulator.update_scenarios import build_model, scenario
 
 MODEL = "digits-tflite"
@@ -42,7 +43,7 @@ CANARY_EXAMPLES = 8
 
 @dataclass
 class Fleet:
-    broker: Broker
+    broker: SelftestBroker
     devices: list[DeviceHarness]
     key: SigningKey
     public: Path
@@ -70,15 +71,14 @@ def _digest(data: bytes) -> bytes:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     root = tmp_path_factory.mktemp("e2e-tflite")
-    broker = make_broker(root / "broker", DEVICES)
     key, public = rf.keypair(root / "keys")
     devices: list[DeviceHarness] = []
-    yield Fleet(broker, devices, key, public)
-    for device in devices:
-        device.stop(wait=False)
-    for device in devices:
-        device.stop()
-    broker.stop()
+    with SelftestBroker(root / "broker", devices=DEVICES) as broker:
+        yield Fleet(broker, devices, key, public)
+        for device in devices:
+            device.stop(wait=False)
+        for device in devices:
+            device.stop()
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +107,8 @@ def released(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Update:
     target = updated_file(deployed, update)  # the publisher's own patched copy of the deployed .tflite
     update = UpdateFile(payload, length, "delta", _digest(deployed), _digest(target))
     canary = update_canary(deployed, update, data.test.x[:CANARY_EXAMPLES].numpy())
-    fleet.broker.publish(update_release(update, model=MODEL, version=2, key=fleet.key, chunk_size=1024,
-                                        lifetime_s=rf.DAY, canary=canary))
+    publish_release(fleet.broker, update_release(update, model=MODEL, version=2, key=fleet.key, chunk_size=1024,
+                                                 lifetime_s=rf.DAY, canary=canary))
     wait_for(lambda: all(d.version(MODEL) == 2 for d in fleet.devices), f"{DEVICES} devices at version 2")
     return Update(data.test.x, data.test.y, accuracy(base, data.test.x, data.test.y), server_model,
                   accuracy(server_model, data.test.x, data.test.y), deployed, target, _digest(target), canary)
@@ -161,8 +161,8 @@ def test_a_release_with_a_wrong_canary_is_refused_and_the_fleet_keeps_its_model(
     update = UpdateFile(payload, length, "delta", released.target_sha256, _digest(target))
     right = update_canary(released.target, update, released.canary.input_array())
     wrong = Canary.from_arrays(right.input_array(), right.output_array() + 0.5, 1e-5)
-    fleet.broker.publish(update_release(update, model=MODEL, version=3, key=fleet.key, lifetime_s=rf.DAY,
-                                        canary=wrong))
+    publish_release(fleet.broker, update_release(update, model=MODEL, version=3, key=fleet.key, lifetime_s=rf.DAY,
+                                                 canary=wrong))
 
     def refused() -> bool:
         with fleet.broker.publisher() as session:

@@ -1,6 +1,7 @@
 """Fixtures of the MQTT suite: one broker for the session (tests use their own model ids and device
 accounts), a broker of its own for tests that restart it, device clients and link relays.
-The machinery is in fleet_harness.py; models and releases come from tests/device_client/release_factory.py."""
+Brokers and relays are simulator.selftest.harness's SelftestBroker and Relay; device clients are in
+fleet_harness.py; models and releases come from tests/device_client/release_factory.py."""
 
 from __future__ import annotations
 
@@ -15,24 +16,23 @@ import pytest
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1] / "device_client")]
 
 import release_factory as rf  # noqa: E402
-from fleet_harness import Broker, DeviceHarness, make_broker, write_device_config  # noqa: E402
+from fleet_harness import DeviceHarness, write_device_config  # noqa: E402
 
 from codec.keys import SigningKey  # noqa: E402
 from device_client.store import FileModelStore  # noqa: E402
-from simulator.selftest.harness import Relay  # noqa: E402
+from simulator.selftest.harness import Relay, SelftestBroker  # noqa: E402
 
 DEVICE_POOL = 48
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    running = make_broker(tmp_path_factory.mktemp("broker"), DEVICE_POOL)
-    yield running
-    running.stop()
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SelftestBroker]:
+    with SelftestBroker(tmp_path_factory.mktemp("broker"), devices=DEVICE_POOL) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")
-def _pool(broker: Broker) -> Iterator[str]:
+def _pool(broker: SelftestBroker) -> Iterator[str]:
     return iter(broker.device_ids)
 
 
@@ -43,12 +43,10 @@ def device_ids(_pool: Iterator[str]) -> Callable[[int], list[str]]:
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[Broker]:
+def own_broker(tmp_path: Path) -> Iterator[SelftestBroker]:
     """A broker of this test's own, for tests that stop and restart it."""
-    running = make_broker(tmp_path / "own-broker", 2)
-    yield running
-    if running.process.poll() is None:
-        running.stop()
+    with SelftestBroker(tmp_path / "own-broker", devices=2) as running:
+        yield running
 
 
 @pytest.fixture
@@ -66,7 +64,7 @@ def make_device(tmp_path: Path, signing) -> Iterator[Callable[..., DeviceHarness
     """A device following ``model`` with ``base`` installed as ``version`` (None: nothing), started."""
     started: list[DeviceHarness] = []
 
-    def make(broker: Broker, device_id: str, model: str, base: bytes | None, version: int = 1,
+    def make(broker: SelftestBroker, device_id: str, model: str, base: bytes | None, version: int = 1,
              url: str | None = None, window: int = 8) -> DeviceHarness:
         home = tmp_path / device_id
         home.mkdir(exist_ok=True)
@@ -86,10 +84,10 @@ def make_device(tmp_path: Path, signing) -> Iterator[Callable[..., DeviceHarness
 
 
 @pytest.fixture
-def link_proxy() -> Iterator[Callable[[Broker, float], Relay]]:
+def link_proxy() -> Iterator[Callable[[SelftestBroker, float], Relay]]:
     proxies: list[Relay] = []
 
-    def make(target: Broker, bytes_per_second: float) -> Relay:
+    def make(target: SelftestBroker, bytes_per_second: float) -> Relay:
         proxies.append(Relay(target.port, bytes_per_second))
         return proxies[-1]
 

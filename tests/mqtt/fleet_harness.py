@@ -1,38 +1,21 @@
-"""Test support for the MQTT suite: a real Mosquitto set up by broker_config exactly as `rankcast broker`
-does it (TLS with a test CA made by openssl, a password file made by mosquitto_passwd, the shipped ACL),
-real device clients in threads, and a TCP relay that slows and cuts links. Every wait is bounded.
+"""Test support for the MQTT suite: real device clients in threads, their device.toml, bounded waits.
+The broker is simulator.selftest.harness.SelftestBroker: a real Mosquitto set up by broker_config exactly
+as `rankcast broker` does it (TLS with a test CA made by openssl, a password file made by mosquitto_passwd,
+the shipped ACL). Every wait is bounded.
 """
 
 from __future__ import annotations
 
-import subprocess
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker_config import (
-    BrokerLayout,
-    Listeners,
-    add_user,
-    free_port,
-    make_test_ca,
-    prepare,
-    start_broker,
-    stop_process,
-    wait_listening,
-)
-from codec.release import Release
-from codec.topics import BrokerUrl
 from device_client import Device, load_config, run_device
 from device_client.store import FileModelStore
-from publisher.mqtt import BrokerLogin, BrokerSession
-from publisher.release_ops import publish_release
+from simulator.selftest.harness import SelftestBroker
 from simulator.selftest.harness import wait_for as poll_until
 
-PUBLISHER = "publisher"
-DEVICE_PASSWORD = "device-password"
 WAIT_S = 30.0
 
 
@@ -41,59 +24,7 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT_S
     poll_until(condition, timeout, what)
 
 
-@dataclass
-class Broker:
-    """A Mosquitto child process running broker_config's configuration on free loopback ports."""
-
-    layout: BrokerLayout
-    port: int
-    dev_port: int
-    device_ids: list[str]
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtts://localhost:{self.port}"
-
-    @property
-    def device_password(self) -> Path:
-        return self.layout.root / "device.password"
-
-    def login(self, username: str, password_file: Path | None = None, url: str | None = None) -> BrokerLogin:
-        return BrokerLogin(BrokerUrl.parse(url or self.url), username, password_file, self.layout.ca_cert)
-
-    def publisher(self) -> BrokerSession:
-        return BrokerSession(self.login(PUBLISHER, self.layout.credential(PUBLISHER)), timeout=10.0)
-
-    def publish(self, release: Release) -> None:
-        with self.publisher() as session:
-            publish_release(session, release, "rankcast")
-
-    def start(self) -> None:
-        self.process = start_broker(self.layout, self.layout.root / "mosquitto.log")
-        wait_listening("127.0.0.1", self.port, self.process)
-
-    def stop(self) -> None:
-        """SIGTERM: Mosquitto saves its database (the retained releases) and exits."""
-        stop_process(self.process)
-
-
-def make_broker(root: Path, devices: int) -> Broker:
-    """Test CA, a publisher, ``devices`` device accounts (one shared password), config, and a running broker."""
-    layout = BrokerLayout(root)
-    make_test_ca(layout)
-    add_user(layout, PUBLISHER, "publisher")
-    device_ids = [f"dev-{uuid.uuid4().hex[:6]}-{i:02d}" for i in range(devices)]
-    for device_id in device_ids:
-        add_user(layout, device_id, "device", DEVICE_PASSWORD)
-    broker = Broker(layout, free_port(), free_port(), device_ids)
-    broker.device_password.write_text(DEVICE_PASSWORD + "\n")
-    prepare(layout, Listeners(tls_port=broker.port, bind="127.0.0.1", dev_port=broker.dev_port))
-    broker.start()
-    return broker
-
-
-def write_device_config(home: Path, broker: Broker, device_id: str, model: str, trusted_key: Path,
+def write_device_config(home: Path, broker: SelftestBroker, device_id: str, model: str, trusted_key: Path,
                         url: str | None = None, window: int = 8) -> Path:
     """device.toml for a test device: quick reconnects and status updates."""
     config = home / "device.toml"

@@ -10,21 +10,22 @@ from pathlib import Path
 
 import pytest
 import release_factory as rf
-from fleet_harness import Broker, wait_for, write_device_config
+from fleet_harness import wait_for, write_device_config
 
 from codec.keys import PRIVATE_NAME
 from codec.topics import status_topic
 from codec.update_file import write_update_file
 from rankcast.cli import main
+from simulator.selftest.harness import PUBLISHER, SelftestBroker, publish_release
 
 
-def _broker_args(broker: Broker, user: str, password: Path) -> list[str]:
+def _broker_args(broker: SelftestBroker, user: str, password: Path) -> list[str]:
     return ["--broker", broker.url, "--username", user, "--password-file", str(password),
             "--cafile", str(broker.layout.ca_cert)]
 
 
-def _publisher_args(broker: Broker) -> list[str]:
-    return _broker_args(broker, "publisher", broker.layout.credential("publisher"))
+def _publisher_args(broker: SelftestBroker) -> list[str]:
+    return _broker_args(broker, PUBLISHER, broker.layout.credential(PUBLISHER))
 
 
 def test_broker_setup_commands_fill_a_data_directory(tmp_path: Path, capsys) -> None:
@@ -80,7 +81,7 @@ def test_publish_refused_by_the_broker_exits_non_zero(broker, device_ids, signin
     if who == "device":
         user, password = device_ids(1)[0], broker.device_password
     else:
-        user, password = "publisher", tmp_path / "wrong.password"
+        user, password = PUBLISHER, tmp_path / "wrong.password"
         password.write_text("wrong\n")
     argv = ["publish", *_broker_args(broker, user, password), "--model", "digits", "--full", str(model_file),
             "--version", "1", "--key", str(signing[1].parent / PRIVATE_NAME)]
@@ -117,7 +118,7 @@ def test_device_run_follows_releases_and_says_offline_when_stopped(broker, devic
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         release, expected = rf.delta(base, 3, model_id, 2, signing[0])
-        broker.publish(release)
+        publish_release(broker, release)
 
         def status() -> dict:
             with broker.publisher() as session:

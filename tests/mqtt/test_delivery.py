@@ -10,13 +10,14 @@ from fleet_harness import WAIT_S, wait_for
 from codec.topics import chunk_topic
 from publisher.mqtt_fleet import read_fleet
 from publisher.release_ops import list_releases, prune_releases
+from simulator.selftest.harness import publish_release
 
 
 def test_twenty_devices_receive_and_apply_a_release(broker, device_ids, make_device, model_id, signing) -> None:
     base = rf.make_model(1)
     fleet = [make_device(broker, device_id, model_id, base) for device_id in device_ids(20)]
     release, expected = rf.delta(base, 2, model_id, 2, signing[0], chunk_size=512)
-    broker.publish(release)
+    publish_release(broker, release)
     wait_for(lambda: all(d.version(model_id) == 2 for d in fleet), "20 devices at version 2", timeout=2 * WAIT_S)
     assert all(d.model_file(model_id) == expected for d in fleet)
 
@@ -33,7 +34,7 @@ def test_a_device_that_first_connects_after_publication_gets_the_release(
 ) -> None:
     base = rf.make_model(2)
     release, expected = rf.delta(base, 3, model_id, 2, signing[0])
-    broker.publish(release)
+    publish_release(broker, release)
     late = make_device(broker, device_ids(1)[0], model_id, base)
     wait_for(lambda: late.version(model_id) == 2, "the late device at version 2")
     assert late.model_file(model_id) == expected
@@ -42,7 +43,7 @@ def test_a_device_that_first_connects_after_publication_gets_the_release(
 def test_a_first_deployment_ships_the_whole_model(broker, device_ids, make_device, model_id, signing) -> None:
     device = make_device(broker, device_ids(1)[0], model_id, base=None)
     model_file = rf.make_model(3)
-    broker.publish(rf.full(model_file, model_id, 1, signing[0], chunk_size=1024))
+    publish_release(broker, rf.full(model_file, model_id, 1, signing[0], chunk_size=1024))
     wait_for(lambda: device.version(model_id) == 1, "the first model installed")
     assert device.model_file(model_id) == model_file
 
@@ -53,8 +54,8 @@ def test_pruning_clears_superseded_chunks_and_keeps_the_current_release(
     base = rf.make_model(4)
     first, second_base = rf.delta(base, 5, model_id, 2, signing[0], chunk_size=256)
     second, expected = rf.delta(second_base, 6, model_id, 3, signing[0], chunk_size=256)
-    broker.publish(first)
-    broker.publish(second)
+    publish_release(broker, first)
+    publish_release(broker, second)
     with broker.publisher() as session:
         assert [(r.manifest.version, r.current) for r in list_releases(session, model_id, "rankcast")] == [
             (2, False), (3, True)]

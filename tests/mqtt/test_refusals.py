@@ -8,14 +8,15 @@ import time
 
 import pytest
 import release_factory as rf
-from fleet_harness import Broker, DeviceHarness, wait_for
+from fleet_harness import DeviceHarness, wait_for
 
 from codec.keys import generate_signing_key
 from codec.release import Release, make_release
 from codec.topics import status_topic
+from simulator.selftest.harness import SelftestBroker, publish_release
 
 
-def _status(broker: Broker, device_id: str) -> dict:
+def _status(broker: SelftestBroker, device_id: str) -> dict:
     with broker.publisher() as session:
         found = session.retained([status_topic(device_id)])
     return json.loads(found[status_topic(device_id)]) if found else {}
@@ -48,7 +49,7 @@ def test_a_bad_release_is_refused_loudly_and_the_model_kept(
     base = rf.make_model(5)
     device_id = device_ids(1)[0]
     device: DeviceHarness = make_device(broker, device_id, model_id, base, version=2)
-    broker.publish(_bad_release(case, model_id, base, signing[0]))
+    publish_release(broker, _bad_release(case, model_id, base, signing[0]))
     wait_for(lambda: (_status(broker, device_id).get("last_error") or {}).get("code") == case,
              f"the device to report {case}")
     status = _status(broker, device_id)
@@ -57,7 +58,7 @@ def test_a_bad_release_is_refused_loudly_and_the_model_kept(
     assert device.alive and device.model_file(model_id) == base
 
     good, expected = rf.delta(base, 9, model_id, 4, signing[0])
-    broker.publish(good)
+    publish_release(broker, good)
     wait_for(lambda: device.version(model_id) == 4, "the next good release applied")
     assert device.model_file(model_id) == expected
     wait_for(lambda: _status(broker, device_id).get("last_error") is None, "the error cleared in the status")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import release_factory as rf
 from fleet_harness import DeviceHarness, wait_for
 
+from simulator.selftest.harness import publish_release
+
 SLOW = 40_000  # bytes per second from the broker to the device: a transfer of ~1.5 s
 HALFWAY = 10
 
@@ -34,7 +36,7 @@ def test_a_dropped_link_resumes_without_fetching_held_chunks(
     release, model_file = _big_release(model_id, signing[0])
     proxy = link_proxy(broker, SLOW)
     device = make_device(broker, device_ids(1)[0], model_id, rf.make_model(1), url=proxy.url(tls=True))
-    broker.publish(release)
+    publish_release(broker, release)
     held = _held_midway(device, model_id, release.manifest.chunk_count)
     proxy.cut()
     wait_for(lambda: device.version(model_id) == 2, "the release applied after the link came back")
@@ -49,7 +51,7 @@ def test_a_broker_restart_mid_transfer_ends_with_the_release_applied(
     release, model_file = _big_release(model_id, signing[0])
     proxy = link_proxy(own_broker, SLOW)
     device = make_device(own_broker, own_broker.device_ids[0], model_id, rf.make_model(1), url=proxy.url(tls=True))
-    own_broker.publish(release)
+    publish_release(own_broker, release)
     held = _held_midway(device, model_id, release.manifest.chunk_count)
     own_broker.stop()
     own_broker.start()
@@ -66,7 +68,7 @@ def test_a_device_restart_mid_transfer_resumes_from_its_spool(
     proxy = link_proxy(broker, SLOW)
     device_id = device_ids(1)[0]
     device = make_device(broker, device_id, model_id, rf.make_model(1), url=proxy.url(tls=True))
-    broker.publish(release)
+    publish_release(broker, release)
     held = _held_midway(device, model_id, release.manifest.chunk_count)
     device.stop()
     restarted = make_device(broker, device_id, model_id, None, url=proxy.url(tls=True))

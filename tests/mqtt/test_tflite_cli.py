@@ -9,6 +9,7 @@ from fleet_harness import wait_for
 from codec.keys import PRIVATE_NAME
 from codec.update_file import write_update_file
 from rankcast.cli import main
+from simulator.selftest.harness import PUBLISHER
 
 
 def test_publish_with_a_canary_reaches_tflite_devices(broker, device_ids, make_device, model_id, signing,
@@ -19,8 +20,8 @@ def test_publish_with_a_canary_reaches_tflite_devices(broker, device_ids, make_d
     write_update_file(tmp_path / "v2.rcu", update)
     (tmp_path / "deployed.tflite").write_bytes(base)
     np.save(tmp_path / "canary.npy", np.random.default_rng(0).standard_normal((4, tf.INPUTS)).astype(np.float32))
-    login = ["--broker", broker.url, "--username", "publisher", "--password-file",
-             str(broker.layout.credential("publisher")), "--cafile", str(broker.layout.ca_cert)]
+    login = ["--broker", broker.url, "--username", PUBLISHER, "--password-file",
+             str(broker.layout.credential(PUBLISHER)), "--cafile", str(broker.layout.ca_cert)]
     publish = ["publish", *login, "--model", model_id, "--key", str(signing[1].parent / PRIVATE_NAME),
                "--update", str(tmp_path / "v2.rcu"), "--canary", str(tmp_path / "canary.npy")]
 
