@@ -4,17 +4,21 @@ A short full fine-tune shows where the model wants to move: the squared singular
 layer's delta ΔW are the energy that a rank-k factor of that layer can capture (Eckart-Young). Every
 extra rank costs (out + rest) codes, so ranks are handed out greedily by captured energy per byte;
 within a layer the spectrum decreases, so the greedy choice is always a prefix and the allocation is
-the exact optimum of this knapsack relaxation. With a seeded side a rank costs min(out, rest) codes,
-and the spectrum is only a guide: a random projection captures less than the top singular pair.
-Half the budget first buys a uniform rank, a hedge against a noisy spectrum (on a validation
-split neither pure rule won everywhere). The plan is then checked against the budget by encoding a
-payload of the planned shapes filled with uniformly random codes, which zstd cannot compress better
-than trained codes; units are dropped, last first, until it fits.
+the exact optimum of this knapsack relaxation. Half the budget first buys a uniform rank, a hedge
+against a noisy spectrum (on a validation split neither pure rule won everywhere). The plan is then
+checked against the budget by encoding a payload of the planned shapes filled with uniformly random
+codes, which zstd cannot compress better than trained codes; units are dropped, last first, until it
+fits.
+
+With a seeded side the spectrum says nothing: a random k-dimensional column space captures about
+k/out of a delta's energy whatever its singular values, so seeded updates get the largest uniform
+rank that fits (``uniform_ranks_under_budget``) and need no warm-up fine-tune (docs/method.md).
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Mapping
 
 import torch
@@ -27,6 +31,7 @@ from publisher.factorised import (
     factor_shapes,
     factorise,
     sends_dense,
+    uniform_ranks,
     unit_codes,
     view_2d,
 )
@@ -51,6 +56,21 @@ def planned_bytes(model: nn.Module, ranks: Mapping[str, int], config: FactorConf
         for parameter in delta_set.trainable_parameters():
             parameter.copy_(torch.rand(parameter.shape, generator=generator) * 2 - 1)
     return len(delta_set.encode()[0])
+
+
+def uniform_ranks_under_budget(model: nn.Module, budget: int, config: FactorConfig = DEFAULT_FACTORS) -> dict[str, int]:
+    """The largest rank, the same for every layer, whose payload (with worst-case codes) fits ``budget``."""
+    shapes = factor_shapes(model)
+    if not shapes or planned_bytes(model, uniform_ranks(model, 1), config) > budget:
+        raise BudgetError(f"no rank-1 update of every layer fits in {budget} bytes; raise the budget")
+    fits, too_big = 1, 1 + max(_max_rank(shape, math.prod(shape), config.seeded) for shape in shapes.values())
+    while too_big - fits > 1:
+        middle = (fits + too_big) // 2
+        if planned_bytes(model, uniform_ranks(model, middle), config) <= budget:
+            fits = middle
+        else:
+            too_big = middle
+    return uniform_ranks(model, fits)
 
 
 def allocate_ranks(

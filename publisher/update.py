@@ -24,7 +24,7 @@ from publisher.delta_set import DeltaSet
 from publisher.errors import ConfigError
 from publisher.factorised import DEFAULT_FACTORS, FactorConfig, factorise, uniform_ranks
 from publisher.fit import fit
-from publisher.ranks import allocate_ranks
+from publisher.ranks import allocate_ranks, uniform_ranks_under_budget
 from publisher.reconstruct import apply_to_file, load_file, model_file
 from publisher.training import TrainConfig, accuracy
 
@@ -33,7 +33,8 @@ DEFAULT_RANK = 4
 
 @dataclass(frozen=True)
 class UpdateConfig:
-    """One rank for every layer, or a byte budget the payload must fit (ranks then allocated)."""
+    """One rank for every layer, or a byte budget the payload must fit (ranks then allocated per layer
+    from a warm-up fine-tune; with seeded factors, the largest uniform rank that fits)."""
 
     rank: int | None = None
     budget: int | None = None
@@ -87,6 +88,8 @@ def build_update(
     train_config = TrainConfig(epochs=config.epochs, lr=config.lr)
     if config.budget is None:
         ranks = uniform_ranks(model, config.rank or DEFAULT_RANK)
+    elif config.factors.seeded:
+        ranks = uniform_ranks_under_budget(model, config.budget, config.factors)
     else:
         warm = finetune(model, *train_data, TrainConfig(epochs=max(1, config.epochs // 8), lr=config.lr))
         ranks = allocate_ranks(model, weight_deltas(model, warm), config.budget, config.factors)

@@ -20,7 +20,7 @@ from publisher.delta_set import DeltaSet
 from publisher.errors import BudgetError
 from publisher.factorised import FactorConfig, factorise
 from publisher.fit import fit
-from publisher.ranks import allocate_ranks
+from publisher.ranks import allocate_ranks, uniform_ranks_under_budget
 from publisher.reconstruct import load_file, model_file, updated_model
 from publisher.training import TrainConfig, accuracy, train
 from simulator.update_scenarios import Scenario
@@ -142,15 +142,22 @@ def factorised(ctx: Context) -> Iterator[Point]:
 
 
 def factorised_seeded(ctx: Context) -> Iterator[Point]:
-    """rankcast's seeded variant: the larger factor is seeded signs, only the smaller one trained and sent."""
+    """rankcast's seeded variant: the larger factor is seeded signs, only the smaller one trained and sent,
+    one rank for every layer (the largest under each budget)."""
     yield from _budget_sweep(ctx, "factorised_seeded", FactorConfig(seeded=True))
 
 
 def _budget_sweep(ctx: Context, method: str, factor_config: FactorConfig) -> Iterator[Point]:
-    config = ctx.config(method, ctx.epochs - warmup_epochs(ctx.epochs))
+    """Ranks per budget: seeded updates take the largest uniform rank and every epoch; the others
+    spend the warm-up's epochs on a spectrum allocation (publisher.ranks)."""
+    seeded = factor_config.seeded
+    config = ctx.config(method, ctx.epochs if seeded else ctx.epochs - warmup_epochs(ctx.epochs))
     for budget in ctx.sweeps.budgets:
         try:
-            ranks = allocate_ranks(ctx.base, ctx.warmup, budget, factor_config)
+            if seeded:
+                ranks = uniform_ranks_under_budget(ctx.base, budget, factor_config)
+            else:
+                ranks = allocate_ranks(ctx.base, ctx.warmup, budget, factor_config)
         except BudgetError:
             continue  # below the smallest possible update: no point
         delta_set = ctx.fitted(factorise(ctx.base, ranks, factor_config), config)

@@ -26,7 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--eval", required=True, type=Path, metavar="EVAL.npz", help="arrays x and y to measure on")
     size = build.add_mutually_exclusive_group()
     size.add_argument("--rank", type=int, help="one rank for every layer (default 4)")
-    size.add_argument("--budget", type=int, metavar="BYTES", help="largest payload; ranks are allocated per layer")
+    size.add_argument(
+        "--budget", type=int, metavar="BYTES",
+        help="largest payload; ranks are allocated per layer (with --seeded: the largest uniform rank)",
+    )
     build.add_argument(
         "--seeded", action="store_true",
         help="fix each layer's larger factor as seeded signs and train/send only the smaller one "
