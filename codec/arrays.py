@@ -1,8 +1,10 @@
 """Numeric arrays as they travel: a dtype name, a shape and little-endian bytes.
 
 Float arrays are IEEE-754 binary32. Integer code arrays hold quantised values: ``i8`` and ``i16``
-(symmetric, the most negative value is refused), ``i4`` (two 4-bit codes per byte, low nibble first)
-and ``b1`` (sign bits, least significant bit first: 1 is +1, 0 is -1). ``u32`` holds index gaps.
+(symmetric, the most negative value is refused), ``i4`` (two 4-bit codes per byte, low nibble first),
+``trit`` (ternary codes -1/0/+1, five per byte as base-3 digits, first code least significant: 1.6
+bits a code) and ``b1`` (sign bits, least significant bit first: 1 is +1, 0 is -1). ``u32`` holds
+index gaps.
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ from codec.errors import FormatError, LimitError, NonFiniteError
 from codec.limits import Limits
 
 FLOAT_DTYPES = ("f32",)
-CODE_DTYPES = ("i4", "i8", "i16", "b1")
+CODE_DTYPES = ("trit", "i4", "i8", "i16", "b1")
 INDEX_DTYPES = ("u32",)
 ALL_DTYPES = FLOAT_DTYPES + CODE_DTYPES + INDEX_DTYPES
 
 #: Largest code magnitude per code dtype (symmetric ranges).
-CODE_MAX = {"i4": 7, "i8": 127, "i16": 32767, "b1": 1}
+CODE_MAX = {"trit": 1, "i4": 7, "i8": 127, "i16": 32767, "b1": 1}
+
+#: Codes per byte of ``trit`` arrays, and the weight of each base-3 digit within a byte.
+TRITS_PER_BYTE = 5
+_TRIT_WEIGHTS = 3 ** np.arange(TRITS_PER_BYTE, dtype=np.int32)
 
 _NUMPY = {"f32": np.dtype("<f4"), "i8": np.dtype("i1"), "i16": np.dtype("<i2"), "u32": np.dtype("<u4")}
 
@@ -46,6 +52,8 @@ def byte_length(dtype: str, count: int) -> int:
     """Bytes that ``count`` elements of ``dtype`` occupy on the wire."""
     if dtype == "i4":
         return (count + 1) // 2
+    if dtype == "trit":
+        return -(-count // TRITS_PER_BYTE)
     if dtype == "b1":
         return (count + 7) // 8
     return count * _NUMPY[dtype].itemsize
@@ -61,6 +69,8 @@ def pack(values: np.ndarray, dtype: str) -> WireArray:
             codes = np.concatenate([codes, np.zeros(1, np.int8)])
         nibbles = codes.view(np.uint8) & 0x0F
         data = (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8).tobytes()
+    elif dtype == "trit":
+        data = _pack_trits(flat)
     elif dtype == "b1":
         data = np.packbits(flat > 0, bitorder="little").tobytes()
     else:
@@ -79,10 +89,29 @@ def unpack(array: WireArray) -> np.ndarray:
         codes = nibbles[:count].astype(np.int8)
         codes[codes > 7] -= 16
         return codes.reshape(array.shape)
+    if array.dtype == "trit":
+        return _unpack_trits(array.data, count).reshape(array.shape)
     if array.dtype == "b1":
         bits = np.unpackbits(np.frombuffer(array.data, np.uint8), count=count, bitorder="little")
         return (bits.astype(np.int8) * 2 - 1).reshape(array.shape)
     return np.frombuffer(array.data, _NUMPY[array.dtype], count).reshape(array.shape)
+
+
+def _pack_trits(codes: np.ndarray) -> bytes:
+    """Codes in -1..1 as base-3 digits (code + 1), five per byte, the first code least significant."""
+    digits = codes.astype(np.int32) + 1
+    if digits.size and (digits.min() < 0 or digits.max() > 2):
+        raise FormatError("trit codes must be -1, 0 or +1")
+    padded = np.zeros(byte_length("trit", digits.size) * TRITS_PER_BYTE, np.int32)
+    padded[: digits.size] = digits
+    return (padded.reshape(-1, TRITS_PER_BYTE) @ _TRIT_WEIGHTS).astype(np.uint8).tobytes()
+
+
+def _unpack_trits(data: bytes, count: int) -> np.ndarray:
+    """``count`` codes (int8, -1..1) from validated ``trit`` bytes."""
+    raw = np.frombuffer(data, np.uint8).astype(np.int32)
+    digits = (raw[:, None] // _TRIT_WEIGHTS) % 3
+    return (digits.reshape(-1)[:count] - 1).astype(np.int8)
 
 
 def read_shape(value: object, limits: Limits, what: str) -> tuple[int, ...]:
@@ -118,6 +147,12 @@ def _check_padding_and_range(array: WireArray, what: str) -> None:
     if array.dtype == "b1" and count % 8:
         if array.data[-1] >> (count % 8):
             raise FormatError(f"{what}: padding bits after the last sign bit must be zero")
+    elif array.dtype == "trit":
+        raw = np.frombuffer(array.data, np.uint8)
+        if (raw >= 3**TRITS_PER_BYTE).any():
+            raise FormatError(f"{what}: a trit byte holds five base-3 digits, so it must be below 243")
+        if count % TRITS_PER_BYTE and raw[-1] >= 3 ** (count % TRITS_PER_BYTE):
+            raise FormatError(f"{what}: the padding digits after the last trit code must be zero")
     elif array.dtype == "i4":
         if count % 2 and array.data[-1] >> 4:
             raise FormatError(f"{what}: the padding nibble after the last code must be zero")

@@ -1,5 +1,8 @@
 """The payload: one zstd frame holding the msgpack map {"format": 1, "records": [...]}.
 
+Frames are compressed against the format's template dictionary (codec.dictionary) and always
+decompressed with it, which also reads frames made without it.
+
 Encoding builds the whole document; decoding streams it, record by record, so a reader holds at most
 one record in memory and stops the moment the decompressed bytes pass the declared length.
 """
@@ -12,6 +15,7 @@ from collections.abc import Iterator, Sequence
 import msgpack
 import zstandard
 
+from codec.dictionary import zstd_dictionary
 from codec.errors import FormatError, IntegrityError, LimitError, UpdateError
 from codec.limits import DEFAULT_LIMITS, KIB, Limits
 from codec.records import FullRecord, Record, record_from_msgpack
@@ -34,7 +38,8 @@ def encode_document(records: Sequence[Record]) -> bytes:
 
 
 def compress(document: bytes, level: int = DEFAULT_LEVEL) -> bytes:
-    """One zstd frame with the content size in its header and a window of at most 8 MiB."""
+    """One zstd frame against the template dictionary, with the content size in its header and a window
+    of at most 8 MiB."""
     params = zstandard.ZstdCompressionParameters.from_level(
         level, source_size=len(document), write_content_size=1, write_checksum=0
     )
@@ -42,7 +47,8 @@ def compress(document: bytes, level: int = DEFAULT_LEVEL) -> bytes:
         params = zstandard.ZstdCompressionParameters.from_level(
             level, source_size=len(document), window_log=_WINDOW_LOG, write_content_size=1, write_checksum=0
         )
-    return zstandard.ZstdCompressor(compression_params=params).compress(document)
+    compressor = zstandard.ZstdCompressor(compression_params=params, dict_data=zstd_dictionary())
+    return compressor.compress(document)
 
 
 def encode_payload(records: Sequence[Record], level: int = DEFAULT_LEVEL) -> tuple[bytes, int]:
@@ -138,7 +144,7 @@ class _BoundedDecompressor(io.RawIOBase):
             raise LimitError(f"zstd window of {frame.window_size} bytes exceeds {limits.max_window_bytes}")
         if frame.content_size not in (zstandard.CONTENTSIZE_UNKNOWN, declared):
             raise IntegrityError(f"zstd frame says {frame.content_size} bytes, the manifest {declared}")
-        decompressor = zstandard.ZstdDecompressor(max_window_size=limits.max_window_bytes)
+        decompressor = zstandard.ZstdDecompressor(dict_data=zstd_dictionary(), max_window_size=limits.max_window_bytes)
         self._reader = decompressor.stream_reader(payload, read_across_frames=False)
         self._declared = declared
         self._produced = 0

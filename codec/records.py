@@ -13,7 +13,7 @@ from codec.errors import FormatError, LimitError
 from codec.limits import Limits
 from codec.seeded import Factor, SeededSigns, read_factor
 
-LOWRANK_CODES = ("i4", "i8", "i16")
+LOWRANK_CODES = ("b1", "trit", "i4", "i8", "i16")
 MODES = ("add", "set")
 
 
@@ -21,7 +21,8 @@ MODES = ("add", "set")
 class LowRankRecord:
     """Adds (su ⊙ (U·V)) ⊙ sv to a weight seen as 2-D: out × (product of the other dimensions).
 
-    At most one of ``u`` and ``v`` may be SeededSigns (regenerated from a seed, not sent).
+    At most one of ``u`` and ``v`` may be SeededSigns (regenerated from a seed, not sent). A scale
+    array has one value per row of U (per column of V), or a single value for all of them.
     """
 
     kind: ClassVar[str] = "lowrank"
@@ -157,8 +158,8 @@ def _read_lowrank(obj: dict, name: str, limits: Limits) -> LowRankRecord:
         raise FormatError(f"{name}: factors {u.shape}·{v.shape} do not make a {out} × {rest} update")
     u_scale = read_array(obj["u_scale"], limits, f"{name}.u_scale", ("f32",))
     v_scale = read_array(obj["v_scale"], limits, f"{name}.v_scale", ("f32",))
-    if u_scale.shape != (out,) or v_scale.shape != (rest,):
-        raise FormatError(f"{name}: scales must have shapes ({out},) and ({rest},)")
+    if u_scale.shape not in {(out,), (1,)} or v_scale.shape not in {(rest,), (1,)}:
+        raise FormatError(f"{name}: scales must have shapes ({out},) or (1,), and ({rest},) or (1,)")
     return LowRankRecord(name, shape, u, u_scale, v, v_scale)
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from codec.arrays import WireArray, pack
 from codec.records import DenseRecord, LowRankRecord, Record, SparseRecord
 from codec.seeded import Factor, SeededSigns, factor_codes
-from publisher.quantiser import QuantisedLowRank, QuantisedValues, exact_product, levels_of, uniform_codes
+from publisher.quantiser import QuantisedLowRank, QuantisedValues, exact_product, levels_of, quantise
 
 FIXED_SIDES = (None, "u", "v")
 
@@ -87,46 +87,58 @@ class LowRankDelta(Delta):
         if not self.quantised:
             return self.u @ self.v
         if self.fixed is None:
-            return QuantisedLowRank.apply(self.u, self.v, self.levels)
+            return QuantisedLowRank.apply(self.u, self.v, self.dtype, self.levels)
         fixed, trained = (self.u, self.v) if self.fixed == "u" else (self.v, self.u)
-        return FixedSignLowRank.apply(fixed, trained, self.fixed_scale, self.fixed, self.levels)
+        return FixedSignLowRank.apply(fixed, trained, self.fixed_scale, self.fixed, self.dtype, self.levels)
 
     def records(self, name: str) -> list[Record]:
-        u, u_scale = self._factor("u", self.u, self.u.shape[0])
-        v, v_scale = self._factor("v", self.v, self.v.shape[1])
+        u, u_scale = self._factor("u", self.u)
+        v, v_scale = self._factor("v", self.v)
         return [LowRankRecord(name, self.shape, u, u_scale, v, v_scale)]
 
-    def _factor(self, side: str, values: torch.Tensor, scales: int) -> tuple[Factor, WireArray]:
-        """One factor as sent (seeded signs when fixed, else codes) and its ``scales`` constant scales."""
+    def _factor(self, side: str, values: torch.Tensor) -> tuple[Factor, WireArray]:
+        """One factor as sent and its one scale: seeded signs with scale 1 when fixed, else codes (whose
+        scale carries the fixed factor's too, when there is one)."""
         if side == self.fixed:
-            return SeededSigns(tuple(values.shape), self.seed), pack(_constant(self.fixed_scale, scales), "f32")
-        codes, scale = uniform_codes(values, self.levels)
-        return pack(_int_codes(codes), self.dtype), pack(_constant(scale, scales), "f32")
+            return SeededSigns(tuple(values.shape), self.seed), pack(_one_scale(1.0), "f32")
+        codes, scale = quantise(values, self.dtype, self.levels)
+        if self.fixed is not None:
+            scale = folded_scale(scale, self.fixed_scale)
+        return pack(_int_codes(codes), self.dtype), pack(_one_scale(scale), "f32")
+
+
+def folded_scale(scale: torch.Tensor, fixed_scale: float) -> torch.Tensor:
+    """The one scale a seeded record sends for its trained factor: float32(scale × fixed_scale).
+
+    The seeded factor's own scale is then 1.0, which a device multiplies by exactly, and which the
+    payload's template dictionary already holds (4 bytes fewer a record than sending 1/√k).
+    """
+    return torch.tensor(np.float32(float(scale)) * np.float32(fixed_scale))
 
 
 class FixedSignLowRank(torch.autograd.Function):
-    """ΔW = (su ⊙ (S·Qv)) ⊙ sv (or with U trained) as devices compute it from a seeded sign factor S.
+    """ΔW = S·Qv ⊙ s (or Qu·S ⊙ s with U trained) as devices compute it from a seeded sign factor S.
 
-    The fixed factor is ``S * fixed_scale`` (its codes and one scale); only the trained factor is
-    quantised, and its gradient passes straight through the rounding.
+    The fixed factor is ``S * fixed_scale``; the record sends S with scale 1 and the trained factor's
+    codes with the folded scale s = scale × fixed_scale. Only the trained factor is quantised, and its
+    gradient passes straight through the rounding.
     """
 
     @staticmethod
     def forward(  # noqa: ANN001
-        ctx, fixed: torch.Tensor, trained: torch.Tensor, fixed_scale: float, side: str, levels: int
+        ctx, fixed: torch.Tensor, trained: torch.Tensor, fixed_scale: float, side: str, dtype: str, levels: int
     ) -> torch.Tensor:
         signs = torch.sign(fixed)
-        codes, scale = uniform_codes(trained, levels)
+        codes, scale = quantise(trained, dtype, levels)
         ctx.side = side
         ctx.save_for_backward(fixed)
-        if side == "u":
-            return (exact_product(signs, codes, levels) * fixed_scale) * scale
-        return (exact_product(codes, signs, levels) * scale) * fixed_scale
+        product = exact_product(signs, codes, levels) if side == "u" else exact_product(codes, signs, levels)
+        return product * folded_scale(scale, fixed_scale)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor, None, None, None]:  # noqa: ANN001
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor, None, None, None, None]:  # noqa: ANN001
         (fixed,) = ctx.saved_tensors
-        return None, (fixed.T @ grad if ctx.side == "u" else grad @ fixed.T), None, None, None
+        return None, (fixed.T @ grad if ctx.side == "u" else grad @ fixed.T), None, None, None, None
 
 
 class DenseDelta(Delta):
@@ -137,11 +149,11 @@ class DenseDelta(Delta):
         self.values = nn.Parameter(torch.zeros(shape))
 
     def delta(self) -> torch.Tensor:
-        return QuantisedValues.apply(self.values, self.levels) if self.quantised else self.values
+        return QuantisedValues.apply(self.values, self.dtype, self.levels) if self.quantised else self.values
 
     def records(self, name: str) -> list[Record]:
-        codes, scale = uniform_codes(self.values, self.levels)
-        return [DenseRecord(name, "add", pack(_int_codes(codes), self.dtype), pack(_constant(scale, 1), "f32"))]
+        codes, scale = quantise(self.values, self.dtype, self.levels)
+        return [DenseRecord(name, "add", pack(_int_codes(codes), self.dtype), pack(_one_scale(scale), "f32"))]
 
 
 class SparseDelta(Delta):
@@ -156,16 +168,16 @@ class SparseDelta(Delta):
         self.values = nn.Parameter(torch.zeros(positions.size))
 
     def delta(self) -> torch.Tensor:
-        values = QuantisedValues.apply(self.values, self.levels) if self.quantised else self.values
+        values = QuantisedValues.apply(self.values, self.dtype, self.levels) if self.quantised else self.values
         return torch.zeros(math.prod(self.shape)).scatter(0, self.positions, values)
 
     def records(self, name: str) -> list[Record]:
-        codes, scale = uniform_codes(self.values, self.levels)
+        codes, scale = quantise(self.values, self.dtype, self.levels)
         gaps = np.diff(self.positions.numpy(), prepend=0).astype(np.uint32)
         return [
             SparseRecord(
                 name, self.shape, "add", pack(gaps, "u32"),
-                pack(_int_codes(codes), self.dtype), pack(_constant(scale, 1), "f32"),
+                pack(_int_codes(codes), self.dtype), pack(_one_scale(scale), "f32"),
             )
         ]
 
@@ -185,7 +197,7 @@ class SignDelta(Delta):
         return [
             DenseRecord(
                 name, "add", pack(self.signs.numpy().astype(np.int8), "b1"),
-                pack(_constant(self.scale.detach(), 1), "f32"),
+                pack(_one_scale(self.scale.detach()), "f32"),
             )
         ]
 
@@ -199,5 +211,6 @@ def _int_codes(codes: torch.Tensor) -> np.ndarray:
     return codes.numpy().astype(np.int16)
 
 
-def _constant(scale: torch.Tensor | float, count: int) -> np.ndarray:
-    return np.full(count, np.float32(float(scale)), np.float32)
+def _one_scale(scale: torch.Tensor | float) -> np.ndarray:
+    """A scale array of shape (1,): one float32 scale for a whole tensor or factor."""
+    return np.full(1, np.float32(float(scale)), np.float32)

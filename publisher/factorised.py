@@ -3,14 +3,16 @@
 A Conv2d weight (out, in/groups, kh, kw) is factorised on its out × (in/groups·kh·kw) view, which is
 what a codec lowrank record carries; grouped and depthwise convolutions need nothing special. A layer
 whose factors would hold no fewer numbers than the tensor itself (for example a depthwise kernel with
-rest = 9 at rank ≥ 9) is sent as a dense i8 delta instead. Biases and norm parameters (every
-parameter of at most one dimension) are optionally trained and sent as dense i8 deltas.
+rest = 9 at rank ≥ 9) is sent as a dense delta of the same codes instead. Biases and norm
+parameters (every parameter of at most one dimension) are optionally trained and sent as dense i8
+deltas.
 
-With ``seeded`` the larger factor of every layer is not trained but fixed to ±1 signs from a seed
-(the structure of Konečný et al. 2016): the record carries the seed, devices regenerate the signs,
-and a rank unit costs min(out, rest) codes instead of out + rest. On the benchmark's small models
-this is usually the cheaper update; training both sides wins where a random projection misses the
-directions the update needs (docs/method.md).
+rankcast's default (``seeded``): the larger factor of every layer is not trained but fixed to ±1
+signs from a seed (the structure of Konečný et al. 2016); the record carries the seed, devices
+regenerate the signs, and only the smaller factor is trained and sent, as ternary codes (``trit``,
+1.6 bits a code, with one scale). A rank unit then costs min(out, rest) codes instead of out + rest.
+``seeded=False`` is the paper's form, U and V both trained and sent; on the benchmark's narrow layers
+it needs 1.4-3.3× the bytes for the same accuracy (docs/method.md).
 """
 
 from __future__ import annotations
@@ -26,18 +28,19 @@ from publisher.deltas import Delta, DenseDelta, LowRankDelta
 from publisher.errors import ConfigError
 from publisher.quantiser import levels_of
 
-FACTOR_DTYPES = ("i4", "i8")
+FACTOR_DTYPES = ("b1", "trit", "i4", "i8")
 
 
 @dataclass(frozen=True)
 class FactorConfig:
-    """Factor codes (i4 or i8, ``levels`` a side), whether small tensors train, whether the larger
-    factor is seeded signs; ``seed`` fixes U's init (or the seeded signs)."""
+    """Factor codes (b1 signs, trit, i4 or i8; ``levels`` a side), whether small tensors train, whether
+    the larger factor is seeded signs (rankcast's default) or trained too; ``seed`` fixes U's init (or
+    the signs)."""
 
-    dtype: str = "i4"
+    dtype: str = "trit"
     levels: int | None = None
     train_small: bool = False
-    seeded: bool = False
+    seeded: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -48,6 +51,8 @@ class FactorConfig:
 
 
 DEFAULT_FACTORS = FactorConfig()
+#: The paper's form: U and V both trained and sent.
+BOTH_FACTORS = FactorConfig(seeded=False)
 
 
 def factor_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:

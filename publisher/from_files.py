@@ -15,9 +15,9 @@ from codec.apply import file_sha256
 from codec.errors import UpdateError
 from codec.update_file import UpdateFile, write_update_file
 from publisher.errors import DataError, ModelError
-from publisher.factorised import FactorConfig
+from publisher.factorised import DEFAULT_FACTORS, FactorConfig
 from publisher.reconstruct import load_file
-from publisher.update import UpdateConfig, build_update
+from publisher.update import DEFAULT_LR, UpdateConfig, build_update
 
 
 def load_architecture(spec: str) -> nn.Module:
@@ -63,12 +63,13 @@ def load_data(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 def build_from_files(
     *, arch: str, base: Path, train: Path, evaluate: Path, out: Path,
-    rank: int | None, budget: int | None, epochs: int, lr: float, deployed: Path | None, seeded: bool = False,
+    rank: int | None, budget: int | None, epochs: int, lr: float | None, deployed: Path | None,
+    factors: FactorConfig = DEFAULT_FACTORS,
 ) -> dict[str, float | int]:
     """Build the update, write ``out`` and return the summary the command prints."""
     model = load_base(load_architecture(arch), base)
     base_file = None if deployed is None else _deployed_file(model, deployed)
-    config = UpdateConfig(rank=rank, budget=budget, epochs=epochs, lr=lr, factors=FactorConfig(seeded=seeded))
+    config = UpdateConfig(rank=rank, budget=budget, epochs=epochs, lr=DEFAULT_LR if lr is None else lr, factors=factors)
     built = build_update(model, load_data(train), load_data(evaluate), config, base_file)
     summary = {
         "accuracy_before": built.accuracy_before, "accuracy_after": built.accuracy_after,

@@ -1,8 +1,9 @@
 """Quantisation in torch that reproduces, bit for bit, what a device computes from the codec's codes.
 
-A factor or delta is quantised with one scale per tensor, ``scale = peak / levels`` and
-``codes = round(x / scale)``. Per-tensor scales travel as constant per-row/per-column arrays, which
-zstd reduces to a few bytes, where per-row scales would cost four bytes a row. The forward passes
+A factor or delta is quantised with one scale per tensor: ``b1`` codes are signs with the mean
+magnitude as scale; the others are uniform, ``codes = round(x / scale)`` with ``scale = peak / levels``
+(or a Gaussian-optimal step for 1 or 3 levels). The scale travels as a one-element scale array
+(per-row scales would cost four bytes a row, more than a row's codes at low rank). The forward passes
 below evaluate exactly the device's float32 formulas (see codec.apply), so a model trained with them
 and the model rebuilt on a device have identical weights.
 """
@@ -39,6 +40,18 @@ def uniform_codes(values: torch.Tensor, levels: int) -> tuple[torch.Tensor, torc
     return codes, scale
 
 
+def sign_codes(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """±1 codes (zero counts as +1) and the float32 scalar scale mean(|values|), the scale that
+    minimises the squared error for those signs."""
+    values = values.detach().float()
+    return torch.where(values >= 0, 1.0, -1.0), values.abs().mean()
+
+
+def quantise(values: torch.Tensor, dtype: str, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes and scale for a codec code dtype: sign codes for ``b1``, else uniform codes (``levels`` a side)."""
+    return sign_codes(values) if dtype == "b1" else uniform_codes(values, levels)
+
+
 def exact_product(u_codes: torch.Tensor, v_codes: torch.Tensor, levels: int) -> torch.Tensor:
     """Qu·Qv with every partial sum exact, as float32 (codec.apply.exact_product in torch)."""
     if levels * levels * u_codes.shape[1] < _FLOAT32_EXACT:
@@ -50,26 +63,26 @@ class QuantisedLowRank(torch.autograd.Function):
     """ΔW = (su ⊙ (Qu·Qv)) ⊙ sv exactly as devices compute it; gradients pass straight through rounding."""
 
     @staticmethod
-    def forward(ctx, u: torch.Tensor, v: torch.Tensor, levels: int) -> torch.Tensor:  # noqa: ANN001
-        u_codes, u_scale = uniform_codes(u, levels)
-        v_codes, v_scale = uniform_codes(v, levels)
+    def forward(ctx, u: torch.Tensor, v: torch.Tensor, dtype: str, levels: int) -> torch.Tensor:  # noqa: ANN001
+        u_codes, u_scale = quantise(u, dtype, levels)
+        v_codes, v_scale = quantise(v, dtype, levels)
         ctx.save_for_backward(u_codes * u_scale, v_codes * v_scale)
         return (exact_product(u_codes, v_codes, levels) * u_scale) * v_scale
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:  # noqa: ANN001
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:  # noqa: ANN001
         u_hat, v_hat = ctx.saved_tensors
-        return grad @ v_hat.T, u_hat.T @ grad, None
+        return grad @ v_hat.T, u_hat.T @ grad, None, None
 
 
 class QuantisedValues(torch.autograd.Function):
     """codes * scale (a dense or sparse record's values); gradients pass straight through rounding."""
 
     @staticmethod
-    def forward(ctx, values: torch.Tensor, levels: int) -> torch.Tensor:  # noqa: ANN001
-        codes, scale = uniform_codes(values, levels)
+    def forward(ctx, values: torch.Tensor, dtype: str, levels: int) -> torch.Tensor:  # noqa: ANN001
+        codes, scale = quantise(values, dtype, levels)
         return codes * scale
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ANN001
-        return grad, None
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # noqa: ANN001
+        return grad, None, None

@@ -26,6 +26,7 @@ from torch import nn
 
 from publisher.errors import BudgetError
 from publisher.factorised import (
+    BOTH_FACTORS,
     DEFAULT_FACTORS,
     FactorConfig,
     factor_shapes,
@@ -36,8 +37,8 @@ from publisher.factorised import (
     view_2d,
 )
 
-CODE_BYTES = {"i8": 1.0, "i4": 0.5}
-RECORD_OVERHEAD = 96  # msgpack keys, name, shape and two constant scale arrays, after zstd
+CODE_BYTES = {"i8": 1.0, "i4": 0.5, "trit": 0.2, "b1": 0.125}
+RECORD_OVERHEAD = 40  # name, shape, dtypes and two one-element scales, after zstd with the template dictionary
 
 
 def spectra(model: nn.Module, deltas: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -74,7 +75,7 @@ def uniform_ranks_under_budget(model: nn.Module, budget: int, config: FactorConf
 
 
 def allocate_ranks(
-    model: nn.Module, deltas: Mapping[str, torch.Tensor], budget: int, config: FactorConfig = DEFAULT_FACTORS
+    model: nn.Module, deltas: Mapping[str, torch.Tensor], budget: int, config: FactorConfig = BOTH_FACTORS
 ) -> dict[str, int]:
     """Ranks per layer whose payload fits in ``budget`` bytes, chosen by delta energy per byte."""
     floor = planned_bytes(model, {}, config)

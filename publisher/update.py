@@ -28,18 +28,20 @@ from publisher.ranks import allocate_ranks, uniform_ranks_under_budget
 from publisher.reconstruct import apply_to_file, load_file, model_file
 from publisher.training import TrainConfig, accuracy
 
-DEFAULT_RANK = 4
+DEFAULT_RANK = 8
+#: Adam's learning rate for the factors: the best of {1e-2, 3e-2, 1e-1} on a validation split (docs/method.md).
+DEFAULT_LR = 3e-2
 
 
 @dataclass(frozen=True)
 class UpdateConfig:
-    """One rank for every layer, or a byte budget the payload must fit (ranks then allocated per layer
-    from a warm-up fine-tune; with seeded factors, the largest uniform rank that fits)."""
+    """One rank for every layer, or a byte budget the payload must fit: the largest uniform rank that
+    fits (with both factors trained, ranks allocated per layer from a warm-up fine-tune's spectrum)."""
 
     rank: int | None = None
     budget: int | None = None
     epochs: int = 20
-    lr: float = 1e-2
+    lr: float = DEFAULT_LR
     factors: FactorConfig = field(default=DEFAULT_FACTORS)
 
     def __post_init__(self) -> None:

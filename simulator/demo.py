@@ -95,8 +95,8 @@ def run_demo(out: Path, config: DemoConfig = DemoConfig()) -> int:
 
     _step("1. The deployed model: a 64-256-256-10 MLP trained on clean digits (PyTorch), exported to TFLite")
     _step("2. Concept drift: devices now see shifted, noisy, low-contrast digits; train a factorised update")
-    print(f"   W stays frozen; each layer learns W + U·V with rank-{config.rank} factors, sent as integer codes",
-          flush=True)
+    print(f"   W stays frozen; each layer becomes W + U·V at rank {config.rank}: the larger factor is signs the device "
+          "regenerates from a seed, the smaller is trained and sent as ternary codes", flush=True)
     base_file, update_file, target_file = build_scenario_update(
         config.scenario, out / "models", epochs=config.epochs, rank=config.rank, tflite=True)
     update = read_update_file(update_file)

@@ -129,7 +129,7 @@ def synthetic_update(workdir: Path, width: int = 64, rank: int = 4, seed: int = 
 
 
 def build_scenario_update(
-    name: str, workdir: Path, epochs: int = 12, rank: int = 4, tflite: bool = False
+    name: str, workdir: Path, epochs: int = 12, rank: int = 8, tflite: bool = False
 ) -> tuple[Path, Path, Path]:
     """Train a digits MLP on scenario ``name``'s base data, then a factorised update on its update data.
 
@@ -142,17 +142,17 @@ def build_scenario_update(
     from publisher.fit import fit
     from publisher.reconstruct import model_file, updated_model
     from publisher.training import TrainConfig, accuracy, train
+    from publisher.update import DEFAULT_LR
     from simulator.update_scenarios import build_model, scenario
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     data = scenario(name)
     model = build_model("mlp", seed=0)
-    config = TrainConfig(epochs=epochs)
-    train(model, model.parameters(), data.base.x, data.base.y, config)
+    train(model, model.parameters(), data.base.x, data.base.y, TrainConfig(epochs=epochs))
     rcw = model_file(model.state_dict())
     delta_set = factorise(model, uniform_ranks(model, rank))
-    fit(delta_set, data.update.x, data.update.y, config)
+    fit(delta_set, data.update.x, data.update.y, TrainConfig(epochs=epochs, lr=DEFAULT_LR))
     payload, length = delta_set.encode()
     info = {
         "scenario": name, "rank": rank, "epochs": epochs,

@@ -9,7 +9,7 @@ from typing import Any
 #: rankcast's own methods stand out; the baselines are thin lines.
 OURS_STYLE = {
     "factorised": {"linewidth": 2.5, "color": "black"},
-    "factorised_seeded": {"linewidth": 2.5, "color": "black", "linestyle": "--"},
+    "factorised_uv": {"linewidth": 2.5, "color": "black", "linestyle": "--"},
 }
 
 

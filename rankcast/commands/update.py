@@ -10,8 +10,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "update",
         help="build factorised model updates",
-        description="Build an update: the deployed weights stay frozen and small factors U·V are trained per "
-        "Linear/Conv2d layer, quantised, and written with what publishing needs.",
+        description="Build an update: the deployed weights stay frozen and each Linear/Conv2d layer becomes "
+        "W + U·V. By default the larger factor is fixed signs from a seed and only the smaller one is trained "
+        "and sent, as ternary codes; the update is written with what publishing needs.",
     )
     actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
     build = actions.add_parser(
@@ -25,18 +26,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--train", required=True, type=Path, metavar="TRAIN.npz", help="arrays x and y to train on")
     build.add_argument("--eval", required=True, type=Path, metavar="EVAL.npz", help="arrays x and y to measure on")
     size = build.add_mutually_exclusive_group()
-    size.add_argument("--rank", type=int, help="one rank for every layer (default 4)")
+    size.add_argument("--rank", type=int, help="one rank for every layer (default 8)")
     size.add_argument(
         "--budget", type=int, metavar="BYTES",
-        help="largest payload; ranks are allocated per layer (with --seeded: the largest uniform rank)",
+        help="largest payload: the largest uniform rank that fits (with --both-factors: ranks per layer "
+        "from a short fine-tune's spectrum)",
     )
     build.add_argument(
-        "--seeded", action="store_true",
-        help="fix each layer's larger factor as seeded signs and train/send only the smaller one "
-        "(often smaller updates on narrow layers; see docs/method.md)",
+        "--both-factors", action="store_true",
+        help="train and send U and V, the paper's form: more bytes for the same accuracy on narrow layers "
+        "(docs/method.md); --lr 1e-2 suits it",
+    )
+    build.add_argument(
+        "--codes", choices=("trit", "b1", "i4", "i8"), default="trit",
+        help="codes of the sent factors: trit (-1/0/+1, 1.6 bits; default), b1 (signs, 1 bit), i4 or i8",
     )
     build.add_argument("--epochs", type=int, default=20, help="training epochs, the quantised finish included")
-    build.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate of the factors")
+    build.add_argument("--lr", type=float, help="Adam learning rate of the factors (default 3e-2)")
     build.add_argument("--deployed", type=Path, metavar="FILE", help="the deployed RCW model file: pins base/target")
     build.add_argument("--out", required=True, type=Path, metavar="UPDATE.rcu")
     build.set_defaults(run=run)
@@ -45,12 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from publisher.factorised import FactorConfig
     from publisher.from_files import build_from_files
 
     summary = build_from_files(
         arch=args.arch, base=args.base, train=args.train, evaluate=args.eval, out=args.out,
         rank=args.rank, budget=args.budget, epochs=args.epochs, lr=args.lr, deployed=args.deployed,
-        seeded=args.seeded,
+        factors=FactorConfig(dtype=args.codes, seeded=not args.both_factors),
     )
     print(json.dumps(summary))
     return 0

@@ -35,7 +35,7 @@ from codec import (
     write_weights,
 )
 from codec.apply import exact_product
-from codec.arrays import pack, unpack
+from codec.arrays import WireArray, pack, unpack
 from codec.payload import compress, encode_document
 from codec.records import DenseRecord, LowRankRecord, SparseRecord
 
@@ -87,7 +87,8 @@ def coded_lowrank(name: str, u_codes: np.ndarray, v_codes: np.ndarray, dtype: st
 
 
 @pytest.mark.parametrize(
-    ("dtype", "shape", "rank"), [("i4", (24, 40), 3), ("i8", (16, 4, 3, 3), 8), ("i16", (33, 65), 5)]
+    ("dtype", "shape", "rank"),
+    [("b1", (18, 25), 7), ("trit", (20, 31), 6), ("i4", (24, 40), 3), ("i8", (16, 4, 3, 3), 8), ("i16", (33, 65), 5)],
 )
 def test_lowrank_apply_is_bit_identical_to_the_prescribed_float32_order(
     tmp_path: Path, dtype: str, shape: tuple[int, ...], rank: int
@@ -107,6 +108,22 @@ def test_lowrank_apply_is_bit_identical_to_the_prescribed_float32_order(
     error = np.abs(result["w"].reshape(reference.shape).astype(np.float64) - reference)
     assert (error <= 4 * F32_EPS * (np.abs(weight.reshape(reference.shape)) + 2 * np.abs(delta)) + 1e-45).all()
     assert not same_bits(result["w"], weight)  # the update did change the weight
+
+
+def test_a_one_element_scale_gives_the_same_bytes_as_that_scale_repeated(tmp_path: Path) -> None:
+    rng = np.random.default_rng(23)
+    weight = rng.normal(size=(12, 9)).astype(np.float32)
+    u, v = pack(rng.integers(-1, 2, (12, 4)), "trit"), pack(rng.integers(-1, 2, (4, 9)), "trit")
+
+    def scales(count: int, value: float) -> WireArray:
+        return pack(np.full(count, value, np.float32), "f32")
+
+    repeated = LowRankRecord("w", (12, 9), u, scales(12, 0.0371), v, scales(9, 1.73))
+    single = LowRankRecord("w", (12, 9), u, scales(1, 0.0371), v, scales(1, 1.73))
+    (tmp_path / "single").mkdir()
+    path = model(tmp_path / "single", {"w": weight})
+    assert apply(path, [single]) == apply(model(tmp_path, {"w": weight}), [repeated])
+    assert same_bits(load_weights(path)["w"], prescribed(weight, repeated))
 
 
 @pytest.mark.parametrize("signs", ["random", "all-positive"])
@@ -148,7 +165,7 @@ def test_i16_codes_use_the_exact_product(tmp_path: Path, rank: int, extreme: boo
 
 @pytest.mark.parametrize("mode", ["add", "set"])
 @pytest.mark.parametrize(("dtype", "per_row"), [("f32", False), ("i8", False), ("i8", True), ("i4", True),
-                                                ("i16", False), ("b1", True)])
+                                                ("i16", False), ("b1", True), ("trit", True)])
 def test_dense_apply_adds_or_sets_the_dequantised_values(tmp_path: Path, mode: str, dtype: str, per_row: bool) -> None:
     rng = np.random.default_rng(17)
     weight = rng.normal(size=(5, 6)).astype(np.float32)

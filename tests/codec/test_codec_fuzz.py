@@ -151,10 +151,10 @@ SHAPES = {"conv.weight": (6, 2, 3, 3), "fc.weight": (5, 7), "fc.bias": (5,), "no
 
 
 def corpus(sample_records: list[Record]) -> list[Record]:
-    """The sample records and a lowrank record with a seeded sign factor (for lin.weight)."""
+    """The sample records and a lowrank record of trit codes with a seeded sign factor (for lin.weight)."""
     rng = np.random.default_rng(5)
     seeded = LowRankRecord(
-        "lin.weight", (6, 10), pack(rng.integers(-127, 128, (6, 3)), "i8"), pack(np.full(6, 0.01, np.float32), "f32"),
+        "lin.weight", (6, 10), pack(rng.integers(-1, 2, (6, 3)), "trit"), pack(np.full(6, 0.01, np.float32), "f32"),
         SeededSigns((3, 10), 2**63 + 5), pack(np.full(10, 0.5, np.float32), "f32"),
     )
     return [*sample_records, seeded]

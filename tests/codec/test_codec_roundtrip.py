@@ -42,7 +42,9 @@ PROPERTY = settings(
     max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
-_NUMPY_OF = {"f32": np.float32, "i4": np.int8, "i8": np.int8, "i16": np.int16, "b1": np.int8, "u32": np.uint32}
+_NUMPY_OF = {
+    "f32": np.float32, "trit": np.int8, "i4": np.int8, "i8": np.int8, "i16": np.int16, "b1": np.int8, "u32": np.uint32
+}
 
 shapes = st.lists(st.integers(1, 7), min_size=1, max_size=3).map(tuple)
 names = st.text(st.characters(categories=["L", "N", "P", "S"], include_characters=" "), min_size=1, max_size=24)
@@ -95,7 +97,7 @@ def test_array_roundtrip_gives_back_the_same_values_for_every_dtype(case: tuple[
 
 
 @PROPERTY
-@given(st.sampled_from(["i4", "b1"]), st.integers(0, 40).map(lambda n: 2 * n + 1))
+@given(st.sampled_from(["i4", "trit", "b1"]), st.integers(0, 40).map(lambda n: 2 * n + 1))
 def test_packed_dtypes_roundtrip_odd_element_counts(dtype: str, count: int) -> None:
     rng = np.random.default_rng(count)
     high = CODE_MAX[dtype]
@@ -110,7 +112,7 @@ def test_packed_dtypes_roundtrip_odd_element_counts(dtype: str, count: int) -> N
 
 @st.composite
 def lowrank_records(draw: st.DrawFn) -> LowRankRecord:
-    dtype = draw(st.sampled_from(["i4", "i8", "i16"]))
+    dtype = draw(st.sampled_from(["b1", "trit", "i4", "i8", "i16"]))
     shape = (draw(st.integers(1, 6)),) + draw(st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple))
     out, rest, rank = shape[0], math.prod(shape[1:]), draw(st.integers(1, 5))
     return LowRankRecord(
@@ -122,7 +124,7 @@ def lowrank_records(draw: st.DrawFn) -> LowRankRecord:
 
 @st.composite
 def dense_records(draw: st.DrawFn) -> DenseRecord:
-    dtype = draw(st.sampled_from(["f32", "i4", "i8", "i16", "b1"]))
+    dtype = draw(st.sampled_from(["f32", "trit", "i4", "i8", "i16", "b1"]))
     values = draw(values_of(dtype))
     scale = None
     if dtype != "f32":
@@ -136,7 +138,7 @@ def sparse_records(draw: st.DrawFn) -> SparseRecord:
     shape = draw(shapes)
     positions = sorted(draw(st.sets(st.integers(0, math.prod(shape) - 1), min_size=1)))
     gaps = np.diff(np.array(positions, np.int64), prepend=0).astype(np.uint32)
-    dtype = draw(st.sampled_from(["f32", "i4", "i8", "i16", "b1"]))
+    dtype = draw(st.sampled_from(["f32", "trit", "i4", "i8", "i16", "b1"]))
     values = draw(values_of(dtype, (len(positions),)))
     scale = None if dtype == "f32" else pack(draw(values_of("f32", (1,))), "f32")
     mode = draw(st.sampled_from(["add", "set"]))

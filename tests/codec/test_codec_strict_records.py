@@ -36,6 +36,16 @@ def test_i4_codes_pack_two_per_byte_low_nibble_first() -> None:
     assert pack(np.array([1, -1, 3], np.int8), "i4").data == bytes([0xF1, 0x03])
 
 
+def test_trit_codes_pack_five_per_byte_as_base_3_digits_first_code_least_significant() -> None:
+    # digits are code + 1: [2, 0, 1, 2, 2] -> 2 + 0*3 + 1*9 + 2*27 + 2*81 = 227; then [1, 0] -> 1
+    assert pack(np.array([1, -1, 0, 1, 1, 0, -1], np.int8), "trit").data == bytes([227, 1])
+
+
+def test_trit_codes_outside_minus_one_to_one_cannot_be_packed() -> None:
+    with pytest.raises(FormatError):
+        pack(np.array([0, 2], np.int8), "trit")
+
+
 def test_b1_signs_pack_least_significant_bit_first() -> None:
     signs = np.array([1, -1, -1, 1, 1, 1, 1, 1, -1, 1], np.int8)
     assert pack(signs, "b1").data == bytes([0b11111001, 0b00000010])
@@ -65,10 +75,19 @@ def test_the_symmetric_extremes_are_accepted() -> None:
     assert unpack(read(array_map("i8", [2], b"\x7f\x81"))).tolist() == [127, -127]
     assert unpack(read(array_map("i16", [2], b"\xff\x7f\x01\x80"))).tolist() == [32767, -32767]
     assert unpack(read(array_map("i4", [2], b"\x97"))).tolist() == [7, -7]  # low nibble first
+    assert unpack(read(array_map("trit", [5], bytes([242])))).tolist() == [1, 1, 1, 1, 1]  # 3^5 - 1
+
+
+@pytest.mark.parametrize("byte", [243, 255])
+def test_a_trit_byte_above_five_base_3_digits_is_refused(byte: int) -> None:
+    with pytest.raises(FormatError, match="243"):
+        read(array_map("trit", [5], bytes([byte])))
 
 
 @pytest.mark.parametrize(
-    ("dtype", "count", "data"), [("i4", 3, b"\x11\x11"), ("b1", 3, b"\x0f"), ("b1", 9, b"\xff\x02")]
+    ("dtype", "count", "data"),
+    [("i4", 3, b"\x11\x11"), ("b1", 3, b"\x0f"), ("b1", 9, b"\xff\x02"),
+     ("trit", 2, b"\x09"), ("trit", 6, b"\x00\x03")],
 )
 def test_nonzero_padding_after_the_last_code_is_refused(dtype: str, count: int, data: bytes) -> None:
     with pytest.raises(FormatError):
@@ -169,6 +188,8 @@ VALID = {
     "sparse": sparse([1, 2, 3], [3, 3]), "full": {"kind": "full", "name": "m", "data": b"\x00"},
     "lowrank-seeded-v": {**lowrank(), "v": seeded_signs([2, 6], 7)},
     "lowrank-seeded-u": {**lowrank(dtype="i4"), "u": seeded_signs([4, 2], 0)},
+    "lowrank-one-scale": {**lowrank(dtype="trit"), "u_scale": f32_map([0.5]), "v_scale": f32_map([0.25])},
+    "lowrank-b1": {**lowrank(dtype="b1"), "v": seeded_signs([2, 6], 3)},
 }
 
 
@@ -223,7 +244,8 @@ LOWRANK_SHAPE_ERRORS = {
     "declared-shape": {"shape": [4, 7]},
     "mixed-dtypes": {"v": codes((2, 6), "i16")},
     "f32-factors": {"u": f32_map([1.0] * 8) | {"shape": [4, 2]}, "v": f32_map([1.0] * 12) | {"shape": [2, 6]}},
-    "b1-factors": {"u": codes((4, 2), "b1"), "v": codes((2, 6), "b1")},
+    "u32-factors": {"u": pack(np.ones((4, 2), np.uint32), "u32").to_msgpack(),
+                    "v": pack(np.ones((2, 6), np.uint32), "u32").to_msgpack()},
 }
 
 

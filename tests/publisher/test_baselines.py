@@ -46,10 +46,10 @@ def test_structured_records_carry_the_fixed_factor_as_the_seed_of_the_codecs_sig
         fixed, scale = (record.u, record.u_scale) if delta.fixed == "u" else (record.v, record.v_scale)
         sent = record.v if delta.fixed == "u" else record.u
         assert isinstance(fixed, SeededSigns) and isinstance(sent, WireArray) and sent.dtype == "i8"
-        scales = unpack(scale)
-        assert (scales == np.float32(1 / math.sqrt(fixed.shape[1]))).all()  # 1/√k: rank for U, rest for V
+        assert unpack(scale).tolist() == [1.0]  # the sent factor's scale carries the fixed one's 1/√k
         codes = torch.from_numpy(factor_codes(fixed).astype(np.float32))
-        assert torch.equal(getattr(delta, delta.fixed), codes * float(scales[0]))
+        fixed_scale = np.float32(1 / math.sqrt(fixed.shape[1]))  # 1/√k: rank for U, rest for V
+        assert torch.equal(getattr(delta, delta.fixed), codes * float(fixed_scale))
         seeds.add(fixed.seed)
     assert len(seeds) == len(factored) and min(seeds) >= 7
 

@@ -8,7 +8,7 @@ import torch
 from codec.arrays import WireArray
 from codec.records import DenseRecord, LowRankRecord
 from codec.seeded import SeededSigns
-from publisher.factorised import FactorConfig, factorise, uniform_ranks
+from publisher.factorised import BOTH_FACTORS, FactorConfig, factorise, uniform_ranks
 from publisher.fit import fit
 from publisher.reconstruct import model_file, updated_model
 from publisher.training import TrainConfig, predict
@@ -24,7 +24,7 @@ def test_training_starts_at_the_base_models_outputs(model, data, train_small, qu
 
 
 @pytest.mark.parametrize("seeded", [False, True])
-@pytest.mark.parametrize("dtype", ["i4", "i8"])
+@pytest.mark.parametrize("dtype", ["b1", "trit", "i4", "i8"])
 @pytest.mark.parametrize("train_small", [False, True])
 def test_rebuilt_model_gives_the_outputs_of_the_quantised_trained_model(model, data, dtype, train_small, seeded):
     config = FactorConfig(dtype=dtype, train_small=train_small, seeded=seeded)
@@ -48,27 +48,27 @@ def test_training_changes_only_the_factors(model, data):
 
 def test_depthwise_kernels_travel_dense_and_grouped_ones_as_factors(cnn):
     model = cnn
-    records = {r.name: r for r in factorise(model, uniform_ranks(model, 5)).records()}
+    records = {r.name: r for r in factorise(model, uniform_ranks(model, 5), BOTH_FACTORS).records()}
     assert isinstance(records["5.weight"], DenseRecord)  # depthwise: 8 × 9, rank 5 would be no saving
     assert isinstance(records["3.weight"], LowRankRecord)  # grouped: 8 × 36, factors of 5 × (8 + 36)
     assert records["3.weight"].rank == 5
 
 
-def test_seeded_updates_send_only_the_smaller_factor_and_train_only_it(mlp, data):
-    delta_set = factorise(mlp, uniform_ranks(mlp, 3), FactorConfig(seeded=True))
+def test_by_default_only_the_smaller_factor_is_trained_and_sent_as_trit_codes(mlp, data):
+    delta_set = factorise(mlp, uniform_ranks(mlp, 3))
     fixed_before = {name: getattr(d, d.fixed).clone() for name, d in delta_set.deltas.items()}
     fit(delta_set, *data, TrainConfig(epochs=2, lr=1e-2))
     for record in delta_set.records():
         out, rest = record.u.shape[0], record.v.shape[1]
         seeded, sent = (record.u, record.v) if out >= rest else (record.v, record.u)
-        assert isinstance(seeded, SeededSigns) and isinstance(sent, WireArray) and sent.dtype == "i4"
+        assert isinstance(seeded, SeededSigns) and isinstance(sent, WireArray) and sent.dtype == "trit"
         assert sent.shape == ((3, rest) if out >= rest else (out, 3))
     for name, delta in delta_set.deltas.items():
         assert torch.equal(getattr(delta, delta.fixed), fixed_before[name])
 
 
 def test_seeded_layers_go_dense_only_when_the_sent_side_is_no_smaller_than_the_tensor(cnn):
-    plain = {r.name: r for r in factorise(cnn, uniform_ranks(cnn, 8)).records()}
+    plain = {r.name: r for r in factorise(cnn, uniform_ranks(cnn, 8), BOTH_FACTORS).records()}
     seeded = {r.name: r for r in factorise(cnn, uniform_ranks(cnn, 8), FactorConfig(seeded=True)).records()}
     assert isinstance(plain["5.weight"], DenseRecord)  # depthwise 8 × 9: 8 × (8 + 9) codes > 72
     assert isinstance(seeded["5.weight"], LowRankRecord)  # seeded: 8 × 8 sent codes < 72

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+from publisher.factorised import DEFAULT_FACTORS, factorise, uniform_ranks
+from publisher.fit import fit
+from publisher.training import TrainConfig
 from simulator import update_bench
-from simulator.update_methods import Point, Sweeps
+from simulator.update_methods import SEED_STRIDE, Point, Sweeps, prepare
+from simulator.update_scenarios import build_model, scenario
 
 TINY = update_bench.BenchConfig(
     epochs=2,
@@ -27,11 +32,11 @@ def test_bench_writes_json_in_the_documented_schema_and_a_plot(tmp_path, monkeyp
     for case in document["scenarios"]:
         assert abs(case["target_accuracy"] - (case["full_finetune_accuracy"] - 0.01)) < 1e-9
         assert {p["method"] for p in case["points"]} == set(case["min_bytes_at_target"])
-        assert {"factorised", "factorised_seeded", "konecny"} <= set(case["min_bytes_at_target"])
+        assert {"factorised", "factorised_uv", "konecny"} <= set(case["min_bytes_at_target"])
         for point in case["points"]:
             assert set(point) == {"method", "knob", "bytes", "accuracy"} and isinstance(point["bytes"], int)
     printed = capsys.readouterr().out
-    assert "fact/bl" in printed and "seed/bl" in printed and "ours/full" in printed
+    assert "fact/bl" in printed and "uv/bl" in printed and "fact/full" in printed
 
 
 def test_min_bytes_at_target_is_the_smallest_update_that_reaches_it():
@@ -40,12 +45,36 @@ def test_min_bytes_at_target_is_the_smallest_update_that_reaches_it():
     assert update_bench.min_bytes(points, "m", 0.99) is None
 
 
-def test_ratios_compare_the_best_of_ours_with_the_best_reaching_baseline():
+def test_ratios_compare_a_method_with_the_best_baseline_that_reaches_the_target():
     result = update_bench.CaseResult(
         "refine", "mlp", 0.5, 0.9, 0.89, 10_000, [],
-        {"factorised": 800, "factorised_seeded": 400, "konecny": 1000, "topk_sparse": None, "full_model": 10_000},
+        {"factorised": 400, "factorised_uv": None, "konecny": 1000, "bitdelta": 900, "topk_sparse": None,
+         "full_model": 10_000},
         0.0,
     )
-    assert update_bench._ratio(result, "factorised", ("konecny", "topk_sparse")) == "0.800"
-    assert update_bench._ratio(result, update_bench.OURS, ("full_model",)) == "0.040"
+    assert update_bench._ratio(result, "factorised", ("konecny", "bitdelta", "topk_sparse")) == "0.444"
+    assert update_bench._ratio(result, "factorised", ("full_model",)) == "0.040"
     assert update_bench._ratio(result, "factorised", ("topk_sparse",)) == "-"
+    assert update_bench._ratio(result, "factorised_uv", ("konecny",)) == "-"
+
+
+def test_a_trained_point_averages_fresh_training_runs_over_its_seeds():
+    data = scenario("refine")
+    base = build_model("mlp")
+    ctx = prepare(data, base, 2, dataclasses.replace(TINY.sweeps, seeds=2))
+    config = TrainConfig(epochs=2, lr=3e-2)
+    init_seeds = []
+
+    def build(*, seed: int):
+        init_seeds.append(seed)
+        return factorise(base, uniform_ranks(base, 2), dataclasses.replace(DEFAULT_FACTORS, seed=seed))
+
+    point = ctx.trained_point("factorised", "rank 2", build, config)
+    assert init_seeds == [0, SEED_STRIDE]
+    runs = []
+    for seed in range(2):
+        delta_set = build(seed=SEED_STRIDE * seed)
+        fit(delta_set, data.update.x, data.update.y, dataclasses.replace(config, seed=seed))
+        runs.append(ctx.measure(delta_set.records()))
+    assert point.bytes == round((runs[0][0] + runs[1][0]) / 2)
+    assert point.accuracy == (runs[0][1] + runs[1][1]) / 2

@@ -94,18 +94,22 @@ def test_build_against_a_deployed_tflite_pins_the_patched_file(tmp_path, files):
     assert summary["accuracy_after"] == pytest.approx(float((patched(x).argmax(1) == y).float().mean()))
 
 
-def test_build_respects_a_byte_budget(tmp_path, files):
-    summary = _build(tmp_path, files, "--budget", "500")
-    assert summary["update_bytes"] <= 500
-    assert read_update_file(tmp_path / "update.rcu").target_sha256 is None
-
-
-def test_seeded_build_sends_only_the_smaller_factors_within_the_budget(tmp_path, files):
-    summary = _build(tmp_path, files, "--budget", "500", "--seeded")
-    assert summary["update_bytes"] <= 500 and summary["accuracy_after"] > summary["accuracy_before"]
+def test_build_sends_only_the_smaller_factors_as_trit_codes_within_the_budget(tmp_path, files):
+    summary = _build(tmp_path, files, "--budget", "300")
+    assert summary["update_bytes"] <= 300 and summary["accuracy_after"] > summary["accuracy_before"]
     update = read_update_file(tmp_path / "update.rcu")
+    assert update.target_sha256 is None
     records = list(decode_payload(update.payload, update.decompressed_length))
     assert records and all(isinstance(r.u, SeededSigns) != isinstance(r.v, SeededSigns) for r in records)
+    assert {(r.v if isinstance(r.u, SeededSigns) else r.u).dtype for r in records} == {"trit"}
+
+
+def test_both_factors_build_sends_u_and_v_within_the_budget(tmp_path, files):
+    summary = _build(tmp_path, files, "--budget", "500", "--both-factors", "--codes", "b1")
+    assert summary["update_bytes"] <= 500
+    update = read_update_file(tmp_path / "update.rcu")
+    records = list(decode_payload(update.payload, update.decompressed_length))
+    assert records and all(r.u.dtype == r.v.dtype == "b1" for r in records)
 
 
 def test_unloadable_architecture_is_reported_in_one_line(tmp_path, files):

@@ -1,0 +1,54 @@
+"""The payload's zstd dictionary: a template document every writer and reader of the format shares.
+
+A payload of a few hundred bytes spends a third of them on the first occurrence of its map keys and
+dtype names ("lowrank", "u_scale", "shake128-signs", ...). Compressing against this fixed template
+(as zstd raw content, dictionary id 0) lets those be matches instead of literals, which saves about
+100 bytes on every payload. Frames made without the dictionary never reference it, so a reader that
+always loads it decodes both. The template is normative: docs/format.md lists it and its sha256.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import msgpack
+import zstandard
+
+_SCALE = {"dtype": "f32", "shape": [1], "data": bytes.fromhex("0000803f")}  # 1.0, a seeded factor's scale
+_SEEDED = {"dtype": "b1", "shape": [1, 1], "seed": 0, "gen": "shake128-signs"}
+
+
+def _codes(dtype: str, shape: list[int], size: int = 1) -> dict:
+    return {"dtype": dtype, "shape": shape, "data": bytes(size)}
+
+
+def _lowrank(u: dict, v: dict) -> dict:
+    return {
+        "kind": "lowrank", "name": "0.weight", "shape": [1, 1], "u": u, "u_scale": _SCALE, "v": v, "v_scale": _SCALE,
+    }
+
+
+#: The template, in the key order encoders write: the record kinds and dtypes updates use.
+TEMPLATE = {
+    "format": 1,
+    "records": [
+        {"kind": "sparse", "name": "0.weight", "shape": [1], "mode": "add", "gaps": _codes("u32", [1], 4),
+         "values": _codes("i8", [1]), "scale": _SCALE},
+        {"kind": "dense", "name": "0.bias", "mode": "add", "values": _codes("f32", [1], 4)},
+        {"kind": "dense", "name": "0.bias", "mode": "add", "values": _codes("i8", [1]), "scale": _SCALE},
+        _lowrank(_codes("i8", [1, 1]), _codes("i8", [1, 1])),
+        _lowrank(_codes("i4", [1, 1]), _codes("i4", [1, 1])),
+        _lowrank(_codes("trit", [1, 1]), _codes("trit", [1, 1])),
+        _lowrank(_codes("trit", [1, 1]), _SEEDED),
+        _lowrank(_SEEDED, _codes("trit", [1, 1])),
+    ],
+}
+
+#: The dictionary's bytes: the msgpack encoding of TEMPLATE (str keys, bin data).
+DICTIONARY_BYTES = msgpack.packb(TEMPLATE, use_bin_type=True)
+
+
+@cache
+def zstd_dictionary() -> zstandard.ZstdCompressionDict:
+    """DICTIONARY_BYTES as a zstd raw-content dictionary (loaded once per process)."""
+    return zstandard.ZstdCompressionDict(DICTIONARY_BYTES, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
