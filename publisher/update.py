@@ -3,8 +3,8 @@
 Bring-your-own-loop use::
 
     delta_set = wrap(model, rank=4)                 # frozen W, trainable U·V per Linear/Conv2d
+    delta_set.set_quantised(True)                   # train on the codes devices get (QAT), from the start
     ... train delta_set.model on delta_set.trainable_parameters() ...
-    delta_set.set_quantised(True)                   # a few more epochs here: the QAT finish
     payload, length = delta_set.encode()            # exactly what devices apply
 
 ``build_update`` does all of that with publisher.fit and reports the accuracy of the rebuilt model.
@@ -51,8 +51,8 @@ class UpdateConfig:
             raise ConfigError(f"rank must be at least 1, got {self.rank}")
         if self.budget is not None and self.budget < 1:
             raise ConfigError(f"the byte budget must be positive, got {self.budget}")
-        if self.epochs < 2:
-            raise ConfigError(f"an update needs at least 2 epochs (float, then quantised), got {self.epochs}")
+        if self.epochs < 1:
+            raise ConfigError(f"an update needs at least one training epoch, got {self.epochs}")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ improving communication efficiency"): ΔW = A·B with A a fixed random matrix fr
 
 This is the factorised method with a seeded side (publisher.factorised, ``seeded=True``), one rank
 for every layer and i8 codes (the 8-bit setting every baseline gets; the paper sends floats),
-trained like every method: in float, then a short finish on its i8 codes. The fixed factor is the larger side
+trained like every method, on its codes from the first step (publisher.fit). The fixed factor is the larger side
 of each layer, drawn as ±1/√k signs from a per-layer seed by the codec's seeded generator
 (codec.seeded): each record carries A as its seed and B as i8 codes, so the bytes counted are the
 real payload, and accuracy comes from applying those same records by codec.apply.

@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("what", nargs="?", choices=("updates", "codec", "fleet"), default="updates")
     parser.add_argument("--quick", action="store_true", help="fewer knob values and epochs (about 5 minutes)")
     parser.add_argument("--out", type=Path, default=Path("bench-out"), metavar="DIR", help="output directory")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="updates: cases run in N processes at once (default: one per CPU core)")
     parser.add_argument("--params", type=float, default=10e6, help="codec: model size in parameters")
     parser.add_argument("--rank", type=int, default=8, help="codec: rank of every update")
     parser.add_argument("--repeats", type=int, default=3, help="codec: timed repetitions (best is reported)")
@@ -39,4 +41,4 @@ def run(args: argparse.Namespace) -> int:
         return run_scale_bench(args.devices, args.out, link=args.link)
     from simulator.update_bench import run_update_bench
 
-    return run_update_bench(quick=args.quick, out=args.out)
+    return run_update_bench(quick=args.quick, out=args.out, jobs=args.jobs)

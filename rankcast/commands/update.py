@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--codes", choices=("trit", "b1", "i4", "i8"), default="trit",
         help="codes of the sent factors: trit (-1/0/+1, 1.6 bits; default), b1 (signs, 1 bit), i4 or i8",
     )
-    build.add_argument("--epochs", type=int, default=20, help="training epochs, the quantised finish included")
+    build.add_argument("--epochs", type=int, default=20, help="training epochs, all on the codes devices receive")
     build.add_argument("--lr", type=float, help="Adam learning rate of the factors (default 3e-2)")
     build.add_argument("--deployed", type=Path, metavar="FILE", help="the deployed RCW model file: pins base/target")
     build.add_argument("--out", required=True, type=Path, metavar="UPDATE.rcu")

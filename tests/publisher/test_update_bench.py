@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
+
+from codec.errors import FormatError
 from publisher.factorised import DEFAULT_FACTORS, factorise, uniform_ranks
 from publisher.fit import fit
 from publisher.training import TrainConfig
@@ -24,7 +27,7 @@ TINY = update_bench.BenchConfig(
 
 def test_bench_writes_json_in_the_documented_schema_and_a_plot(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(update_bench, "QUICK", TINY)
-    assert update_bench.run_update_bench(quick=True, out=tmp_path) == 0
+    assert update_bench.run_update_bench(quick=True, out=tmp_path, jobs=2) == 0
     document = json.loads((tmp_path / "bench.json").read_text())
     assert (tmp_path / "bench.png").stat().st_size > 0
     names = {(s["name"], s["model"]) for s in document["scenarios"]}
@@ -37,6 +40,26 @@ def test_bench_writes_json_in_the_documented_schema_and_a_plot(tmp_path, monkeyp
             assert set(point) == {"method", "knob", "bytes", "accuracy"} and isinstance(point["bytes"], int)
     printed = capsys.readouterr().out
     assert "fact/bl" in printed and "uv/bl" in printed and "fact/full" in printed
+
+
+def test_figures_do_not_depend_on_how_many_processes_ran_the_cases(tmp_path, monkeypatch):
+    monkeypatch.setattr(update_bench, "QUICK", TINY)
+    documents = []
+    for jobs in (1, 3):
+        assert update_bench.run_update_bench(quick=True, out=tmp_path / str(jobs), jobs=jobs) == 0
+        documents.append(json.loads((tmp_path / str(jobs) / "bench.json").read_text()))
+    for document in documents:
+        for case in document["scenarios"]:
+            del case["seconds"]
+    assert documents[0]["scenarios"] == documents[1]["scenarios"]
+
+
+def test_a_failing_case_in_a_worker_process_raises_instead_of_hanging(tmp_path, monkeypatch):
+    # No epochs: the fine-tune changes nothing, and its delta is an update without records.
+    monkeypatch.setattr(update_bench, "QUICK", dataclasses.replace(TINY, epochs=0))
+    with pytest.raises(FormatError, match="no records"):
+        update_bench.run_update_bench(quick=True, out=tmp_path, jobs=2)
+    assert not (tmp_path / "bench.json").exists()
 
 
 def test_min_bytes_at_target_is_the_smallest_update_that_reaches_it():
