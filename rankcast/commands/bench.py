@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("what", nargs="?", choices=("updates", "codec", "fleet"), default="updates")
     parser.add_argument("--quick", action="store_true", help="fewer knob values and epochs (about 5 minutes)")
     parser.add_argument("--out", type=Path, default=Path("bench-out"), metavar="DIR", help="output directory")
-    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+    parser.add_argument("--jobs", type=_at_least_one, default=None, metavar="N",
                         help="updates: cases run in N processes at once (default: one per CPU core)")
     parser.add_argument("--params", type=float, default=10e6, help="codec: model size in parameters")
     parser.add_argument("--rank", type=int, default=8, help="codec: rank of every update")
@@ -28,6 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="fleet: fleet sizes to run, ascending (default 1000)")
     parser.add_argument("--link", default="wifi", metavar="PROFILE", help="fleet: link profile (default wifi)")
     parser.set_defaults(run=run)
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: need at least 1")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
