@@ -44,6 +44,23 @@ class Delta(nn.Module):
         raise NotImplementedError
 
 
+#: Rank above which a seeded factor's steps are damped (``rank_damping``).
+UNDAMPED_RANK = 8
+
+
+def rank_damping(rank: int) -> float:
+    """The fixed factor's extra scale: min(1, √(UNDAMPED_RANK / rank)).
+
+    Adam moves every trained code about the same step whatever the rank, and the r terms of a rank-r
+    product add up, so ΔW moves about √r times as far a step. Shrinking the fixed factor (which, with
+    Adam, acts as a learning rate on ΔW) keeps the step of high ranks that of rank 8. On the validation
+    split the drift CNN at ranks of 24 and more lost 3 points without it (docs/method.md); below rank 8,
+    larger steps were worse, so low ranks are left as they are. The scale is folded into the sent
+    factor's, so it changes training, never the format.
+    """
+    return min(1.0, math.sqrt(UNDAMPED_RANK / rank))
+
+
 class LowRankDelta(Delta):
     """Δ = U·V on the out × rest view; V starts at zero so training starts at the deployed model.
 
@@ -51,8 +68,9 @@ class LowRankDelta(Delta):
     receive gradients from the first step and move the layer's outputs as fast as a full fine-tune.
 
     ``fixed="u"`` or ``"v"`` freezes that factor as ±1 signs from the codec's seeded generator times
-    ``fixed_scale`` (1/√k; Konečný et al. 2016, structured updates): only the other factor is trained
-    and sent, the record carries the fixed one as its seed and devices regenerate it.
+    ``fixed_scale`` (1/√k, times ``rank_damping``; Konečný et al. 2016, structured updates): only the
+    other factor is trained and sent, the record carries the fixed one as its seed and devices
+    regenerate it.
     """
 
     def __init__(
@@ -73,12 +91,12 @@ class LowRankDelta(Delta):
             self.u = nn.Parameter(torch.randn(out, rank, generator=generator) / math.sqrt(rank))
             self.v = nn.Parameter(torch.zeros(rank, rest))
         elif fixed == "u":
-            self.fixed_scale = float(np.float32(1 / math.sqrt(rank)))
+            self.fixed_scale = float(np.float32(rank_damping(rank) / math.sqrt(rank)))
             self.register_buffer("u", _seeded_signs((out, rank), seed) * self.fixed_scale)
             self.v = nn.Parameter(torch.zeros(rank, rest))
         elif fixed == "v":
             self.u = nn.Parameter(torch.zeros(out, rank))
-            self.fixed_scale = float(np.float32(1 / math.sqrt(rest)))
+            self.fixed_scale = float(np.float32(rank_damping(rank) / math.sqrt(rest)))
             self.register_buffer("v", _seeded_signs((rank, rest), seed) * self.fixed_scale)
         else:
             raise ValueError(f"fixed must be one of {FIXED_SIDES}")

@@ -13,6 +13,7 @@ Bring-your-own-loop use::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
@@ -21,22 +22,26 @@ from codec.payload import encode_payload
 from codec.quantise import full_record
 from publisher.baselines.finetune import finetune, weight_deltas
 from publisher.delta_set import DeltaSet
-from publisher.errors import ConfigError
+from publisher.errors import BudgetError, ConfigError
 from publisher.factorised import DEFAULT_FACTORS, FactorConfig, factorise, uniform_ranks
 from publisher.fit import fit
-from publisher.ranks import allocate_ranks, uniform_ranks_under_budget
+from publisher.ranks import allocate_ranks, balanced_ranks_under_budget
 from publisher.reconstruct import apply_to_file, load_file, model_file
 from publisher.training import TrainConfig, accuracy
 
 DEFAULT_RANK = 8
 #: Adam's learning rate for the factors: the best of {1e-2, 3e-2, 1e-1} on a validation split (docs/method.md).
 DEFAULT_LR = 3e-2
+#: Trainings an update under a budget may take: a plan is checked with worst-case codes
+#: (publisher.ranks), but if trained codes still compress worse, it is planned again that much smaller.
+BUDGET_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
 class UpdateConfig:
-    """One rank for every layer, or a byte budget the payload must fit: the largest uniform rank that
-    fits (with both factors trained, ranks allocated per layer from a warm-up fine-tune's spectrum)."""
+    """One rank for every layer, or a byte budget the payload must fit: the largest balanced ranks
+    that fit, more rank on layers whose rank is cheap (with both factors trained, ranks allocated per
+    layer from a warm-up fine-tune's spectrum)."""
 
     rank: int | None = None
     budget: int | None = None
@@ -88,17 +93,22 @@ def build_update(
     base_file = model_file(model.state_dict()) if base_file is None else base_file
     deployed = load_file(model, base_file)
     train_config = TrainConfig(epochs=config.epochs, lr=config.lr)
-    if config.budget is None:
-        ranks = uniform_ranks(model, config.rank or DEFAULT_RANK)
-    elif config.factors.seeded:
-        ranks = uniform_ranks_under_budget(model, config.budget, config.factors)
-    else:
+    plan = partial(balanced_ranks_under_budget, model, config=config.factors)
+    if config.budget is not None and not config.factors.seeded:
         warm = finetune(model, *train_data, TrainConfig(epochs=max(1, config.epochs // 8), lr=config.lr))
-        ranks = allocate_ranks(model, weight_deltas(model, warm), config.budget, config.factors)
+        plan = partial(allocate_ranks, model, weight_deltas(model, warm), config=config.factors)
         train_config = TrainConfig(epochs=config.epochs - max(1, config.epochs // 8), lr=config.lr)
-    delta_set = factorise(deployed, ranks, config.factors)
-    fit(delta_set, *train_data, train_config)
-    payload, length = delta_set.encode()
+    budget = config.budget
+    for _ in range(BUDGET_ATTEMPTS):
+        ranks = uniform_ranks(model, config.rank or DEFAULT_RANK) if budget is None else plan(budget=budget)
+        delta_set = factorise(deployed, ranks, config.factors)
+        fit(delta_set, *train_data, train_config)
+        payload, length = delta_set.encode()
+        if config.budget is None or len(payload) <= config.budget:
+            break
+        budget -= len(payload) - config.budget  # plan again, as much smaller as this one was over
+    else:
+        raise BudgetError(f"no trained update fitted {config.budget} bytes in {BUDGET_ATTEMPTS} attempts")
     target_file, _ = apply_to_file(base_file, payload, length)
     return BuiltUpdate(
         payload=payload,

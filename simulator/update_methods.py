@@ -21,7 +21,7 @@ from publisher.delta_set import DeltaSet
 from publisher.errors import BudgetError
 from publisher.factorised import BOTH_FACTORS, DEFAULT_FACTORS, FactorConfig, factorise
 from publisher.fit import fit
-from publisher.ranks import allocate_ranks, uniform_ranks_under_budget
+from publisher.ranks import allocate_ranks, balanced_ranks_under_budget
 from publisher.reconstruct import load_file, model_file, updated_model
 from publisher.training import TrainConfig, accuracy, train
 from simulator.update_scenarios import Scenario
@@ -155,7 +155,7 @@ def bitdelta_sign(ctx: Context) -> Iterator[Point]:
 
 def factorised(ctx: Context) -> Iterator[Point]:
     """rankcast's update: each layer's larger factor seeded signs, the smaller one trained and sent as
-    trit codes, the largest uniform rank under each budget."""
+    trit codes, the largest balanced ranks under each budget (publisher.ranks)."""
     yield from _budget_sweep(ctx, "factorised", DEFAULT_FACTORS, ctx.sweeps.budgets)
 
 
@@ -165,14 +165,14 @@ def factorised_uv(ctx: Context) -> Iterator[Point]:
 
 
 def _budget_sweep(ctx: Context, method: str, factor_config: FactorConfig, budgets: tuple[int, ...]) -> Iterator[Point]:
-    """Ranks per budget: seeded updates take the largest uniform rank and every epoch; the others
+    """Ranks per budget: seeded updates take the largest balanced ranks and every epoch; the others
     spend the warm-up's epochs on a spectrum allocation (publisher.ranks)."""
     seeded = factor_config.seeded
     config = ctx.config(method, ctx.epochs if seeded else ctx.epochs - warmup_epochs(ctx.epochs))
     for budget in budgets:
         try:
             if seeded:
-                ranks = uniform_ranks_under_budget(ctx.base, budget, factor_config)
+                ranks = balanced_ranks_under_budget(ctx.base, budget, factor_config)
             else:
                 ranks = allocate_ranks(ctx.base, ctx.warmup, budget, factor_config)
         except BudgetError:

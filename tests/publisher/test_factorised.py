@@ -8,6 +8,7 @@ import torch
 from codec.arrays import WireArray
 from codec.records import DenseRecord, LowRankRecord
 from codec.seeded import SeededSigns
+from publisher.deltas import LowRankDelta, rank_damping
 from publisher.factorised import BOTH_FACTORS, FactorConfig, factorise, uniform_ranks
 from publisher.fit import fit
 from publisher.reconstruct import model_file, updated_model
@@ -26,9 +27,10 @@ def test_training_starts_at_the_base_models_outputs(model, data, train_small, qu
 @pytest.mark.parametrize("seeded", [False, True])
 @pytest.mark.parametrize("dtype", ["b1", "trit", "i4", "i8"])
 @pytest.mark.parametrize("train_small", [False, True])
-def test_rebuilt_model_gives_the_outputs_of_the_quantised_trained_model(model, data, dtype, train_small, seeded):
+@pytest.mark.parametrize("rank", [2, 12])  # 12: a damped seeded factor (publisher.deltas.rank_damping)
+def test_rebuilt_model_gives_the_outputs_of_the_quantised_trained_model(model, data, dtype, train_small, seeded, rank):
     config = FactorConfig(dtype=dtype, train_small=train_small, seeded=seeded)
-    delta_set = factorise(model, uniform_ranks(model, 2), config)
+    delta_set = factorise(model, uniform_ranks(model, rank), config)
     fit(delta_set, *data, TrainConfig(epochs=4, lr=1e-2))
     payload, length = delta_set.encode()
     rebuilt = updated_model(model, model_file(model.state_dict()), payload, length)
@@ -74,3 +76,11 @@ def test_seeded_layers_go_dense_only_when_the_sent_side_is_no_smaller_than_the_t
     assert isinstance(seeded["5.weight"], LowRankRecord)  # seeded: 8 × 8 sent codes < 72
     at_nine = {r.name: r for r in factorise(cnn, uniform_ranks(cnn, 9), FactorConfig(seeded=True)).records()}
     assert isinstance(at_nine["5.weight"], DenseRecord)  # 9 × 8 sent codes = 72
+
+
+def test_seeded_factors_above_rank_8_are_damped_so_steps_do_not_grow_with_rank():
+    assert [rank_damping(rank) for rank in (1, 8, 32, 128)] == [1.0, 1.0, 0.5, 0.25]
+    wide = LowRankDelta((4, 64), 32, "trit", fixed="v")  # fixed V: 1/sqrt(rest) before damping
+    tall = LowRankDelta((64, 4), 32, "trit", fixed="u")  # fixed U: 1/sqrt(rank) before damping
+    assert wide.fixed_scale == pytest.approx(0.5 / 8) and tall.fixed_scale == pytest.approx(0.5 / 32**0.5)
+    assert torch.equal(wide.v.abs(), torch.full_like(wide.v, wide.fixed_scale))

@@ -5,27 +5,41 @@ from __future__ import annotations
 import pytest
 import torch
 
+from publisher import update
 from publisher.baselines.finetune import finetune, weight_deltas
 from publisher.errors import BudgetError, PublisherError
-from publisher.factorised import FactorConfig, factor_shapes, factorise, uniform_ranks, view_2d
-from publisher.fit import fit
-from publisher.ranks import allocate_ranks, planned_bytes, uniform_ranks_under_budget
+from publisher.factorised import FactorConfig, factor_shapes, uniform_ranks, view_2d
+from publisher.ranks import SCALE_STEPS, allocate_ranks, balanced_ranks, balanced_ranks_under_budget, planned_bytes
 from publisher.training import TrainConfig
+from publisher.update import UpdateConfig, build_update
 
 
 @pytest.mark.parametrize("seeded", [False, True])
 @pytest.mark.parametrize("budget", [180, 400, 900])
 def test_trained_update_fits_the_budget(model, data, budget, seeded):
-    config = FactorConfig(seeded=seeded)
-    if seeded:
-        ranks = uniform_ranks_under_budget(model, budget, config)
-    else:
-        deltas = weight_deltas(model, finetune(model, *data, TrainConfig(epochs=1)))
-        ranks = allocate_ranks(model, deltas, budget, config)
-    delta_set = factorise(model, ranks, config)
-    fit(delta_set, *data, TrainConfig(epochs=3, lr=1e-2))
-    assert len(delta_set.encode()[0]) <= budget
-    assert sum(ranks.values()) >= 1
+    config = UpdateConfig(budget=budget, epochs=3, lr=1e-2, factors=FactorConfig(seeded=seeded))
+    built = build_update(model, data, data, config)
+    assert len(built.payload) <= budget
+    assert sum(built.ranks.values()) >= 1
+
+
+def test_an_update_that_trains_over_its_budget_is_planned_again_smaller(monkeypatch, mlp, data):
+    plans = []
+
+    def optimistic(model, budget, config):  # a plan for 60 more bytes than asked
+        plans.append(budget)
+        return balanced_ranks_under_budget(model, budget + 60, config)
+
+    monkeypatch.setattr(update, "balanced_ranks_under_budget", optimistic)
+    built = build_update(mlp, data, data, UpdateConfig(budget=200, epochs=2, lr=1e-2))
+    assert len(built.payload) <= 200
+    assert plans[0] == 200 and len(plans) >= 2 and plans[1] < 200
+
+
+def test_an_update_that_never_fits_its_budget_is_refused(monkeypatch, mlp, data):
+    monkeypatch.setattr(update, "balanced_ranks_under_budget", lambda model, budget, config: uniform_ranks(model, 20))
+    with pytest.raises(BudgetError, match="200 bytes"):
+        build_update(mlp, data, data, UpdateConfig(budget=200, epochs=1, lr=1e-2))
 
 
 def test_larger_budget_buys_more_rank(mlp, data):
@@ -36,30 +50,39 @@ def test_larger_budget_buys_more_rank(mlp, data):
 def test_a_seeded_budget_buys_more_rank_than_the_same_budget_with_both_factors_sent(mlp, data):
     deltas = weight_deltas(mlp, finetune(mlp, *data, TrainConfig(epochs=1)))
     both = allocate_ranks(mlp, deltas, 1500)
-    seeded = uniform_ranks_under_budget(mlp, 1500, FactorConfig(seeded=True))
+    seeded = balanced_ranks_under_budget(mlp, 1500, FactorConfig(seeded=True))
     assert sum(seeded.values()) > sum(both.values())
 
 
-def test_seeded_ranks_are_the_largest_uniform_rank_that_fits(mlp):
+def test_seeded_ranks_are_the_largest_balanced_ranks_that_fit(mlp):
     config = FactorConfig(seeded=True)
     for budget in (115, 150, 200):
-        ranks = uniform_ranks_under_budget(mlp, budget, config)
-        rank = next(iter(ranks.values()))
-        assert set(ranks.values()) == {rank} and set(ranks) == set(factor_shapes(mlp))
+        ranks = balanced_ranks_under_budget(mlp, budget, config)
+        assert set(ranks) == set(factor_shapes(mlp))
         assert planned_bytes(mlp, ranks, config) <= budget
-        assert planned_bytes(mlp, uniform_ranks(mlp, rank + 1), config) > budget
+        steps = next(k for k in range(1, 10**4) if balanced_ranks(mlp, k / SCALE_STEPS, config) == ranks)
+        bigger = next(balanced_ranks(mlp, k / SCALE_STEPS, config) for k in range(steps + 1, 10**4)
+                      if balanced_ranks(mlp, k / SCALE_STEPS, config) != ranks)
+        assert planned_bytes(mlp, bigger, config) > budget
 
 
-def test_a_budget_large_enough_for_dense_layers_stops_at_the_largest_factorised_rank(mlp):
-    # a seeded layer goes dense at rank max(out, rest); the search stops one below the widest layer's
-    widest = max(max(view_2d(shape)) for shape in factor_shapes(mlp).values())
-    ranks = uniform_ranks_under_budget(mlp, 10**7, FactorConfig(seeded=True))
-    assert set(ranks.values()) == {widest - 1}
+def test_balanced_ranks_favour_layers_whose_rank_is_cheap(mlp):
+    # seeded, the test MLP's rank units cost 16 (16->24), 24 (24->24) and 4 (24->4) codes: weights
+    # sqrt(24/16), 1 and sqrt(24/4) times the widest layer's rank
+    ranks = balanced_ranks(mlp, 8, FactorConfig(seeded=True))
+    assert ranks == {"1.weight": 9, "3.weight": 8, "5.weight": 19}
+    assert balanced_ranks(mlp, 0.25, FactorConfig(seeded=True)) == dict.fromkeys(ranks, 1)
+
+
+def test_a_budget_large_enough_for_dense_layers_stops_at_every_layers_largest_factorised_rank(mlp):
+    # a seeded layer goes dense at rank max(out, rest); each layer stops one below its own
+    ranks = balanced_ranks_under_budget(mlp, 10**7, FactorConfig(seeded=True))
+    assert ranks == {name: max(view_2d(shape)) - 1 for name, shape in factor_shapes(mlp).items()}
 
 
 def test_no_rank_1_update_within_the_budget_is_refused(mlp):
     with pytest.raises(BudgetError, match="raise the budget"):
-        uniform_ranks_under_budget(mlp, 50, FactorConfig(seeded=True))
+        balanced_ranks_under_budget(mlp, 50, FactorConfig(seeded=True))
 
 
 def test_budget_too_small_is_refused_with_an_actionable_error(mlp, data):
