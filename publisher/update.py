@@ -108,7 +108,10 @@ def build_update(
             break
         budget -= len(payload) - config.budget  # plan again, as much smaller as this one was over
     else:
-        raise BudgetError(f"no trained update fitted {config.budget} bytes in {BUDGET_ATTEMPTS} attempts")
+        raise BudgetError(
+            f"no trained update fitted in {config.budget} bytes after {BUDGET_ATTEMPTS} trainings (the last took "
+            f"{len(payload)} bytes); raise the budget"
+        )
     target_file, _ = apply_to_file(base_file, payload, length)
     return BuiltUpdate(
         payload=payload,
