@@ -43,7 +43,7 @@ CODE_BYTES = {"i8": 1.0, "i4": 0.5, "trit": 0.2, "b1": 0.125}
 RECORD_OVERHEAD = 40  # name, shape, dtypes and two one-element scales, after zstd with the template dictionary
 #: Seeded ranks lean towards layers whose rank unit is cheap: rank ∝ (u_max / u) ** BALANCE, halfway
 #: (geometrically) between one rank for all (0) and the same codes for every layer (1). On the
-#: validation split 0.5 gave the highest accuracy at 300-800 B of the three (docs/method.md).
+#: validation split 0.5 was the best of the three, or level with it, from 300 to 800 B (docs/method.md).
 BALANCE = 0.5
 #: The balanced scale moves in quarter ranks of the widest layer, so budgets between two ranks of the
 #: widest layer still buy rank for the cheaper layers.
