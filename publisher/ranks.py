@@ -95,13 +95,8 @@ def balanced_ranks(model: nn.Module, scale: float, config: FactorConfig = DEFAUL
     """Ranks for a seeded update at ``scale`` (the widest layer's rank, fractional): a layer whose rank
     unit costs ``u`` codes gets ``scale · (u_max / u) ** BALANCE`` (at least 1, at most its largest
     factorised rank)."""
-    shapes = factor_shapes(model)
-    units = {name: unit_codes(shape, config.seeded) for name, shape in shapes.items()}
-    widest = max(units.values())
-    return {
-        name: min(_max_rank(shape, math.prod(shape), config.seeded), max(1, math.floor(scale * _weight(widest, unit))))
-        for (name, shape), unit in zip(shapes.items(), units.values(), strict=True)
-    }
+    balance = _balance(model, config)
+    return {name: min(cap, max(1, math.floor(scale * weight))) for name, (weight, cap) in balance.items()}
 
 
 def balanced_ranks_under_budget(
@@ -109,19 +104,11 @@ def balanced_ranks_under_budget(
 ) -> dict[str, int]:
     """The largest balanced ranks (``balanced_ranks``, scale on a 1/SCALE_STEPS grid) whose payload (with
     worst-case codes) fits ``budget``; the smallest plan is rank 1 on every layer."""
-    shapes = factor_shapes(model)
-    if not shapes or planned_bytes(model, uniform_ranks(model, 1), config) > budget:
+    if not factor_shapes(model) or planned_bytes(model, uniform_ranks(model, 1), config) > budget:
         raise BudgetError(f"no rank-1 update of every layer fits in {budget} bytes; raise the budget")
-    units = {name: unit_codes(shape, config.seeded) for name, shape in shapes.items()}
-    widest = max(units.values())
-    # the first step at which every layer has reached its largest factorised rank
-    top = max(
-        math.ceil(_max_rank(shape, math.prod(shape), config.seeded) * SCALE_STEPS / _weight(widest, units[name]))
-        for name, shape in shapes.items()
-    )
-    if planned_bytes(model, balanced_ranks(model, top / SCALE_STEPS, config), config) <= budget:
-        return balanced_ranks(model, top / SCALE_STEPS, config)
-    fits, too_big = 1, top
+    # from this step on every layer is at its largest factorised rank
+    last = max(math.ceil(cap * SCALE_STEPS / weight) for weight, cap in _balance(model, config).values())
+    fits, too_big = 1, last + 1
     while too_big - fits > 1:
         middle = (fits + too_big) // 2
         if planned_bytes(model, balanced_ranks(model, middle / SCALE_STEPS, config), config) <= budget:
@@ -131,8 +118,15 @@ def balanced_ranks_under_budget(
     return balanced_ranks(model, fits / SCALE_STEPS, config)
 
 
-def _weight(widest: int, unit: int) -> float:
-    return (widest / unit) ** BALANCE
+def _balance(model: nn.Module, config: FactorConfig) -> dict[str, tuple[float, int]]:
+    """Layer name -> (its rank over the widest layer's, (u_max / u) ** BALANCE; its largest factorised rank)."""
+    shapes = factor_shapes(model)
+    units = {name: unit_codes(shape, config.seeded) for name, shape in shapes.items()}
+    widest = max(units.values())
+    return {
+        name: ((widest / units[name]) ** BALANCE, _max_rank(shape, math.prod(shape), config.seeded))
+        for name, shape in shapes.items()
+    }
 
 
 def allocate_ranks(
