@@ -29,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     size.add_argument("--rank", type=int, help="one rank for every layer (default 8)")
     size.add_argument(
         "--budget", type=int, metavar="BYTES",
-        help="largest payload: the largest ranks that fit, more on layers whose rank is cheap "
-        "(with --both-factors: ranks per layer from a short fine-tune's spectrum)",
+        help="largest payload: the largest ranks that fit, more on layers whose rank is cheap, the widest "
+        "layers only once they get 7 (with --both-factors: ranks per layer from a short fine-tune's spectrum)",
     )
     build.add_argument(
         "--both-factors", action="store_true",

@@ -9,7 +9,14 @@ from publisher import update
 from publisher.baselines.finetune import finetune, weight_deltas
 from publisher.errors import BudgetError, PublisherError
 from publisher.factorised import FactorConfig, factor_shapes, uniform_ranks, view_2d
-from publisher.ranks import SCALE_STEPS, allocate_ranks, balanced_ranks, balanced_ranks_under_budget, planned_bytes
+from publisher.ranks import (
+    SCALE_STEPS,
+    WIDEST_MIN_RANK,
+    allocate_ranks,
+    balanced_ranks,
+    balanced_ranks_under_budget,
+    planned_bytes,
+)
 from publisher.training import TrainConfig
 from publisher.update import UpdateConfig, build_update
 
@@ -56,14 +63,47 @@ def test_a_seeded_budget_buys_more_rank_than_the_same_budget_with_both_factors_s
 
 def test_seeded_ranks_are_the_largest_balanced_ranks_that_fit(mlp):
     config = FactorConfig(seeded=True)
-    for budget in (115, 150, 200):
+    for budget in (80, 115, 150, 200, 250):
         ranks = balanced_ranks_under_budget(mlp, budget, config)
-        assert set(ranks) == set(factor_shapes(mlp))
         assert planned_bytes(mlp, ranks, config) <= budget
-        steps = next(k for k in range(1, 10**4) if balanced_ranks(mlp, k / SCALE_STEPS, config) == ranks)
-        bigger = next(balanced_ranks(mlp, k / SCALE_STEPS, config) for k in range(steps + 1, 10**4)
-                      if balanced_ranks(mlp, k / SCALE_STEPS, config) != ranks)
+        layers = list(ranks)
+        steps = next(k for k in range(1, 10**4) if balanced_ranks(mlp, k / SCALE_STEPS, config, layers) == ranks)
+        bigger = next(balanced_ranks(mlp, k / SCALE_STEPS, config, layers) for k in range(steps + 1, 10**4)
+                      if balanced_ranks(mlp, k / SCALE_STEPS, config, layers) != ranks)
         assert planned_bytes(mlp, bigger, config) > budget
+
+
+def test_the_widest_layer_waits_until_the_budget_gives_it_the_minimum_rank(mlp):
+    # the test MLP's widest rank unit is 3.weight's (24 codes); the others cost 16 and 4 codes a rank
+    config = FactorConfig(seeded=True)
+    plans = _plans_up_to(mlp, list(factor_shapes(mlp)), 320, config)
+    for budget in range(plans[0][0], 320, 15):
+        with_widest = [plan for size, plan in _prefix_that_fits(plans, budget)][-1]
+        ranks = balanced_ranks_under_budget(mlp, budget, config)
+        if with_widest["3.weight"] >= WIDEST_MIN_RANK:
+            assert ranks == with_widest
+        else:
+            assert set(ranks) == {"1.weight", "5.weight"}
+    assert "3.weight" not in balanced_ranks_under_budget(mlp, 150, config)
+    assert balanced_ranks_under_budget(mlp, 250, config)["3.weight"] >= WIDEST_MIN_RANK
+
+
+def test_a_budget_below_rank_1_everywhere_still_buys_the_narrower_layers(mlp):
+    config = FactorConfig(seeded=True)
+    budget = planned_bytes(mlp, uniform_ranks(mlp, 1), config) - 1
+    ranks = balanced_ranks_under_budget(mlp, budget, config)
+    assert set(ranks) == {"1.weight", "5.weight"} and min(ranks.values()) >= 1
+    assert planned_bytes(mlp, ranks, config) <= budget
+
+
+@pytest.mark.parametrize("outputs", [12, 4], ids=["one width", "two layers"])
+def test_the_widest_layer_stays_unless_two_narrower_layers_remain(outputs):
+    model = torch.nn.Sequential(torch.nn.Linear(12, 12), torch.nn.ReLU(), torch.nn.Linear(12, outputs))
+    config = FactorConfig(seeded=True)
+    smallest = planned_bytes(model, uniform_ranks(model, 1), config)
+    assert balanced_ranks_under_budget(model, smallest, config) == {"0.weight": 1, "2.weight": 1}
+    with pytest.raises(BudgetError, match="every layer"):
+        balanced_ranks_under_budget(model, smallest - 1, config)
 
 
 def test_balanced_ranks_favour_layers_whose_rank_is_cheap(mlp):
@@ -72,6 +112,9 @@ def test_balanced_ranks_favour_layers_whose_rank_is_cheap(mlp):
     ranks = balanced_ranks(mlp, 8, FactorConfig(seeded=True))
     assert ranks == {"1.weight": 9, "3.weight": 8, "5.weight": 19}
     assert balanced_ranks(mlp, 0.25, FactorConfig(seeded=True)) == dict.fromkeys(ranks, 1)
+    # without the widest layer, 1.weight (16 codes a rank) is the reference: 5.weight gets sqrt(16/4) times its rank
+    without_widest = balanced_ranks(mlp, 8, FactorConfig(seeded=True), ["1.weight", "5.weight"])
+    assert without_widest == {"1.weight": 8, "5.weight": 16}
 
 
 def test_a_budget_large_enough_for_dense_layers_stops_at_every_layers_largest_factorised_rank(mlp):
@@ -91,3 +134,26 @@ def test_budget_too_small_is_refused_with_an_actionable_error(mlp, data):
         allocate_ranks(mlp, deltas, 60, FactorConfig(train_small=True))
     assert isinstance(caught.value, PublisherError) and isinstance(caught.value, ValueError)
     assert caught.value.code == "over-budget"
+
+
+def _plans_up_to(model, layers, limit, config):
+    """(worst-case bytes, plan) of the distinct balanced plans of ``layers`` up the scale grid, until one
+    passes ``limit`` bytes."""
+    plans = []
+    for k in range(1, 10**4):
+        plan = balanced_ranks(model, k / SCALE_STEPS, config, layers)
+        if not plans or plans[-1][1] != plan:
+            plans.append((planned_bytes(model, plan, config), plan))
+            if plans[-1][0] > limit:
+                return plans
+    return plans
+
+
+def _prefix_that_fits(plans, budget):
+    """The plans up to (not including) the first one over ``budget``."""
+    prefix = []
+    for size, plan in plans:
+        if size > budget:
+            break
+        prefix.append((size, plan))
+    return prefix

@@ -68,6 +68,17 @@ def test_min_bytes_at_target_is_the_smallest_update_that_reaches_it():
     assert update_bench.min_bytes(points, "m", 0.99) is None
 
 
+def test_a_point_exactly_at_the_target_reaches_it_whatever_the_rounding():
+    # two seeds at 400 and 401 of 450 images average exactly a full fine-tune at 405 of 450 minus 1 point
+    # (4.5 images), which in floating point comes out a rounding error below it
+    at_target = (400 / 450 + 401 / 450) / 2
+    target = 405 / 450 - update_bench.TARGET_MARGIN
+    assert at_target < target
+    points = [Point("m", "a", 300, at_target), Point("m", "b", 200, at_target - 1 / 900)]
+    assert update_bench.min_bytes(points, "m", target) == 300
+    assert update_bench.min_bytes(points, "m", target + 1 / 900) is None
+
+
 def test_ratios_compare_a_method_with_the_best_baseline_that_reaches_the_target():
     result = update_bench.CaseResult(
         "refine", "mlp", 0.5, 0.9, 0.89, 10_000, [],
