@@ -124,16 +124,17 @@ def balanced_ranks_under_budget(
     units = {name: unit_codes(shape, config.seeded) for name, shape in factor_shapes(model).items()}
     if not units:
         raise BudgetError("the model has no Linear or Conv2d layer to factorise")
-    widest = max(units.values())
-    narrower = [name for name, unit in units.items() if unit < widest]
-    plan = _largest_fitting(model, list(units), budget, config)
-    if len(narrower) >= MIN_LAYERS_LEFT and (
-        plan is None or min(plan[n] for n in units if units[n] == widest) < WIDEST_MIN_RANK
-    ):
-        plan = _largest_fitting(model, narrower, budget, config)
+    narrower = [name for name, unit in units.items() if unit < max(units.values())]
+    may_wait = len(narrower) >= MIN_LAYERS_LEFT
+    # the widest layers' rank is the balanced scale: they get WIDEST_MIN_RANK when that scale fits
+    if may_wait and planned_bytes(model, balanced_ranks(model, WIDEST_MIN_RANK, config), config) > budget:
+        layers = narrower
+    else:
+        layers = list(units)
+    plan = _largest_fitting(model, layers, budget, config)
     if plan is None:
-        layers = "its narrower layers" if len(narrower) >= MIN_LAYERS_LEFT else "every layer"
-        raise BudgetError(f"no rank-1 update of {layers} fits in {budget} bytes; raise the budget")
+        what = "its narrower layers" if layers is narrower else "every layer"
+        raise BudgetError(f"no rank-1 update of {what} fits in {budget} bytes; raise the budget")
     return plan
 
 
