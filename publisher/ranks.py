@@ -139,13 +139,13 @@ def balanced_ranks_under_budget(
 
 
 def _largest_fitting(model: nn.Module, layers: list[str], budget: int, config: FactorConfig) -> dict[str, int] | None:
-    """The largest balanced ranks of ``layers`` that fit ``budget`` (binary search on the scale grid), or
-    None when rank 1 on each of them does not."""
-    if planned_bytes(model, dict.fromkeys(layers, 1), config) > budget:
+    """The largest balanced ranks of ``layers`` that fit ``budget`` (binary search on the scale grid, whose
+    step 0 is rank 1 on each layer), or None when that does not fit."""
+    if planned_bytes(model, balanced_ranks(model, 0, config, layers), config) > budget:
         return None
     # from this step on every layer is at its largest factorised rank
     last = max(math.ceil(cap * SCALE_STEPS / weight) for weight, cap in _balance(model, config, layers).values())
-    fits, too_big = 1, last + 1
+    fits, too_big = 0, last + 1
     while too_big - fits > 1:
         middle = (fits + too_big) // 2
         if planned_bytes(model, balanced_ranks(model, middle / SCALE_STEPS, config, layers), config) <= budget:

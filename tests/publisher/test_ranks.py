@@ -106,6 +106,17 @@ def test_the_widest_layer_stays_unless_two_narrower_layers_remain(outputs):
         balanced_ranks_under_budget(model, smallest - 1, config)
 
 
+def test_a_budget_of_exactly_rank_1_everywhere_gets_that_plan_even_where_the_first_scale_step_is_more():
+    # the output layer's weight is sqrt(512 / 4) > 8: a quarter step of scale already gives it rank 2
+    model = torch.nn.Sequential(torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Linear(512, 4))
+    config = FactorConfig(seeded=True)
+    assert balanced_ranks(model, 1 / SCALE_STEPS, config) == {"0.weight": 1, "2.weight": 2}
+    budget = planned_bytes(model, uniform_ranks(model, 1), config)
+    ranks = balanced_ranks_under_budget(model, budget, config)
+    assert planned_bytes(model, ranks, config) <= budget
+    assert ranks == {"0.weight": 1, "2.weight": 1}
+
+
 def test_balanced_ranks_favour_layers_whose_rank_is_cheap(mlp):
     # seeded, the test MLP's rank units cost 16 (16->24), 24 (24->24) and 4 (24->4) codes: weights
     # sqrt(24/16), 1 and sqrt(24/4) times the widest layer's rank
