@@ -8,7 +8,7 @@ TORCH := torch==2.13.0
 DEVICE_TESTS := tests/codec tests/cli tests/device_env tests/tflite_device tests/device_client tests/mqtt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint device-test bench-codec mosquitto clean
+.PHONY: demo test test-quick lint bench-codec mosquitto clean
 
 demo: $(VENV)/.ready mosquitto
 	$(VENV)/bin/rankcast demo --out demo-out
@@ -17,6 +17,11 @@ test: $(VENV)/.ready $(DEVICE_VENV)/.ready mosquitto
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
 	RANKCAST_DEVICE_ENV=1 $(DEVICE_VENV)/bin/python -m pytest $(DEVICE_TESTS)
+
+# The loop while you work: every test not marked slow, in the server environment (about a minute).
+test-quick: $(VENV)/.ready mosquitto
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -m "not slow"
 
 lint: $(VENV)/.ready
 	$(VENV)/bin/ruff check .

@@ -10,10 +10,10 @@ from broker_config.errors import BrokerSetupError, NotPreparedError, ToolError
 from broker_config.layout import BrokerLayout
 from broker_config.render import TEMPLATE_DIR, Listeners, prepare, render_config
 from broker_config.run import exec_broker, free_port, start_broker, stop_process, wait_listening
-from broker_config.users import ROLES, add_user
+from broker_config.users import ROLES, add_devices, add_user
 
 __all__ = [
     "ROLES", "TEMPLATE_DIR", "BrokerLayout", "BrokerSetupError", "Listeners", "NotPreparedError", "ToolError",
-    "add_user", "exec_broker", "free_port", "make_test_ca", "prepare", "render_config", "start_broker",
+    "add_devices", "add_user", "exec_broker", "free_port", "make_test_ca", "prepare", "render_config", "start_broker",
     "stop_process", "wait_listening",
 ]

@@ -4,7 +4,7 @@ Imports numpy, msgpack, zstandard and cryptography only; nothing else of rankcas
 description of every byte is docs/format.md.
 """
 
-from codec.apply import apply_payload, file_sha256
+from codec.apply import apply_payload, apply_to_bytes, file_sha256
 from codec.canary import Canary
 from codec.chunks import Reassembler, split_payload, verify_chunk
 from codec.errors import (
@@ -36,6 +36,7 @@ __all__ = [
     "FullRecord", "IntegrityError", "LimitError", "Limits", "LowRankRecord", "Manifest", "ModelMismatchError",
     "NonFiniteError", "Reassembler", "Record", "Release", "RollbackError", "SignatureError", "SigningKey",
     "SparseRecord", "TensorSlot", "UnknownKeyError", "UpdateError", "VerifyKey", "WrongModelError", "apply_payload",
+    "apply_to_bytes",
     "check_applicable", "decode_payload", "dense_record", "encode_payload", "encode_weights", "file_sha256",
     "full_record", "generate_signing_key", "iter_records", "load_signing_key", "load_verify_key",
     "load_weights", "lowrank_record", "make_release", "read_manifest", "read_slots", "sparse_record",

@@ -13,7 +13,7 @@ import hashlib
 import itertools
 import mmap
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -118,12 +118,8 @@ def apply_payload(
     The caller passes a copy of the running model: on any error the file is left half-written.
     Extra memory is about the largest tensor (one record and one result at a time).
     """
-    records = iter_records(payload, decompressed_length, limits)
-    first = next(records, None)
-    if first is None:
-        raise FormatError("the payload holds no records")
+    first, records = _records(payload, decompressed_length, limits)
     if isinstance(first, FullRecord):
-        next(records, None)  # the end-of-document checks (trailing data, declared length)
         Path(path).write_bytes(first.data)
         return file_sha256(path)
     if Path(path).stat().st_size == 0:
@@ -131,9 +127,7 @@ def apply_payload(
     with open(path, "r+b") as handle, mmap.mmap(handle.fileno(), 0) as mapped:
         buffer = memoryview(mapped)
         try:
-            slots = slot_reader(buffer, limits)
-            for record in itertools.chain([first], records):
-                apply_record(buffer, slots, record)
+            _patch(buffer, itertools.chain([first], records), limits, slot_reader)
             mapped.flush()
         except BaseException as exc:
             traceback.clear_frames(exc.__traceback__)  # drop the arrays viewing the map, so it can close
@@ -141,6 +135,48 @@ def apply_payload(
         finally:
             buffer.release()
     return file_sha256(path)
+
+
+def apply_to_bytes(
+    model_file: bytes,
+    payload: bytes,
+    decompressed_length: int,
+    limits: Limits = DEFAULT_LIMITS,
+    slot_reader: SlotReader = read_model_slots,
+) -> tuple[bytes, bytes]:
+    """The model file a device has after applying the payload to ``model_file``, and its sha256.
+
+    The same arithmetic as ``apply_payload``, on a copy in memory: ``model_file`` is not changed, and
+    nothing is written to disk. For publishers and tools that need the exact bytes a device will run.
+    """
+    first, records = _records(payload, decompressed_length, limits)
+    if isinstance(first, FullRecord):
+        data = first.data
+    elif not model_file:
+        raise FormatError("the model file is empty: a delta payload needs the file it applies to")
+    else:
+        buffer = bytearray(model_file)
+        _patch(memoryview(buffer), itertools.chain([first], records), limits, slot_reader)
+        data = bytes(buffer)
+    return data, hashlib.sha256(data).digest()
+
+
+def _records(payload: bytes, decompressed_length: int, limits: Limits) -> tuple[Record, Iterator[Record]]:
+    """The payload's first record and an iterator over the rest (a full record is checked to stand alone)."""
+    records = iter_records(payload, decompressed_length, limits)
+    first = next(records, None)
+    if first is None:
+        raise FormatError("the payload holds no records")
+    if isinstance(first, FullRecord):
+        next(records, None)  # the end-of-document checks (trailing data, declared length)
+    return first, records
+
+
+def _patch(buffer: memoryview, records: Iterator[Record], limits: Limits, slot_reader: SlotReader) -> None:
+    """Apply ``records`` in order to the model file held in ``buffer``."""
+    slots = slot_reader(buffer, limits)
+    for record in records:
+        apply_record(buffer, slots, record)
 
 
 def file_sha256(path: Path) -> bytes:

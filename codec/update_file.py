@@ -7,12 +7,14 @@ base/target are known when the update was built against the deployed model file 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgpack
 
-from codec.errors import FormatError
+from codec.apply import apply_to_bytes
+from codec.errors import BaseMismatchError, FormatError, IntegrityError
 from codec.manifest import PAYLOAD_KINDS
 
 MAGIC = b"RCU1"
@@ -66,3 +68,18 @@ def write_update_file(path: Path, update: UpdateFile) -> None:
 
 def read_update_file(path: Path) -> UpdateFile:
     return UpdateFile.from_bytes(Path(path).read_bytes())
+
+
+def updated_model_file(base: bytes, update: UpdateFile) -> bytes:
+    """The model file a device running ``base`` has after ``update`` (a full update ignores ``base``).
+
+    Checked against what the update names: BaseMismatchError when ``base`` is not its base file,
+    IntegrityError when the result is not its target file.
+    """
+    delta = update.payload_kind == "delta"
+    if delta and update.base_sha256 is not None and hashlib.sha256(base).digest() != update.base_sha256:
+        raise BaseMismatchError("the update was built for another model file (its base sha256 differs)")
+    data, digest = apply_to_bytes(base if delta else b"", update.payload, update.decompressed_length)
+    if update.target_sha256 is not None and digest != update.target_sha256:
+        raise IntegrityError("applying the update does not give the target file it names (target sha256 differs)")
+    return data

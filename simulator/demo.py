@@ -22,12 +22,15 @@ from codec.model_files import model_suffix, slot_reader_for
 from codec.update_file import read_update_file
 from device_client.store import FileModelStore
 from device_client.tflite_runtime import TFLiteModel
-from simulator.fleet import FleetConfig, FleetResult, StrategyResult, run_fleet
-from simulator.fleet_updates import build_scenario_update, load_update
-from simulator.links import BUILTIN, parse_link_mix
-from simulator.report import report_table, write_report
-from simulator.simulate import ProgressBar
-from simulator.update_scenarios import scenario
+from simulator.bench.scenarios import scenario
+from simulator.bench.trained import build_scenario_update
+from simulator.fleet.config import FleetConfig
+from simulator.fleet.inputs import load_update
+from simulator.fleet.links import BUILTIN, parse_link_mix
+from simulator.fleet.progress import ProgressBar
+from simulator.fleet.report import report_table, write_report
+from simulator.fleet.results import FleetResult, StrategyResult
+from simulator.fleet.runner import run_fleet
 
 
 @dataclass(frozen=True)

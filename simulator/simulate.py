@@ -1,25 +1,23 @@
 """`rankcast simulate` as one function: inputs, a fleet run per strategy, a progress bar, the report.
 
-``simulate()`` is what the command line and the demo call; ``simulation_inputs()`` picks the model files
-(an update file, a trained scenario, or the small synthetic model).
+``simulate()`` is what the command line calls; ``simulation_inputs()`` picks the model files (an update
+file, a trained scenario, or the testbed's small synthetic model). It composes simulator.fleet (the
+run) with simulator.bench.trained (a trained scenario), which is why it sits above both.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from simulator.fleet import FleetConfig, FleetResult, run_fleet
-from simulator.fleet_updates import (
-    STRATEGIES,
-    FleetInputError,
-    FleetInputs,
-    build_scenario_update,
-    load_update,
-    synthetic_update,
-)
-from simulator.links import BUILTIN, LinkProfile, load_profiles, parse_link_mix
-from simulator.report import report_table, write_report
+from simulator.fleet.config import FleetConfig
+from simulator.fleet.errors import FleetInputError
+from simulator.fleet.inputs import STRATEGIES, FleetInputs, load_update
+from simulator.fleet.links import BUILTIN, LinkProfile, load_profiles, parse_link_mix
+from simulator.fleet.progress import ProgressBar
+from simulator.fleet.report import report_table, write_report
+from simulator.fleet.results import FleetResult
+from simulator.fleet.runner import run_fleet
+from simulator.testbed.synthetic import write_small_update
 
 
 def profiles(links_file: Path | None = None) -> dict[str, LinkProfile]:
@@ -46,9 +44,11 @@ def simulation_inputs(
             raise FleetInputError("--update needs --base: the model file the devices run, which the update applies to")
         return load_update(base, update, compare)
     if scenario is not None:
+        from simulator.bench.trained import build_scenario_update  # torch: only when a scenario is trained
+
         base_file, update_file, _ = build_scenario_update(scenario, Path(workdir) / "scenario", tflite=tflite)
     else:
-        base_file, update_file, _ = synthetic_update(Path(workdir) / "synthetic")
+        base_file, update_file, _ = write_small_update(Path(workdir) / "synthetic")
     return load_update(base_file, update_file, compare)
 
 
@@ -86,32 +86,3 @@ def simulate(
         print(report_table(result))
         print(f"wrote {out / 'report.json'}, {out / 'report.png'} and {out / 'devices.csv'}")
     return result
-
-
-class ProgressBar:
-    """A tqdm bar on stderr per phase (connecting, then each strategy)."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled = total, enabled
-        self._bar = None
-        self._phase: str | None = None
-
-    def update(self, phase: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if phase != self._phase:
-            self.close()
-            from tqdm import tqdm
-
-            label = "connecting" if phase == "connecting" else f"applying ({phase})"
-            self._bar = tqdm(total=total, desc=label, unit="dev", file=sys.stderr, leave=True, dynamic_ncols=True,
-                             disable=None)  # no bar when stderr is not a terminal
-            self._phase = phase
-        self._bar.n = done
-        self._bar.refresh()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-            self._phase = None

@@ -42,13 +42,13 @@ def _at_least_one(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.what == "codec":
-        from simulator.codec_bench import run_codec_bench
+        from simulator.bench.codec import run_codec_bench
 
         return run_codec_bench(int(args.params), args.rank, args.repeats, args.out)
     if args.what == "fleet":
-        from simulator.scale_bench import run_scale_bench
+        from simulator.bench.scale import run_scale_bench
 
         return run_scale_bench(args.devices, args.out, link=args.link)
-    from simulator.update_bench import run_update_bench
+    from simulator.bench.updates import run_update_bench
 
     return run_update_bench(quick=args.quick, out=args.out, jobs=args.jobs)

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from publisher.errors import ExportError
 
     try:
-        from publisher.tflite_export import export_tflite
+        from publisher.tflite.export import export_tflite
     except ImportError as exc:
         raise ExportError(f"export-tflite runs on the server install (pip install 'rankcast[server]'): {exc}") from None
     model = _load_model(args.arch, args.weights)

@@ -18,9 +18,9 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def broker_session(args: argparse.Namespace):
-    """A publisher.mqtt.BrokerSession for the parsed broker arguments; ``with`` connects it."""
+    """A publisher.release.session.BrokerSession for the parsed broker arguments; ``with`` connects it."""
     from codec.topics import BrokerUrl
-    from publisher.mqtt import BrokerLogin, BrokerSession
+    from publisher.release.session import BrokerLogin, BrokerSession
 
     login = BrokerLogin(BrokerUrl.parse(args.broker), args.username, args.password_file, args.cafile)
     return BrokerSession(login, timeout=args.timeout)
@@ -58,8 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from codec.keys import load_signing_key
     from codec.update_file import read_update_file
-    from publisher.release_build import full_release, parse_duration, update_release
-    from publisher.release_ops import publish_release
+    from publisher.release.build import full_release, parse_duration, update_release
+    from publisher.release.publish import publish_release
 
     options = dict(
         model=args.model, version=args.version, key=load_signing_key(args.key), chunk_size=args.chunk_size,
@@ -92,7 +92,7 @@ def _canary(args: argparse.Namespace, updated_file):
         return None
     import numpy as np
 
-    from publisher.tflite_canary import model_canary
+    from publisher.tflite.canary import model_canary
 
     try:
         inputs = np.load(args.canary, allow_pickle=False)
@@ -102,7 +102,7 @@ def _canary(args: argparse.Namespace, updated_file):
 
 
 def _updated(args: argparse.Namespace, update) -> bytes:
-    from publisher.tflite_canary import updated_file
+    from publisher.tflite.canary import updated_file
 
     if args.deployed is None and update.payload_kind == "delta":
         raise _input_error("--canary with a delta --update needs --deployed FILE: the model file devices run now")

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from publisher.release_ops import list_releases, prune_releases
+    from publisher.release.publish import list_releases, prune_releases
     from rankcast.commands.publish import broker_session
 
     with broker_session(args) as session:

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simulator.selftest.runner import all_cases, run_selftest
+    from simulator.reliability.runner import all_cases, run_selftest
 
     if args.list:
         for case in all_cases():

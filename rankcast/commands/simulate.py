@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simulator.links import BUILTIN, load_profiles, profile_table
+    from simulator.fleet.links import BUILTIN, load_profiles, profile_table
 
     if args.list_links:
         print(profile_table(load_profiles(args.links_file) if args.links_file else BUILTIN))

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from publisher.mqtt_fleet import format_report, read_fleet
+    from publisher.release.fleet_status import format_report, read_fleet
     from rankcast.commands.publish import broker_session
 
     with broker_session(args) as session:

@@ -51,8 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from publisher.factorised import FactorConfig
-    from publisher.from_files import build_from_files
+    from publisher.training.factorised import FactorConfig
+    from publisher.training.from_files import build_from_files
 
     summary = build_from_files(
         arch=args.arch, base=args.base, train=args.train, evaluate=args.eval, out=args.out,

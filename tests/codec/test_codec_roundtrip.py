@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import msgpack
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -225,6 +226,7 @@ releases = st.fixed_dictionaries(
 
 @settings(PROPERTY, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(releases, st.integers(0, 2**63))
+@pytest.mark.slow
 def test_signed_manifest_reads_back_as_the_same_manifest(
     build_release: Callable[..., Release], trusted: dict[str, VerifyKey], fields: dict, base_version: int
 ) -> None:

@@ -3,23 +3,20 @@ of retained messages (the MQTT suite in tests/mqtt runs the same Device against 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from codec.keys import SigningKey
+from codec.release import Release
+from codec.topics import BrokerUrl, chunk_topic, manifest_topic
+from device_client.config import BrokerSettings, ClientSettings, DeviceConfig
+from device_client.device import Device
+from simulator.testbed import synthetic
+from simulator.testbed.devices import install_model
 
-import release_factory as rf  # noqa: E402
-from release_factory import MODEL  # noqa: E402
-
-from codec.keys import SigningKey  # noqa: E402
-from codec.release import Release  # noqa: E402
-from codec.topics import BrokerUrl, chunk_topic, manifest_topic  # noqa: E402
-from device_client.config import BrokerSettings, ClientSettings, DeviceConfig  # noqa: E402
-from device_client.device import Device  # noqa: E402
-from device_client.store import FileModelStore  # noqa: E402
+MODEL = "digits"
 
 
 class Retained:
@@ -52,12 +49,12 @@ class Retained:
 
 @pytest.fixture
 def signing(tmp_path: Path) -> tuple[SigningKey, Path]:
-    return rf.keypair(tmp_path / "keys")
+    return synthetic.make_keypair(tmp_path / "keys")
 
 
 @pytest.fixture
 def base_model() -> bytes:
-    return rf.make_model(1)
+    return synthetic.random_model_file(1)
 
 
 @pytest.fixture
@@ -67,9 +64,7 @@ def make_device(tmp_path: Path, signing, base_model) -> Callable[..., Device]:
     def make(device_id: str = "dev-1", installed: bool = True, trusted: Path | None = None, **options) -> Device:
         model_dir = tmp_path / device_id
         if installed and not (model_dir / MODEL).exists():
-            source = tmp_path / "base.rcw"
-            source.write_bytes(base_model)
-            FileModelStore(model_dir).install(MODEL, source, 1)
+            install_model(model_dir, MODEL, base_model, 1)
         config = DeviceConfig(
             device_id=device_id, model_dir=model_dir, trusted_keys=(trusted or signing[1],), models=(MODEL,),
             broker=BrokerSettings(BrokerUrl.parse("mqtt://127.0.0.1:1")), client=ClientSettings(chunk_window=4),

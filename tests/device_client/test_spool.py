@@ -5,16 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import release_factory as rf
 
 from codec.errors import ChunkError, IntegrityError
 from device_client.spool import Spool
 from device_client.status import LastError
+from simulator.testbed import synthetic
 
 
 @pytest.fixture
 def release(signing, base_model):
-    return rf.delta(base_model, 2, "digits", 2, signing[0], chunk_size=512)[0]
+    return synthetic.make_delta_release(base_model, 2, "digits", 2, signing[0], chunk_size=512)[0]
 
 
 def test_only_verified_chunks_are_kept(tmp_path: Path, release) -> None:
@@ -49,7 +49,7 @@ def test_the_assembled_payload_is_the_release_payload(tmp_path: Path, release) -
 def test_opening_another_release_drops_the_old_one(tmp_path: Path, signing, base_model, release) -> None:
     spool = Spool(tmp_path)
     spool.open(release.manifest).put(0, release.chunks[0])
-    other = rf.delta(base_model, 3, "digits", 3, signing[0], chunk_size=512)[0]
+    other = synthetic.make_delta_release(base_model, 3, "digits", 3, signing[0], chunk_size=512)[0]
     spool.open(other.manifest)
     assert spool.open(release.manifest).chunks_done == 0
 

@@ -9,21 +9,24 @@ import json
 import msgpack
 import numpy as np
 import pytest
-import release_factory as rf
-import tflite_factory as tf
-from release_factory import MODEL
 
 from codec.arrays import pack
 from codec.canary import MAX_CANARY_BYTES, Canary
 from codec.errors import UpdateError
 from codec.manifest import SIGNATURE_DOMAIN, read_manifest
 from codec.quantise import dense_record
+from codec.update_file import updated_model_file
 from device_client.store import FileModelStore
 from publisher.errors import ReleaseInputError
-from publisher.release_build import full_release, update_release
-from publisher.tflite_canary import model_canary, update_canary
+from publisher.release.build import full_release, update_release
+from publisher.tflite.canary import model_canary, update_canary
+from simulator.testbed import synthetic
+from simulator.testbed.devices import install_model
+from simulator.testbed.synthetic_tflite import INPUTS, make_tflite, reference_outputs
 
-X = np.random.default_rng(7).standard_normal((3, tf.INPUTS)).astype(np.float32)
+MODEL = "digits"
+
+X = np.random.default_rng(7).standard_normal((3, INPUTS)).astype(np.float32)
 
 
 def _array(values: np.ndarray, dtype: str = "f32") -> dict:
@@ -41,13 +44,13 @@ def _sign(fields: dict, key) -> bytes:
 
 
 def test_a_manifest_without_canary_has_no_canary_key(signing) -> None:
-    release = rf.full(rf.make_model(1), MODEL, 1, signing[0])
+    release = synthetic.make_full_release(synthetic.random_model_file(1), MODEL, 1, signing[0])
     assert release.manifest.canary is None and b"canary" not in release.envelope
 
 
 def test_a_canary_round_trips_through_the_signed_manifest(signing) -> None:
     canary = Canary.from_arrays(X, np.ones((3, 4)), 1e-4)
-    release = rf.full(rf.make_model(1), MODEL, 1, signing[0], canary=canary)
+    release = synthetic.make_full_release(synthetic.random_model_file(1), MODEL, 1, signing[0], canary=canary)
     read = read_manifest(release.envelope, {signing[0].verify_key.key_id: signing[0].verify_key})
     assert read == release.manifest and read.canary == canary
     np.testing.assert_array_equal(read.canary.input_array(), X)
@@ -55,7 +58,7 @@ def test_a_canary_round_trips_through_the_signed_manifest(signing) -> None:
 
 
 def test_a_valid_canary_map_signed_by_hand_is_accepted(signing) -> None:
-    fields = rf.full(rf.make_model(1), MODEL, 1, signing[0]).manifest.signed_fields()
+    fields = synthetic.make_full_release(synthetic.random_model_file(1), MODEL, 1, signing[0]).manifest.signed_fields()
     read = read_manifest(_sign({**fields, "canary": _canary_map()}, signing[0]),
                          {signing[0].verify_key.key_id: signing[0].verify_key})
     assert read.canary.atol == 1e-5 and read.canary.output_array().shape == (3, 4)
@@ -75,14 +78,14 @@ def test_a_valid_canary_map_signed_by_hand_is_accepted(signing) -> None:
          "batch-mismatch", "int-codes", "nan-output", "short-data", "too-large"],
 )
 def test_a_signed_but_invalid_canary_is_refused(signing, canary: object) -> None:
-    fields = rf.full(rf.make_model(1), MODEL, 1, signing[0]).manifest.signed_fields()
+    fields = synthetic.make_full_release(synthetic.random_model_file(1), MODEL, 1, signing[0]).manifest.signed_fields()
     with pytest.raises(UpdateError):
         read_manifest(_sign({**fields, "canary": canary}, signing[0]),
                       {signing[0].verify_key.key_id: signing[0].verify_key})
 
 
 def test_a_canary_array_map_must_be_canonical(signing) -> None:
-    fields = rf.full(rf.make_model(1), MODEL, 1, signing[0]).manifest.signed_fields()
+    fields = synthetic.make_full_release(synthetic.random_model_file(1), MODEL, 1, signing[0]).manifest.signed_fields()
     unsorted = _canary_map(inputs=pack(X, "f32").to_msgpack())  # keys dtype, shape, data: valid, not canonical
     with pytest.raises(UpdateError, match="canonical"):
         read_manifest(_sign({**fields, "canary": unsorted}, signing[0]),
@@ -91,18 +94,18 @@ def test_a_canary_array_map_must_be_canonical(signing) -> None:
 
 def _tflite_device(make_device, base: bytes):
     device = make_device(installed=False)
-    tf.install(device.config.model_dir, MODEL, base)
+    install_model(device.config.model_dir, MODEL, base)
     return device
 
 
 def test_a_release_passing_its_canary_is_committed(make_device, retained, signing) -> None:
-    base = tf.make_tflite(11)
+    base = make_tflite(11)
     device = _tflite_device(make_device, base)
-    update = tf.update_for(base, 12)
+    update = synthetic.random_update(base, 12, rank=2)
     canary = update_canary(base, update, X)
-    np.testing.assert_allclose(canary.output_array(), tf.reference_outputs(tf.applied(
-        base, update.payload, update.decompressed_length), X), atol=1e-5)
-    retained.add(update_release(update, model=MODEL, version=2, key=signing[0], lifetime_s=rf.DAY, canary=canary))
+    np.testing.assert_allclose(canary.output_array(), reference_outputs(updated_model_file(base, update), X), atol=1e-5)
+    retained.add(update_release(update, model=MODEL, version=2, key=signing[0], lifetime_s=synthetic.DAY,
+                                canary=canary))
     retained.pump(device)
     assert device.status().last_error is None and device.running_models()[MODEL][0] == 2
 
@@ -119,13 +122,13 @@ def _refused_by_canary(device, retained, release, base: bytes) -> dict:
 
 
 def test_a_release_whose_canary_outputs_are_off_is_refused_before_the_swap(make_device, retained, signing) -> None:
-    base = tf.make_tflite(13)
+    base = make_tflite(13)
     device = _tflite_device(make_device, base)
     outputs = device.predictor(MODEL).predict(X)
-    update = tf.update_for(base, 14)
+    update = synthetic.random_update(base, 14, rank=2)
     good = update_canary(base, update, X)
     wrong = Canary.from_arrays(X, good.output_array() + 1e-3, 1e-4)
-    release = update_release(update, model=MODEL, version=2, key=signing[0], lifetime_s=rf.DAY, canary=wrong)
+    release = update_release(update, model=MODEL, version=2, key=signing[0], lifetime_s=synthetic.DAY, canary=wrong)
     error = _refused_by_canary(device, retained, release, base)
     assert "differ by up to" in error["message"] and error["release"] == 2
     np.testing.assert_array_equal(device.predictor(MODEL).predict(X), outputs)  # the old model still runs
@@ -134,32 +137,33 @@ def test_a_release_whose_canary_outputs_are_off_is_refused_before_the_swap(make_
 
 
 def test_a_release_whose_model_gives_inf_is_refused(make_device, retained, signing) -> None:
-    base = tf.make_tflite(15)
+    base = make_tflite(15)
     device = _tflite_device(make_device, base)
     huge = dense_record("fc2.weight", np.full((4, 32), 3e38, np.float32), mode="set")  # finite weights
-    update = tf.update_of(base, [huge])
+    update = synthetic.update_of(base, [huge])
     with pytest.raises(ReleaseInputError):
         update_canary(base, update, X)  # the publisher refuses to sign such a canary
     canary = Canary.from_arrays(X, np.zeros((3, 4)), 1e-5)
-    release = update_release(update, model=MODEL, version=2, key=signing[0], lifetime_s=rf.DAY, canary=canary)
+    release = update_release(update, model=MODEL, version=2, key=signing[0], lifetime_s=synthetic.DAY, canary=canary)
     assert "NaN or Inf" in _refused_by_canary(device, retained, release, base)["message"]
 
 
 def test_a_canary_on_a_device_running_rcw_fails(make_device, retained, signing, base_model) -> None:
     device = make_device()
-    release, _ = rf.delta(base_model, 2, MODEL, 2, signing[0], canary=Canary.from_arrays(X, np.zeros((3, 4)), 1e-5))
+    canary = Canary.from_arrays(X, np.zeros((3, 4)), 1e-5)
+    release, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], canary=canary)
     _refused_by_canary(device, retained, release, base_model)
 
 
 def test_the_publisher_checks_the_deployed_file_and_the_model_kind(signing) -> None:
-    base = tf.make_tflite(16)
-    update = tf.update_for(base, 17)
+    base = make_tflite(16)
+    update = synthetic.random_update(base, 17, rank=2)
     with pytest.raises(ReleaseInputError, match="deployed file"):
-        update_canary(tf.make_tflite(18), update, X)
+        update_canary(make_tflite(18), update, X)
     with pytest.raises(ReleaseInputError, match="tflite"):
-        model_canary(rf.make_model(1), X)
+        model_canary(synthetic.random_model_file(1), X)
     with pytest.raises(ReleaseInputError, match="do not run"):
         model_canary(base, np.zeros((2, 5), np.float32))
-    full = full_release(base, model=MODEL, version=1, key=signing[0], lifetime_s=rf.DAY,
+    full = full_release(base, model=MODEL, version=1, key=signing[0], lifetime_s=synthetic.DAY,
                         canary=model_canary(base, X))
     assert full.manifest.canary.output_array().shape == (3, 4)

@@ -9,14 +9,15 @@ import tracemalloc
 
 import msgpack
 import pytest
-import release_factory as rf
-from release_factory import MODEL
 
 from codec.keys import generate_signing_key
 from codec.topics import manifest_topic
 from codec.update_file import UpdateFile
 from device_client.store import FileModelStore
-from publisher.release_build import update_release
+from publisher.release.build import update_release
+from simulator.testbed import synthetic
+
+MODEL = "digits"
 
 
 def _running(device) -> bytes:
@@ -25,7 +26,7 @@ def _running(device) -> bytes:
 
 def test_a_delta_release_is_applied_exactly(make_device, retained, signing, base_model) -> None:
     device = make_device()
-    release, expected = rf.delta(base_model, 2, MODEL, 2, signing[0], chunk_size=512)
+    release, expected = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], chunk_size=512)
     retained.add(release)
     assert retained.pump(device) == release.manifest.chunk_count
     assert _running(device) == expected
@@ -38,7 +39,7 @@ def test_a_delta_release_is_applied_exactly(make_device, retained, signing, base
 
 def test_chunks_are_requested_a_window_at_a_time(make_device, retained, signing, base_model) -> None:
     device = make_device()
-    release, _ = rf.delta(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
+    release, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
     assert release.manifest.chunk_count > device.config.client.chunk_window
     device.handle(manifest_topic(MODEL), release.envelope)
     chunk_topics = [t for t in device.wanted_topics() if "/chunks/" in t]
@@ -50,8 +51,8 @@ def test_chunks_are_requested_a_window_at_a_time(make_device, retained, signing,
 
 def test_a_full_release_installs_a_model_where_there_was_none(make_device, retained, signing) -> None:
     device = make_device(installed=False)
-    model_file = rf.make_model(7)
-    retained.add(rf.full(model_file, MODEL, 1, signing[0]))
+    model_file = synthetic.random_model_file(7)
+    retained.add(synthetic.make_full_release(model_file, MODEL, 1, signing[0]))
     retained.pump(device)
     assert _running(device) == model_file and device.running_models()[MODEL][0] == 1
 
@@ -59,7 +60,7 @@ def test_a_full_release_installs_a_model_where_there_was_none(make_device, retai
 def test_a_download_resumes_after_a_restart_without_fetching_held_chunks(
     make_device, retained, signing, base_model
 ) -> None:
-    release, expected = rf.delta(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
+    release, expected = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
     retained.add(release)
     assert retained.pump(make_device(), max_chunks=5) == 5
     restarted = make_device()
@@ -82,12 +83,12 @@ def _refused(device, retained, envelope_or_release, expect: str) -> dict:
 
 
 def test_a_manifest_signed_by_an_unknown_key_is_refused(make_device, retained, base_model) -> None:
-    release, _ = rf.delta(base_model, 2, MODEL, 2, generate_signing_key())
+    release, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, generate_signing_key())
     _refused(make_device(), retained, release, "unknown-key")
 
 
 def test_an_altered_manifest_is_refused(make_device, retained, signing, base_model) -> None:
-    release, _ = rf.delta(base_model, 2, MODEL, 2, signing[0])
+    release, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0])
     envelope = msgpack.unpackb(release.envelope)
     envelope["signed"] = envelope["signed"].replace(b"\x02", b"\x03", 1)
     _refused(make_device(), retained, msgpack.packb(envelope), "bad-signature")
@@ -95,10 +96,10 @@ def test_an_altered_manifest_is_refused(make_device, retained, signing, base_mod
 
 def test_an_older_version_is_refused(make_device, retained, signing, base_model) -> None:
     device = make_device()
-    first, second_base = rf.delta(base_model, 2, MODEL, 2, signing[0])
+    first, second_base = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0])
     retained.add(first)
     retained.pump(device)
-    replay, _ = rf.delta(base_model, 3, MODEL, 2, signing[0])
+    replay, _ = synthetic.make_delta_release(base_model, 3, MODEL, 2, signing[0])
     before = _running(device)
     retained.add(replay)
     retained.pump(device)
@@ -106,18 +107,18 @@ def test_an_older_version_is_refused(make_device, retained, signing, base_model)
 
 
 def test_a_release_for_another_base_is_refused(make_device, retained, signing) -> None:
-    release, _ = rf.delta(rf.make_model(99), 2, MODEL, 2, signing[0])
+    release, _ = synthetic.make_delta_release(synthetic.random_model_file(99), 2, MODEL, 2, signing[0])
     _refused(make_device(), retained, release, "wrong-base")
 
 
 def test_an_expired_manifest_is_refused(make_device, retained, signing, base_model) -> None:
-    release, _ = rf.delta(base_model, 2, MODEL, 2, signing[0], lifetime_s=60)
+    release, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], lifetime_s=60)
     late = make_device(clock=lambda: time.time() + 120)
     _refused(late, retained, release, "expired")
 
 
 def test_a_corrupted_chunk_is_refused(make_device, retained, signing, base_model) -> None:
-    release, _ = rf.delta(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
+    release, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
     retained.add(release)
     topic = sorted(t for t in retained.messages if "/chunks/" in t)[3]
     retained.messages[topic] = bytes(b ^ 0xFF for b in retained.messages[topic])
@@ -127,15 +128,15 @@ def test_a_corrupted_chunk_is_refused(make_device, retained, signing, base_model
 def test_a_release_whose_result_differs_from_its_promise_is_refused(
     make_device, retained, signing, base_model
 ) -> None:
-    update = rf.make_update(base_model, 2)
+    update = synthetic.random_update(base_model, 2)
     lying = UpdateFile(update.payload, update.decompressed_length, "delta", update.base_sha256, b"\x00" * 32)
-    release = update_release(lying, model=MODEL, version=2, key=signing[0], lifetime_s=rf.DAY)
+    release = update_release(lying, model=MODEL, version=2, key=signing[0], lifetime_s=synthetic.DAY)
     _refused(make_device(), retained, release, "bad-hash")
 
 
 def test_a_rolled_back_release_is_not_installed_again(make_device, retained, signing, base_model) -> None:
     device = make_device()
-    release, _ = rf.delta(base_model, 2, MODEL, 2, signing[0])
+    release, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0])
     retained.add(release)
     retained.pump(device)
     FileModelStore(device.config.model_dir).rollback(MODEL)
@@ -145,7 +146,7 @@ def test_a_rolled_back_release_is_not_installed_again(make_device, retained, sig
 def test_a_refused_manifest_is_not_retried_until_a_new_one_arrives(
     make_device, retained, signing, base_model
 ) -> None:
-    release, _ = rf.delta(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
+    release, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
     retained.add(release)
     topic = sorted(t for t in retained.messages if "/chunks/" in t)[0]
     retained.messages[topic] = b"\x00" * len(retained.messages[topic])
@@ -154,7 +155,7 @@ def test_a_refused_manifest_is_not_retried_until_a_new_one_arrives(
     assert retained.pump(device) == 0
     restarted = make_device()
     assert retained.pump(restarted) == 0 and restarted.status().last_error.code == "bad-chunk"
-    fixed, expected = rf.delta(base_model, 4, MODEL, 3, signing[0])
+    fixed, expected = synthetic.make_delta_release(base_model, 4, MODEL, 3, signing[0])
     retained.add(fixed)
     retained.pump(restarted)
     assert _running(restarted) == expected and restarted.status().last_error is None
@@ -162,7 +163,7 @@ def test_a_refused_manifest_is_not_retried_until_a_new_one_arrives(
 
 def test_the_running_release_arriving_again_is_not_an_error(make_device, retained, signing, base_model) -> None:
     device = make_device()
-    release, _ = rf.delta(base_model, 2, MODEL, 2, signing[0])
+    release, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0])
     retained.add(release)
     retained.pump(device)
     restarted = make_device()
@@ -172,7 +173,7 @@ def test_the_running_release_arriving_again_is_not_an_error(make_device, retaine
 
 @pytest.mark.parametrize("percent", [0.0, 100.0])
 def test_only_devices_in_the_rollout_cohort_download(make_device, retained, signing, base_model, percent) -> None:
-    release, _ = rf.delta(base_model, 2, MODEL, 2, signing[0], rollout_percent=percent)
+    release, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], rollout_percent=percent)
     retained.add(release)
     device = make_device()
     retained.pump(device)
@@ -183,13 +184,13 @@ def test_only_devices_in_the_rollout_cohort_download(make_device, retained, sign
 
 def _release_of(payload: bytes, length: int, base_model: bytes, key) -> object:
     """A correctly signed and chunked release of ``payload``, claiming to update ``base_model``."""
-    update = rf.make_update(base_model, 2)
+    update = synthetic.random_update(base_model, 2)
     broken = UpdateFile(payload, length, "delta", update.base_sha256, update.target_sha256)
-    return update_release(broken, model=MODEL, version=2, key=key, lifetime_s=rf.DAY)
+    return update_release(broken, model=MODEL, version=2, key=key, lifetime_s=synthetic.DAY)
 
 
 def test_a_payload_that_does_not_decompress_is_refused(make_device, retained, signing, base_model) -> None:
-    update = rf.make_update(base_model, 2)
+    update = synthetic.random_update(base_model, 2)
     damaged = bytearray(update.payload)
     damaged[len(damaged) // 2 :] = bytes(len(damaged) - len(damaged) // 2)
     release = _release_of(bytes(damaged), update.decompressed_length, base_model, signing[0])
@@ -197,14 +198,14 @@ def test_a_payload_that_does_not_decompress_is_refused(make_device, retained, si
 
 
 def test_an_update_for_tensors_the_model_lacks_is_refused(make_device, retained, signing, base_model) -> None:
-    other = rf.make_update(rf.make_model(3, {"other.weight": (4, 4)}), 1)
+    other = synthetic.random_update(synthetic.random_model_file(3, {"other.weight": (4, 4)}), 1)
     release = _release_of(other.payload, other.decompressed_length, base_model, signing[0])
     _refused(make_device(), retained, release, "model-mismatch")
 
 
 def test_memory_stays_bounded_while_a_large_release_downloads(make_device, retained, signing) -> None:
-    model_file = rf.make_model(12, {"big.weight": (512, 1024)})  # 2 MiB of incompressible weights
-    release = rf.full(model_file, MODEL, 2, signing[0], chunk_size=4096)
+    model_file = synthetic.random_model_file(12, {"big.weight": (512, 1024)})  # 2 MiB of incompressible weights
+    release = synthetic.make_full_release(model_file, MODEL, 2, signing[0], chunk_size=4096)
     retained.add(release)
     device = make_device()
     device.handle(manifest_topic(MODEL), release.envelope)
@@ -224,15 +225,15 @@ def test_memory_stays_bounded_while_a_large_release_downloads(make_device, retai
 
 
 def test_a_manifest_for_another_model_is_refused(make_device, retained, signing, base_model) -> None:
-    release, _ = rf.delta(base_model, 2, "other-model", 2, signing[0])
+    release, _ = synthetic.make_delta_release(base_model, 2, "other-model", 2, signing[0])
     _refused(make_device(), retained, release.envelope, "wrong-model")
 
 
 def test_deltas_published_back_to_back_apply_in_order(make_device, retained, signing, base_model) -> None:
     device = make_device()
-    v2, file_v2 = rf.delta(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
-    v3, file_v3 = rf.delta(file_v2, 3, MODEL, 3, signing[0], chunk_size=256)
-    v4, file_v4 = rf.delta(file_v3, 4, MODEL, 4, signing[0], chunk_size=256)
+    v2, file_v2 = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
+    v3, file_v3 = synthetic.make_delta_release(file_v2, 3, MODEL, 3, signing[0], chunk_size=256)
+    v4, file_v4 = synthetic.make_delta_release(file_v3, 4, MODEL, 4, signing[0], chunk_size=256)
     retained.add(v2)
     assert retained.pump(device, max_chunks=2) == 2  # v2 is still downloading when v3 and v4 arrive
     for release in (v3, v4):
@@ -248,8 +249,8 @@ def test_a_delta_for_another_base_is_still_refused_while_downloading(
     make_device, retained, signing, base_model
 ) -> None:
     device = make_device()
-    v2, _ = rf.delta(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
-    stray, _ = rf.delta(rf.make_model(9), 5, MODEL, 3, signing[0], chunk_size=256)
+    v2, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
+    stray, _ = synthetic.make_delta_release(synthetic.random_model_file(9), 5, MODEL, 3, signing[0], chunk_size=256)
     retained.add(v2)
     retained.pump(device, max_chunks=2)
     retained.add(stray)

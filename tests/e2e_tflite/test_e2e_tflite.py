@@ -13,9 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import release_factory as rf
 import torch
-from fleet_harness import DeviceHarness, wait_for, write_device_config
 
 from codec.canary import Canary
 from codec.keys import SigningKey
@@ -25,16 +23,21 @@ from codec.quantise import dense_record
 from codec.update_file import UpdateFile
 from device_client.predictor import Predictor
 from device_client.store import FileModelStore
-from publisher.factorised import FactorConfig, factorise, uniform_ranks
-from publisher.fit import fit
-from publisher.mqtt_fleet import read_fleet
-from publisher.reconstruct import model_file, updated_model
-from publisher.release_build import update_release
-from publisher.tflite_canary import update_canary, updated_file
-from publisher.tflite_export import export_tflite
-from publisher.training import TrainConfig, accuracy, predict, train
-from simulator.selftest.harness import SelftestBroker, publish_release
-from simulator.update_scenarios import build_model, scenario
+from publisher.release.build import update_release
+from publisher.release.fleet_status import read_fleet
+from publisher.tflite.canary import update_canary, updated_file
+from publisher.tflite.export import export_tflite
+from publisher.training.factorised import FactorConfig, factorise, uniform_ranks
+from publisher.training.fit import fit
+from publisher.training.loop import TrainConfig, accuracy, predict, train
+from publisher.training.reconstruct import model_file, updated_model
+from simulator.bench.scenarios import build_model, scenario
+from simulator.testbed import synthetic
+from simulator.testbed.broker import Broker
+from simulator.testbed.devices import DeviceHome, DeviceThread
+from simulator.testbed.waits import wait_for
+
+pytestmark = pytest.mark.slow
 
 MODEL = "digits-tflite"
 DEVICES = 3
@@ -43,8 +46,8 @@ CANARY_EXAMPLES = 8
 
 @dataclass
 class Fleet:
-    broker: SelftestBroker
-    devices: list[DeviceHarness]
+    broker: Broker
+    devices: list[DeviceThread]
     key: SigningKey
     public: Path
 
@@ -71,9 +74,9 @@ def _digest(data: bytes) -> bytes:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     root = tmp_path_factory.mktemp("e2e-tflite")
-    key, public = rf.keypair(root / "keys")
-    devices: list[DeviceHarness] = []
-    with SelftestBroker(root / "broker", devices=DEVICES) as broker:
+    key, public = synthetic.make_keypair(root / "keys")
+    devices: list[DeviceThread] = []
+    with Broker(root / "broker", devices=DEVICES) as broker:
         yield Fleet(broker, devices, key, public)
         for device in devices:
             device.stop(wait=False)
@@ -93,11 +96,9 @@ def released(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Update:
     deployed = (root / "base.tflite").read_bytes()
 
     for device_id in fleet.broker.device_ids:
-        home = root.parent / device_id
-        home.mkdir()
-        config = write_device_config(home, fleet.broker, device_id, MODEL, fleet.public)
-        FileModelStore(home / "models").install(MODEL, root / "base.tflite", 1)
-        fleet.devices.append(DeviceHarness(config).start())
+        home = DeviceHome.create(root.parent / device_id, fleet.broker, device_id, MODEL, fleet.public)
+        home.install(MODEL, deployed, 1)
+        fleet.devices.append(DeviceThread(home))
 
     deltas = factorise(base, uniform_ranks(base, 4), FactorConfig(dtype="i8"))
     fit(deltas, data.update.x, data.update.y, TrainConfig(epochs=12))
@@ -107,20 +108,20 @@ def released(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Update:
     target = updated_file(deployed, update)  # the publisher's own patched copy of the deployed .tflite
     update = UpdateFile(payload, length, "delta", _digest(deployed), _digest(target))
     canary = update_canary(deployed, update, data.test.x[:CANARY_EXAMPLES].numpy())
-    publish_release(fleet.broker, update_release(update, model=MODEL, version=2, key=fleet.key, chunk_size=1024,
-                                                 lifetime_s=rf.DAY, canary=canary))
+    fleet.broker.publish(update_release(update, model=MODEL, version=2, key=fleet.key, chunk_size=1024,
+                                        lifetime_s=synthetic.DAY, canary=canary))
     wait_for(lambda: all(d.version(MODEL) == 2 for d in fleet.devices), f"{DEVICES} devices at version 2")
     return Update(data.test.x, data.test.y, accuracy(base, data.test.x, data.test.y), server_model,
                   accuracy(server_model, data.test.x, data.test.y), deployed, target, _digest(target), canary)
 
 
-def _device_outputs(device: DeviceHarness, x: torch.Tensor) -> np.ndarray:
+def _device_outputs(device: DeviceThread, x: torch.Tensor) -> np.ndarray:
     return Predictor(FileModelStore(device.device.config.model_dir), MODEL).predict(x.numpy())
 
 
 def test_every_device_runs_exactly_the_released_tflite_file(fleet: Fleet, released: Update) -> None:
     for device in fleet.devices:
-        running = device.model_file(MODEL)
+        running = device.home.model_file(MODEL)
         assert _digest(running) == released.target_sha256 and running == released.target
         assert device.device.status().last_error is None
     assert len(released.target) == len(released.deployed), "patched in place, not rebuilt"
@@ -161,8 +162,8 @@ def test_a_release_with_a_wrong_canary_is_refused_and_the_fleet_keeps_its_model(
     update = UpdateFile(payload, length, "delta", released.target_sha256, _digest(target))
     right = update_canary(released.target, update, released.canary.input_array())
     wrong = Canary.from_arrays(right.input_array(), right.output_array() + 0.5, 1e-5)
-    publish_release(fleet.broker, update_release(update, model=MODEL, version=3, key=fleet.key, lifetime_s=rf.DAY,
-                                                 canary=wrong))
+    fleet.broker.publish(update_release(update, model=MODEL, version=3, key=fleet.key, lifetime_s=synthetic.DAY,
+                                        canary=wrong))
 
     def refused() -> bool:
         with fleet.broker.publisher() as session:
@@ -171,5 +172,5 @@ def test_a_release_with_a_wrong_canary_is_refused_and_the_fleet_keeps_its_model(
 
     wait_for(refused, "every device reporting canary-failed for release 3")
     for device in fleet.devices:
-        assert device.version(MODEL) == 2 and device.model_file(MODEL) == released.target
+        assert device.version(MODEL) == 2 and device.home.model_file(MODEL) == released.target
         assert device.device.status().last_error.release == 3

@@ -12,8 +12,9 @@ import pytest
 from broker_config import BrokerLayout, Listeners, make_test_ca, render_config
 from codec.topics import manifest_topic, status_topic
 from publisher.errors import BrokerUnreachableError, CredentialsRefusedError, NotAuthorizedError
-from publisher.mqtt import BrokerSession
-from simulator.selftest.harness import PUBLISHER, SelftestBroker
+from publisher.release.session import BrokerSession
+from simulator.testbed import devices
+from simulator.testbed.broker import PUBLISHER, Broker
 
 
 def test_the_config_sets_tls_persistence_auth_and_limits(tmp_path: Path) -> None:
@@ -34,19 +35,19 @@ def test_a_test_ca_is_never_overwritten(tmp_path: Path) -> None:
         make_test_ca(layout)
 
 
-def _session(broker: SelftestBroker, user: str, password: Path, url: str | None = None, cafile: Path | None = None):
+def _session(broker: Broker, user: str, password: Path, url: str | None = None, cafile: Path | None = None):
     login = broker.login(user, password, url)
     return BrokerSession(replace(login, cafile=cafile) if cafile else login, timeout=5.0)
 
 
-def test_a_wrong_password_is_refused(broker: SelftestBroker, tmp_path: Path) -> None:
+def test_a_wrong_password_is_refused(broker: Broker, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.password"
     wrong.write_text("not-the-password\n")
     with pytest.raises(CredentialsRefusedError, match="refused user"):
         _session(broker, PUBLISHER, wrong).connect()
 
 
-def test_a_device_credential_cannot_publish_releases(broker: SelftestBroker, device_ids) -> None:
+def test_a_device_credential_cannot_publish_releases(broker: Broker, device_ids) -> None:
     own, other = device_ids(2)
     with _session(broker, own, broker.device_password) as session:
         session.publish_all([(status_topic(own), b'{"state": "idle"}')])
@@ -56,19 +57,19 @@ def test_a_device_credential_cannot_publish_releases(broker: SelftestBroker, dev
             session.publish_all([(status_topic(other), b'{"state": "idle"}')])
 
 
-def test_plain_mqtt_on_the_tls_port_gets_nowhere(broker: SelftestBroker) -> None:
+def test_plain_mqtt_on_the_tls_port_gets_nowhere(broker: Broker) -> None:
     with pytest.raises(BrokerUnreachableError):
         _session(broker, PUBLISHER, broker.layout.credential(PUBLISHER), f"mqtt://localhost:{broker.port}").connect()
 
 
-def test_a_broker_certificate_from_another_ca_is_refused(broker: SelftestBroker, tmp_path: Path) -> None:
+def test_a_broker_certificate_from_another_ca_is_refused(broker: Broker, tmp_path: Path) -> None:
     stranger = BrokerLayout(tmp_path / "other")
     make_test_ca(stranger)
     with pytest.raises(BrokerUnreachableError, match="certificate verify failed"):
         _session(broker, PUBLISHER, broker.layout.credential(PUBLISHER), cafile=stranger.ca_cert).connect()
 
 
-def test_the_development_listener_is_plain_but_still_authenticated(broker: SelftestBroker, tmp_path: Path) -> None:
+def test_the_development_listener_is_plain_but_still_authenticated(broker: Broker, tmp_path: Path) -> None:
     url = f"mqtt://127.0.0.1:{broker.dev_port}"
     with _session(broker, PUBLISHER, broker.layout.credential(PUBLISHER), url):
         pass
@@ -78,15 +79,19 @@ def test_the_development_listener_is_plain_but_still_authenticated(broker: Selft
         _session(broker, PUBLISHER, wrong, url).connect()
 
 
-def test_a_device_with_a_refused_password_keeps_retrying_without_dying(broker, device_ids, make_device,
-                                                                        model_id, tmp_path, caplog) -> None:
-    device = make_device(broker, device_ids(1)[0], model_id, base=None)
-    config = device.config_path.read_text().replace(str(broker.device_password), str(tmp_path / "wrong"))
-    (tmp_path / "wrong").write_text("wrong\n")
-    device.stop()
-    device.config_path.write_text(config)
-    device.start()
-    time.sleep(1.0)
-    assert device.alive and device.version(model_id) is None
-    device.stop()
+def test_a_device_with_a_refused_password_keeps_retrying_without_dying(broker, device_ids, signing, model_id,
+                                                                        tmp_path, caplog) -> None:
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("wrong\n")
+    config = devices.device_config(tmp_path / "dev", broker, device_ids(1)[0], model_id, signing[1])
+    home = devices.DeviceHome(tmp_path / "dev")
+    home.root.mkdir()
+    refused = replace(config, broker=replace(config.broker, password_file=wrong))
+    home.config_path.write_text(devices.render_config(refused))
+    device = devices.DeviceThread(home)
+    try:
+        time.sleep(1.0)
+        assert device.alive and device.version(model_id) is None
+    finally:
+        device.stop()
     assert sum("refused the connection" in record.message for record in caplog.records) >= 2

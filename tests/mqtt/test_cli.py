@@ -9,22 +9,23 @@ import sys
 from pathlib import Path
 
 import pytest
-import release_factory as rf
-from fleet_harness import wait_for, write_device_config
 
 from codec.keys import PRIVATE_NAME
 from codec.topics import status_topic
-from codec.update_file import write_update_file
+from codec.update_file import updated_model_file, write_update_file
 from rankcast.cli import main
-from simulator.selftest.harness import PUBLISHER, SelftestBroker, publish_release
+from simulator.testbed import synthetic
+from simulator.testbed.broker import PUBLISHER, Broker
+from simulator.testbed.devices import DeviceHome
+from simulator.testbed.waits import wait_for
 
 
-def _broker_args(broker: SelftestBroker, user: str, password: Path) -> list[str]:
+def _broker_args(broker: Broker, user: str, password: Path) -> list[str]:
     return ["--broker", broker.url, "--username", user, "--password-file", str(password),
             "--cafile", str(broker.layout.ca_cert)]
 
 
-def _publisher_args(broker: SelftestBroker) -> list[str]:
+def _publisher_args(broker: Broker) -> list[str]:
     return _broker_args(broker, PUBLISHER, broker.layout.credential(PUBLISHER))
 
 
@@ -42,19 +43,20 @@ def test_broker_setup_commands_fill_a_data_directory(tmp_path: Path, capsys) -> 
     assert "[not-prepared]" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_publish_status_and_release_commands(broker, device_ids, make_device, model_id, signing, capsys) -> None:
-    base = rf.make_model(8)
+    base = synthetic.random_model_file(8)
     device = make_device(broker, device_ids(1)[0], model_id, base)
-    update = rf.make_update(base, 4)
+    update = synthetic.random_update(base, 4)
     write_update_file(signing[1].parent / "v2.rcu", update)
     key = str(signing[1].parent / PRIVATE_NAME)
     publish = ["publish", *_publisher_args(broker), "--model", model_id, "--key", key, "--chunk-size", "512"]
     assert main([*publish, "--update", str(signing[1].parent / "v2.rcu"), "--version", "2"]) == 0
     assert f"published {model_id} release 2 (delta)" in capsys.readouterr().out
     wait_for(lambda: device.version(model_id) == 2, "the published update applied")
-    assert device.model_file(model_id) == rf.applied(base, update)
+    assert device.home.model_file(model_id) == updated_model_file(base, update)
 
-    (signing[1].parent / "v3.rcw").write_bytes(rf.make_model(9))
+    (signing[1].parent / "v3.rcw").write_bytes(synthetic.random_model_file(9))
     assert main([*publish, "--full", str(signing[1].parent / "v3.rcw"), "--version", "3", "--expires", "2h"]) == 0
     wait_for(lambda: device.version(model_id) == 3, "the full release applied")
     capsys.readouterr()
@@ -77,7 +79,7 @@ def test_publish_status_and_release_commands(broker, device_ids, make_device, mo
 @pytest.mark.parametrize(("who", "code"), [("device", "not-authorized"), ("stranger", "bad-credentials")])
 def test_publish_refused_by_the_broker_exits_non_zero(broker, device_ids, signing, tmp_path, capsys, who, code):
     model_file = tmp_path / "model.rcw"
-    model_file.write_bytes(rf.make_model(1))
+    model_file.write_bytes(synthetic.random_model_file(1))
     if who == "device":
         user, password = device_ids(1)[0], broker.device_password
     else:
@@ -91,9 +93,9 @@ def test_publish_refused_by_the_broker_exits_non_zero(broker, device_ids, signin
 
 def test_device_install_and_rollback_commands(broker, device_ids, signing, tmp_path, capsys) -> None:
     device_id = device_ids(1)[0]
-    config = write_device_config(tmp_path, broker, device_id, "digits", signing[1])
+    config = DeviceHome.create(tmp_path, broker, device_id, "digits", signing[1]).config_path
     for version, seed in ((1, 1), (2, 2)):
-        (tmp_path / f"v{version}.rcw").write_bytes(rf.make_model(seed))
+        (tmp_path / f"v{version}.rcw").write_bytes(synthetic.random_model_file(seed))
         argv = ["device", "install", "--config", str(config), "--model", "digits",
                 "--file", str(tmp_path / f"v{version}.rcw"), "--version", str(version)]
         assert main(argv) == 0
@@ -107,18 +109,19 @@ def test_device_install_and_rollback_commands(broker, device_ids, signing, tmp_p
     assert "[bad-config]" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_device_run_follows_releases_and_says_offline_when_stopped(broker, device_ids, model_id, signing, tmp_path):
     device_id = device_ids(1)[0]
-    config = write_device_config(tmp_path, broker, device_id, model_id, signing[1])
-    base = rf.make_model(6)
+    config = DeviceHome.create(tmp_path, broker, device_id, model_id, signing[1]).config_path
+    base = synthetic.random_model_file(6)
     (tmp_path / "base.rcw").write_bytes(base)
     assert main(["device", "install", "--config", str(config), "--model", model_id,
                  "--file", str(tmp_path / "base.rcw"), "--version", "1"]) == 0
     process = subprocess.Popen([sys.executable, "-m", "rankcast", "device", "run", "--config", str(config)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        release, expected = rf.delta(base, 3, model_id, 2, signing[0])
-        publish_release(broker, release)
+        release, expected = synthetic.make_delta_release(base, 3, model_id, 2, signing[0])
+        broker.publish(release)
 
         def status() -> dict:
             with broker.publisher() as session:

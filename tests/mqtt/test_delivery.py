@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import hashlib
 
-import release_factory as rf
-from fleet_harness import WAIT_S, wait_for
+import pytest
 
 from codec.topics import chunk_topic
-from publisher.mqtt_fleet import read_fleet
-from publisher.release_ops import list_releases, prune_releases
-from simulator.selftest.harness import publish_release
+from publisher.release.fleet_status import read_fleet
+from publisher.release.publish import list_releases, prune_releases
+from simulator.testbed import synthetic
+from simulator.testbed.waits import WAIT_S, wait_for
 
 
+@pytest.mark.slow
 def test_twenty_devices_receive_and_apply_a_release(broker, device_ids, make_device, model_id, signing) -> None:
-    base = rf.make_model(1)
+    base = synthetic.random_model_file(1)
     fleet = [make_device(broker, device_id, model_id, base) for device_id in device_ids(20)]
-    release, expected = rf.delta(base, 2, model_id, 2, signing[0], chunk_size=512)
-    publish_release(broker, release)
+    release, expected = synthetic.make_delta_release(base, 2, model_id, 2, signing[0], chunk_size=512)
+    broker.publish(release)
     wait_for(lambda: all(d.version(model_id) == 2 for d in fleet), "20 devices at version 2", timeout=2 * WAIT_S)
-    assert all(d.model_file(model_id) == expected for d in fleet)
+    assert all(d.home.model_file(model_id) == expected for d in fleet)
 
     def reported() -> bool:
         with broker.publisher() as session:
@@ -32,30 +33,30 @@ def test_twenty_devices_receive_and_apply_a_release(broker, device_ids, make_dev
 def test_a_device_that_first_connects_after_publication_gets_the_release(
     broker, device_ids, make_device, model_id, signing
 ) -> None:
-    base = rf.make_model(2)
-    release, expected = rf.delta(base, 3, model_id, 2, signing[0])
-    publish_release(broker, release)
+    base = synthetic.random_model_file(2)
+    release, expected = synthetic.make_delta_release(base, 3, model_id, 2, signing[0])
+    broker.publish(release)
     late = make_device(broker, device_ids(1)[0], model_id, base)
     wait_for(lambda: late.version(model_id) == 2, "the late device at version 2")
-    assert late.model_file(model_id) == expected
+    assert late.home.model_file(model_id) == expected
 
 
 def test_a_first_deployment_ships_the_whole_model(broker, device_ids, make_device, model_id, signing) -> None:
     device = make_device(broker, device_ids(1)[0], model_id, base=None)
-    model_file = rf.make_model(3)
-    publish_release(broker, rf.full(model_file, model_id, 1, signing[0], chunk_size=1024))
+    model_file = synthetic.random_model_file(3)
+    broker.publish(synthetic.make_full_release(model_file, model_id, 1, signing[0], chunk_size=1024))
     wait_for(lambda: device.version(model_id) == 1, "the first model installed")
-    assert device.model_file(model_id) == model_file
+    assert device.home.model_file(model_id) == model_file
 
 
 def test_pruning_clears_superseded_chunks_and_keeps_the_current_release(
     broker, device_ids, make_device, model_id, signing
 ) -> None:
-    base = rf.make_model(4)
-    first, second_base = rf.delta(base, 5, model_id, 2, signing[0], chunk_size=256)
-    second, expected = rf.delta(second_base, 6, model_id, 3, signing[0], chunk_size=256)
-    publish_release(broker, first)
-    publish_release(broker, second)
+    base = synthetic.random_model_file(4)
+    first, second_base = synthetic.make_delta_release(base, 5, model_id, 2, signing[0], chunk_size=256)
+    second, expected = synthetic.make_delta_release(second_base, 6, model_id, 3, signing[0], chunk_size=256)
+    broker.publish(first)
+    broker.publish(second)
     with broker.publisher() as session:
         assert [(r.manifest.version, r.current) for r in list_releases(session, model_id, "rankcast")] == [
             (2, False), (3, True)]
@@ -65,4 +66,4 @@ def test_pruning_clears_superseded_chunks_and_keeps_the_current_release(
     assert len(left) == second.manifest.chunk_count
     device = make_device(broker, device_ids(1)[0], model_id, second_base, version=2)
     wait_for(lambda: device.version(model_id) == 3, "a device catching up after the prune")
-    assert hashlib.sha256(device.model_file(model_id)).digest() == hashlib.sha256(expected).digest()
+    assert hashlib.sha256(device.home.model_file(model_id)).digest() == hashlib.sha256(expected).digest()

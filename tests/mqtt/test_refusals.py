@@ -7,16 +7,19 @@ import json
 import time
 
 import pytest
-import release_factory as rf
-from fleet_harness import DeviceHarness, wait_for
 
 from codec.keys import generate_signing_key
 from codec.release import Release, make_release
 from codec.topics import status_topic
-from simulator.selftest.harness import SelftestBroker, publish_release
+from simulator.testbed import synthetic
+from simulator.testbed.broker import Broker
+from simulator.testbed.devices import DeviceThread
+from simulator.testbed.waits import wait_for
+
+pytestmark = pytest.mark.slow
 
 
-def _status(broker: SelftestBroker, device_id: str) -> dict:
+def _status(broker: Broker, device_id: str) -> dict:
     with broker.publisher() as session:
         found = session.retained([status_topic(device_id)])
     return json.loads(found[status_topic(device_id)]) if found else {}
@@ -24,19 +27,19 @@ def _status(broker: SelftestBroker, device_id: str) -> dict:
 
 def _bad_release(case: str, model: str, base: bytes, key) -> Release:
     if case == "unknown-key":
-        return rf.delta(base, 2, model, 3, generate_signing_key())[0]
+        return synthetic.make_delta_release(base, 2, model, 3, generate_signing_key())[0]
     if case == "old-version":  # genuinely signed, but older than the installed version 2
-        return rf.delta(base, 2, model, 1, key, base_version=0)[0]
+        return synthetic.make_delta_release(base, 2, model, 1, key, base_version=0)[0]
     if case == "wrong-base":
-        return rf.delta(rf.make_model(77), 2, model, 3, key)[0]
+        return synthetic.make_delta_release(synthetic.random_model_file(77), 2, model, 3, key)[0]
     if case == "expired":
-        update = rf.make_update(base, 2)
+        update = synthetic.random_update(base, 2)
         return make_release(
             model=model, version=3, payload=update.payload, decompressed_length=update.decompressed_length,
             target_sha256=update.target_sha256, key=key, base_version=2, base_sha256=update.base_sha256,
             created=int(time.time()) - 7200, lifetime_s=3600,
         )
-    release, _ = rf.delta(base, 2, model, 3, key, chunk_size=256)
+    release, _ = synthetic.make_delta_release(base, 2, model, 3, key, chunk_size=256)
     chunks = list(release.chunks)
     chunks[1] = bytes(b ^ 0x55 for b in chunks[1])
     return Release(release.manifest, release.envelope, chunks)
@@ -46,19 +49,19 @@ def _bad_release(case: str, model: str, base: bytes, key) -> Release:
 def test_a_bad_release_is_refused_loudly_and_the_model_kept(
     broker, device_ids, make_device, model_id, signing, case
 ) -> None:
-    base = rf.make_model(5)
+    base = synthetic.random_model_file(5)
     device_id = device_ids(1)[0]
-    device: DeviceHarness = make_device(broker, device_id, model_id, base, version=2)
-    publish_release(broker, _bad_release(case, model_id, base, signing[0]))
+    device: DeviceThread = make_device(broker, device_id, model_id, base, version=2)
+    broker.publish(_bad_release(case, model_id, base, signing[0]))
     wait_for(lambda: (_status(broker, device_id).get("last_error") or {}).get("code") == case,
              f"the device to report {case}")
     status = _status(broker, device_id)
     assert status["state"] == "error" and status["models"][model_id]["version"] == 2
     assert status["last_error"]["release"] in (1, 3)
-    assert device.alive and device.model_file(model_id) == base
+    assert device.alive and device.home.model_file(model_id) == base
 
-    good, expected = rf.delta(base, 9, model_id, 4, signing[0])
-    publish_release(broker, good)
+    good, expected = synthetic.make_delta_release(base, 9, model_id, 4, signing[0])
+    broker.publish(good)
     wait_for(lambda: device.version(model_id) == 4, "the next good release applied")
-    assert device.model_file(model_id) == expected
+    assert device.home.model_file(model_id) == expected
     wait_for(lambda: _status(broker, device_id).get("last_error") is None, "the error cleared in the status")

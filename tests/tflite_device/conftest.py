@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from codec.tflite_binding import Binding
-from publisher.tflite_ops import Lowering, Window
+from publisher.tflite.ops import Lowering, Window
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from codec.limits import DEFAULT_LIMITS
 from codec.tflite import binding_slot_reader, read_binding, tflite_slots
 from codec.tflite_binding import Binding, BoundTensor, binding_from_bytes
 from codec.tflite_model import FLOAT32, parse_tflite
-from publisher.tflite_writer import Graph, serialize
+from publisher.tflite.writer import Graph, serialize
 
 
 def test_every_bound_buffer_holds_the_weight_in_its_stored_layout_16_byte_aligned(cnn) -> None:

@@ -13,7 +13,7 @@ from codec.quantise import lowrank_record
 from codec.tflite import tflite_slots
 from codec.weights import encode_weights, load_weights
 from device_client.tflite_runtime import TFLiteModel, canary_ok, run
-from publisher.tflite_writer import Graph, serialize
+from publisher.tflite.writer import Graph, serialize
 
 
 def _forward(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,86 @@
+"""Turning an update file or a whole model file into a signed release (no torch, no network)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from codec.canary import Canary
+from codec.keys import SigningKey
+from codec.limits import DEFAULT_CHUNK_SIZE
+from codec.payload import encode_payload
+from codec.quantise import full_record
+from codec.release import Release, make_release
+from codec.update_file import UpdateFile
+from publisher.errors import ReleaseInputError
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+)([smhdw])")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration such as ``90m``, ``12h``, ``30d`` or ``2w`` (``1d12h`` combines units)."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text or sum(int(n) for n, _ in parts) == 0:
+        raise ValueError(f"duration {text!r} must look like 3600s, 90m, 12h, 30d or 2w")
+    return sum(int(n) * _UNITS[u] for n, u in parts)
+
+
+def rollout_salt(model: str, version: int) -> str:
+    """The cohort salt of a release: stable, so publishing it again with a higher --rollout only adds devices."""
+    return hashlib.sha256(f"{model}\x00{version}".encode()).hexdigest()[:16]
+
+
+def update_release(
+    update: UpdateFile,
+    *,
+    model: str,
+    version: int,
+    key: SigningKey,
+    base_version: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    rollout_percent: float = 100.0,
+    lifetime_s: int,
+    canary: Canary | None = None,
+) -> Release:
+    """A release of an update built by `rankcast update build` (a .rcu file); ``canary`` from
+    publisher.tflite.canary.update_canary."""
+    if update.target_sha256 is None:
+        raise ReleaseInputError(
+            "the update does not say which model file it produces (no target sha256): build it against the "
+            "deployed model file"
+        )
+    full = update.payload_kind == "full"
+    if not full and update.base_sha256 is None:
+        raise ReleaseInputError("a delta update must name the sha256 of the model file it applies to")
+    return make_release(
+        model=model, version=version, payload=update.payload, decompressed_length=update.decompressed_length,
+        target_sha256=update.target_sha256, key=key, full=full,
+        base_version=None if full else (version - 1 if base_version is None else base_version),
+        base_sha256=None if full else update.base_sha256, chunk_size=chunk_size,
+        rollout_percent=rollout_percent, rollout_salt=rollout_salt(model, version), lifetime_s=lifetime_s,
+        canary=canary,
+    )
+
+
+def full_release(
+    model_file: bytes,
+    *,
+    model: str,
+    version: int,
+    key: SigningKey,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    rollout_percent: float = 100.0,
+    lifetime_s: int,
+    canary: Canary | None = None,
+) -> Release:
+    """A release carrying a whole model file: first deployment, or the full-model baseline."""
+    if not model_file:
+        raise ReleaseInputError("the model file is empty")
+    payload, decompressed_length = encode_payload([full_record(model_file)])
+    return make_release(
+        model=model, version=version, payload=payload, decompressed_length=decompressed_length,
+        target_sha256=hashlib.sha256(model_file).digest(), key=key, full=True, chunk_size=chunk_size,
+        rollout_percent=rollout_percent, rollout_salt=rollout_salt(model, version), lifetime_s=lifetime_s,
+        canary=canary,
+    )

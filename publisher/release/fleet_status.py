@@ -1,0 +1,98 @@
+"""The fleet at a glance: every device's retained status, summarised per version and per state.
+
+Statuses follow the JSON that device_client.status documents; a malformed one is listed as such
+rather than hidden, since a device that reports garbage is news too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+
+from codec.topics import status_filter
+from publisher.release.session import BrokerSession
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    """One device as its status describes it."""
+
+    device: str
+    state: str
+    versions: dict[str, int]
+    progress: dict | None
+    last_error: dict | None
+
+    def to_dict(self) -> dict:
+        return {"device": self.device, "state": self.state, "versions": self.versions,
+                "progress": self.progress, "last_error": self.last_error}
+
+
+@dataclass(frozen=True)
+class FleetReport:
+    devices: list[DeviceRow]
+
+    def versions(self) -> dict[str, dict[int, int]]:
+        """model -> version -> number of devices running it."""
+        counts: dict[str, Counter] = {}
+        for row in self.devices:
+            for model, version in row.versions.items():
+                counts.setdefault(model, Counter())[version] += 1
+        return {model: dict(sorted(c.items())) for model, c in sorted(counts.items())}
+
+    def states(self) -> dict[str, int]:
+        return dict(sorted(Counter(row.state for row in self.devices).items()))
+
+    def to_dict(self) -> dict:
+        return {
+            "devices": [row.to_dict() for row in self.devices],
+            "versions": {m: {str(v): n for v, n in c.items()} for m, c in self.versions().items()},
+            "states": self.states(),
+        }
+
+
+def read_fleet(session: BrokerSession, prefix: str, model: str | None = None) -> FleetReport:
+    """The retained status of every device (that follows ``model``, if given)."""
+    rows = [parse_status(topic, payload) for topic, payload in session.retained([status_filter(prefix)]).items()]
+    if model is not None:
+        rows = [row for row in rows if _concerns(row, model)]
+    return FleetReport(sorted(rows, key=lambda row: row.device))
+
+
+def parse_status(topic: str, payload: bytes) -> DeviceRow:
+    """A status message as a row; a malformed one becomes state "invalid" with the reason."""
+    device = topic.split("/")[-2]
+    try:
+        status = json.loads(payload)
+        models = status["models"]
+        return DeviceRow(
+            device=str(status["device"]), state=str(status["state"]),
+            versions={str(m): int(info["version"]) for m, info in models.items()},
+            progress=status.get("progress"), last_error=status.get("last_error"),
+        )
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        return DeviceRow(device, "invalid", {}, None, {"code": "bad-status", "message": f"unreadable status: {exc}"})
+
+
+def format_report(report: FleetReport) -> str:
+    """A table with one row per device, then the counts per version and per state."""
+    lines = [f"{'DEVICE':<24} {'STATE':<12} {'VERSIONS':<24} LAST ERROR"]
+    for row in report.devices:
+        versions = ", ".join(f"{m}={v}" for m, v in sorted(row.versions.items())) or "-"
+        state = row.state
+        if row.progress:
+            state += f" {row.progress.get('chunks_done', '?')}/{row.progress.get('chunks_total', '?')}"
+        error = row.last_error
+        problem = f"[{error.get('code')}] release {error.get('release', '?')}: {error.get('message')}" if error else ""
+        lines.append(f"{row.device:<24} {state:<12} {versions:<24} {problem}".rstrip())
+    lines.append("")
+    for model, counts in report.versions().items():
+        lines.append(f"{model}: " + ", ".join(f"version {v}: {n}" for v, n in counts.items()))
+    lines.append(f"{len(report.devices)} devices: " + ", ".join(f"{s} {n}" for s, n in report.states().items()))
+    return "\n".join(lines)
+
+
+def _concerns(row: DeviceRow, model: str) -> bool:
+    mentioned = [(row.progress or {}).get("model"), (row.last_error or {}).get("model")]
+    return model in row.versions or model in mentioned

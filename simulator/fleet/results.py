@@ -1,0 +1,75 @@
+"""What a fleet run measured: per device, per strategy, and the cost of running it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from simulator.fleet.config import FleetConfig
+
+
+@dataclass(frozen=True)
+class DeviceResult:
+    """One device's run: ``outcome`` is applied, failed (``error`` names the code) or timeout."""
+
+    device_id: str
+    link: str
+    outcome: str
+    completion_s: float | None
+    bytes_down: int
+    bytes_up: int
+    reconnects: int
+    lost_segments: int
+    cuts: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """CPU seconds and peak resident memory (MiB) of the simulator process and of Mosquitto."""
+
+    wall_s: float
+    cpu_s: float
+    peak_rss_mib: float
+    broker_cpu_s: float
+    broker_peak_rss_mib: float
+
+
+@dataclass(frozen=True)
+class StrategyResult:
+    name: str
+    update_bytes: int
+    release_bytes: int
+    chunks: int
+    devices: tuple[DeviceResult, ...]
+    link_s: float
+    usage: Usage
+    #: The model id the devices followed.
+    model: str = ""
+    #: With FleetConfig.keep_devices: each device's model directory is devices_dir/<device id>/models.
+    devices_dir: Path | None = None
+
+    @property
+    def applied(self) -> int:
+        return sum(d.outcome == "applied" for d in self.devices)
+
+    @property
+    def failed(self) -> int:
+        return len(self.devices) - self.applied
+
+    @property
+    def wire_bytes_down(self) -> int:
+        return sum(d.bytes_down for d in self.devices)
+
+    @property
+    def wire_bytes_up(self) -> int:
+        return sum(d.bytes_up for d in self.devices)
+
+    def completion_times(self) -> list[float]:
+        return sorted(d.completion_s for d in self.devices if d.completion_s is not None)
+
+
+@dataclass
+class FleetResult:
+    config: FleetConfig
+    strategies: list[StrategyResult] = field(default_factory=list)

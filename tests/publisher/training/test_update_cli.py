@@ -1,0 +1,128 @@
+"""`rankcast update build` end to end on a tiny model written to tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from codec.apply import apply_payload, file_sha256
+from codec.payload import decode_payload
+from codec.seeded import SeededSigns
+from codec.update_file import read_update_file
+from publisher.training.reconstruct import model_file
+
+MODULE = textwrap.dedent(
+    """
+    from torch import nn
+
+    def build():
+        return nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    """
+)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    (tmp_path / "tinynet.py").write_text(MODULE)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import tinynet  # noqa: PLC0415 - written by this fixture
+
+        torch.manual_seed(0)
+        model = tinynet.build()
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("tinynet", None)
+    torch.save(model.state_dict(), tmp_path / "base.pt")
+    (tmp_path / "deployed.rcw").write_bytes(model_file(model.state_dict()))
+    rng = np.random.default_rng(0)
+    for name, count in (("train", 160), ("eval", 80)):
+        x = rng.standard_normal((count, 16)).astype(np.float32)
+        np.savez(tmp_path / f"{name}.npz", x=x, y=(x[:, 0] > 0) + 2 * (x[:, 1] > 0))
+    return {name: tmp_path / name for name in ("base.pt", "train.npz", "eval.npz", "deployed.rcw")}
+
+
+def _build(tmp_path: Path, files: dict[str, Path], *extra: str) -> dict:
+    command = [
+        sys.executable, "-m", "rankcast", "update", "build", "--arch", "tinynet:build",
+        "--base", str(files["base.pt"]), "--train", str(files["train.npz"]), "--eval", str(files["eval.npz"]),
+        "--epochs", "8", "--out", str(tmp_path / "update.rcu"), *extra,
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.slow
+def test_build_prints_the_summary_and_pins_base_and_target(tmp_path, files):
+    summary = _build(tmp_path, files, "--rank", "2", "--deployed", str(files["deployed.rcw"]))
+    assert set(summary) == {"accuracy_before", "accuracy_after", "update_bytes", "full_model_bytes"}
+    assert summary["accuracy_after"] > summary["accuracy_before"]
+    assert 0 < summary["update_bytes"] < summary["full_model_bytes"]
+    update = read_update_file(tmp_path / "update.rcu")
+    assert len(update.payload) == summary["update_bytes"]
+    assert update.base_sha256 == file_sha256(files["deployed.rcw"])
+    copy = tmp_path / "device-copy.rcw"
+    copy.write_bytes(files["deployed.rcw"].read_bytes())
+    assert apply_payload(copy, update.payload, update.decompressed_length) == update.target_sha256
+
+
+@pytest.mark.slow
+def test_build_against_a_deployed_tflite_pins_the_patched_file(tmp_path, files):
+    from publisher.tflite.export import export_tflite
+    from publisher.training.reconstruct import load_file
+
+    deployed = tmp_path / "deployed.tflite"
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    model.load_state_dict(torch.load(files["base.pt"]))
+    export_tflite(model, (1, 16), deployed)
+    summary = _build(tmp_path, files, "--rank", "2", "--deployed", str(deployed))
+    update = read_update_file(tmp_path / "update.rcu")
+    assert update.base_sha256 == file_sha256(deployed)
+    copy = tmp_path / "device-copy.tflite"
+    copy.write_bytes(deployed.read_bytes())
+    assert apply_payload(copy, update.payload, update.decompressed_length) == update.target_sha256
+    x, y = (torch.from_numpy(a) for a in np.load(files["eval.npz"]).values())
+    patched = load_file(model, copy.read_bytes())
+    assert summary["accuracy_after"] == pytest.approx(float((patched(x).argmax(1) == y).float().mean()))
+
+
+@pytest.mark.slow
+def test_build_sends_only_the_smaller_factors_as_trit_codes_within_the_budget(tmp_path, files):
+    summary = _build(tmp_path, files, "--budget", "300")
+    assert summary["update_bytes"] <= 300 and summary["accuracy_after"] > summary["accuracy_before"]
+    update = read_update_file(tmp_path / "update.rcu")
+    assert update.target_sha256 is None
+    records = list(decode_payload(update.payload, update.decompressed_length))
+    assert records and all(isinstance(r.u, SeededSigns) != isinstance(r.v, SeededSigns) for r in records)
+    assert {(r.v if isinstance(r.u, SeededSigns) else r.u).dtype for r in records} == {"trit"}
+
+
+@pytest.mark.slow
+def test_both_factors_build_sends_u_and_v_within_the_budget(tmp_path, files):
+    summary = _build(tmp_path, files, "--budget", "500", "--both-factors", "--codes", "b1")
+    assert summary["update_bytes"] <= 500
+    update = read_update_file(tmp_path / "update.rcu")
+    records = list(decode_payload(update.payload, update.decompressed_length))
+    assert records and all(r.u.dtype == r.v.dtype == "b1" for r in records)
+
+
+@pytest.mark.slow
+def test_unloadable_architecture_is_reported_in_one_line(tmp_path, files):
+    command = [
+        sys.executable, "-m", "rankcast", "update", "build", "--arch", "no_such_module:build",
+        "--base", str(files["base.pt"]), "--train", str(files["train.npz"]), "--eval", str(files["eval.npz"]),
+        "--out", str(tmp_path / "update.rcu"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "[bad-model]" in done.stderr and "PYTHONPATH" in done.stderr

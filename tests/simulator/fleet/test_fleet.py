@@ -1,0 +1,58 @@
+"""A small fleet through a real Mosquitto: real device clients behind link proxies apply a release."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from simulator.fleet.config import FleetConfig
+from simulator.fleet.inputs import load_update
+from simulator.fleet.links import BUILTIN, LinkProfile, Outage, parse_link_mix
+from simulator.fleet.report import write_report
+from simulator.fleet.runner import run_fleet
+from simulator.testbed.synthetic import write_small_update
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    base, update, _ = write_small_update(tmp_path_factory.mktemp("inputs"))
+    return load_update(base, update)
+
+
+def test_ten_devices_on_two_links_apply_both_strategies_and_the_report_has_the_schema(tmp_path, inputs):
+    config = FleetConfig(devices=10, links=parse_link_mix("ltem:0.5,3g"), time_scale=10, timeout_s=600,
+                         wall_limit_s=60)
+    result = run_fleet(config, inputs, tmp_path / "work")
+    report = write_report(result, tmp_path / "out")
+
+    assert report["devices"] == 10 and report["applied"] == 20 and report["failed"] == 0
+    assert json.loads((tmp_path / "out" / "report.json").read_text()) == report
+    assert (tmp_path / "out" / "report.png").stat().st_size > 10_000
+    assert set(report) == {"devices", "applied", "failed", "strategies"}
+    by_name = {s["name"]: s for s in report["strategies"]}
+    assert set(by_name) == {"full", "factorised"}
+    for entry in by_name.values():
+        assert set(entry) == {"name", "update_bytes", "wire_bytes_down", "wire_bytes_up", "applied", "completion_s"}
+        assert entry["applied"] == 10
+        assert entry["wire_bytes_down"] > entry["update_bytes"] > 0 and entry["wire_bytes_up"] > 0
+        times = entry["completion_s"]
+        assert 0 < times["p50"] <= times["p95"] <= times["max"]
+    assert by_name["factorised"]["update_bytes"] < by_name["full"]["update_bytes"]
+    assert by_name["factorised"]["wire_bytes_down"] < by_name["full"]["wire_bytes_down"]
+    assert {d.link for d in result.strategies[0].devices} == {"ltem", "3g"}
+
+
+def test_a_device_whose_link_is_cut_reconnects_and_still_applies_the_release(tmp_path, inputs):
+    slow = LinkProfile("flaky", down_bytes_per_s=4000, up_bytes_per_s=4000, latency_s=0.1,
+                       outages=tuple(Outage(at_s=t, duration_s=0.5) for t in (1.5, 3.0, 4.5)))
+    config = FleetConfig(devices=2, links=parse_link_mix("flaky", {"flaky": slow, **BUILTIN}), time_scale=5,
+                         timeout_s=300, wall_limit_s=60)
+    result = run_fleet(config, inputs, tmp_path / "work")
+    full = result.strategies[0]
+    assert full.name == "full" and full.applied == 2
+    for device in full.devices:
+        assert device.cuts >= 1 and device.reconnects >= 1
+        assert device.completion_s > 1.5
