@@ -5,7 +5,8 @@ DEVICE_VENV := .venv-device
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # torch==2.13.0 first: any other torch spec pulls gigabytes of CUDA packages on CPU-only machines.
 TORCH := torch==2.13.0
-DEVICE_TESTS := tests/codec tests/cli tests/device_env tests/tflite_device tests/device_client tests/mqtt
+DEVICE_TESTS := tests/codec tests/cli tests/device_env tests/tflite_device tests/device_client tests/mqtt \
+	tests/publisher/release
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test test-quick lint bench-codec mosquitto clean

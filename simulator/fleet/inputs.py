@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from codec.errors import UpdateError
+from codec.errors import BaseMismatchError, IntegrityError
 from codec.model_files import model_suffix
 from codec.payload import encode_payload
 from codec.quantise import full_record
@@ -53,7 +53,7 @@ def apply_update(base: bytes, update: UpdateFile) -> bytes:
     """The model file a device has after applying ``update`` to ``base`` (checked against the target)."""
     try:
         return updated_model_file(base, update)
-    except UpdateError as exc:
+    except (BaseMismatchError, IntegrityError) as exc:
         raise FleetInputError(str(exc)) from None
 
 

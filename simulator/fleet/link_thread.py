@@ -2,7 +2,7 @@
 
 Tests and the reliability suite run devices in processes or threads, not on the fleet's event loop;
 ``ThreadedLink`` gives them the same link emulation: throttle it (``throttled``), cut it, count what it
-carried (LinkProxy's stats, or a PublishCounter as its down tap).
+carried (a PublishCounter as its down tap).
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from collections.abc import Coroutine
+from typing import Any
 
-from simulator.fleet.link_proxy import LinkClock, LinkProxy, LinkStats, Tap
+from simulator.fleet.link_proxy import LinkClock, LinkProxy, Tap
 from simulator.fleet.links import LinkProfile
 
 #: The rate of a direction that is not throttled: far above what loopback carries.
@@ -32,15 +34,15 @@ class ThreadedLink:
         self._thread = threading.Thread(target=self._loop.run_forever, name="link", daemon=True)
         self._thread.start()
         self.proxy = LinkProxy(profile, ("127.0.0.1", target_port), LinkClock(1.0), random.Random(seed), down_tap)
-        self._call(self.proxy.start())
+        try:
+            self._call(self.proxy.start())
+        except BaseException:
+            self._stop_loop()
+            raise
 
     @property
     def port(self) -> int:
         return self.proxy.port
-
-    @property
-    def stats(self) -> LinkStats:
-        return self.proxy.stats.snapshot()
 
     def url(self, tls: bool = False) -> str:
         """The broker's URL through this link (TLS passes through untouched)."""
@@ -58,10 +60,10 @@ class ThreadedLink:
         """Close the proxy and every connection, then stop the thread's loop."""
         if self._loop.is_closed():
             return
-        self._call(self._shutdown())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
+        try:
+            self._call(self._shutdown())
+        finally:
+            self._stop_loop()
 
     def __enter__(self) -> ThreadedLink:
         return self
@@ -69,8 +71,13 @@ class ThreadedLink:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, coroutine) -> object:
+    def _call(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
 
     async def _shutdown(self) -> None:
         await self.proxy.close()

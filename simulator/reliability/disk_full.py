@@ -63,11 +63,12 @@ def _run(workdir: Path, quick: bool) -> Outcome:
                 except TimeoutError as exc:
                     failures.append(str(exc))
                     continue
-            error = status.get("last_error") or {}
-            codes.append(error.get("code"))
-            reported = status["models"].get(MODEL, {})
-            stayed = home.state(MODEL) == (old[0], old[1], old[1]) and \
-                (reported.get("version"), reported.get("sha256")) == old and not home.staged(MODEL)
+                # checked while the refusing device still runs: nothing left behind for a shutdown to clean
+                error = status.get("last_error") or {}
+                codes.append(error.get("code"))
+                reported = status["models"].get(MODEL, {})
+                stayed = home.state(MODEL) == (old[0], old[1], old[1]) and \
+                    (reported.get("version"), reported.get("sha256")) == old and not home.staged(MODEL)
             mark = probe.seen
             with DeviceProcess(home):  # space is back
                 try:

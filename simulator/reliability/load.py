@@ -23,8 +23,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from codec.quantise import lowrank_record
 from codec.topics import DEFAULT_PREFIX
-from codec.update_file import read_update_file, updated_model_file
+from codec.update_file import UpdateFile, read_update_file, updated_model_file
 from device_client.config import ClientSettings
 from device_client.device import Device
 from device_client.store import FileModelStore
@@ -34,7 +37,7 @@ from simulator.fleet.clients import FleetClient, Phase, serve_clients
 from simulator.reliability.case import Case, Outcome
 from simulator.testbed.broker import Broker
 from simulator.testbed.devices import device_config
-from simulator.testbed.synthetic import make_keypair, random_update, write_small_update
+from simulator.testbed.synthetic import make_keypair, update_of, write_small_update
 from simulator.testbed.usage import raise_file_limit, ram_scratch_dir
 
 MODEL = "load-model"
@@ -58,15 +61,22 @@ class LoadResult:
     bad_devices: tuple[str, ...]
 
 
+def _small_delta(base: bytes, seed: int) -> UpdateFile:
+    """A rank-4 update of the first layer alone: a release of a few hundred bytes."""
+    rng = np.random.default_rng(seed)
+    return update_of(base, [lowrank_record("fc1.weight", (WIDTH, WIDTH), rng.normal(size=(WIDTH, 4)) * 0.01,
+                                           rng.normal(size=(4, WIDTH)))])
+
+
 def build_versions(workdir: Path) -> tuple[dict[int, bytes], list]:
     """Model files of versions 1-4, and [the key's .pub path, release 2 (delta), 3 (delta), 4 (full)]."""
     base_path, rcu, _ = write_small_update(workdir / "model", width=WIDTH, seed=7)
     files = {1: base_path.read_bytes()}
     updates = {2: read_update_file(rcu)}
     files[2] = updated_model_file(files[1], updates[2])
-    updates[3] = random_update(files[2], seed=3)
+    updates[3] = _small_delta(files[2], seed=3)
     files[3] = updated_model_file(files[2], updates[3])
-    files[4] = updated_model_file(files[3], random_update(files[3], seed=4))
+    files[4] = updated_model_file(files[3], _small_delta(files[3], seed=4))
     key, public = make_keypair(workdir / "keys")
     releases = [update_release(updates[v], model=MODEL, version=v, key=key, base_version=v - 1, chunk_size=1024,
                                lifetime_s=3600) for v in (2, 3)]

@@ -86,20 +86,15 @@ def _restart_and_finish(home: DeviceHome, probe: MqttProbe, device_id: str, new:
     return device
 
 
-def _watch(broker: Broker, device_id: str) -> MqttProbe:
-    probe = broker_probe(broker)
-    probe.subscribe(status_topic(device_id))
-    return probe
-
-
 def _download(workdir: Path, quick: bool) -> Outcome:
     rng = random.Random(SEED)
     trials = 4 if quick else 25
     tally = Tally()
     started = time.monotonic()
-    with Broker(workdir / "broker") as broker, ThreadedLink(broker.port, throttled(256 * 1024)) as link:
+    with Broker(workdir / "broker") as broker, ThreadedLink(broker.port, throttled(256 * 1024)) as link, \
+            broker_probe(broker) as probe:
         device_id = broker.device_ids[0]
-        probe = _watch(broker, device_id)
+        probe.subscribe(status_topic(device_id))
         key, public = make_keypair(workdir / "keys")
         home = DeviceHome.create(workdir / "device", broker, device_id, MODEL, public, url=link.url(tls=True))
         shapes = {"w": (256, 512)}
@@ -127,7 +122,6 @@ def _download(workdir: Path, quick: bool) -> Outcome:
                 old = new
         finally:
             device.stop()
-            probe.close()
     detail = (f"{tally.kills} kills mid-download, file old {tally.old_file}/new {tally.new_file}, "
               f"{tally.finished} finished after restart, {time.monotonic() - started:.0f} s")
     return Outcome("power-loss-download", tally.kills, tally.held, detail, tally.facts(), tuple(tally.failures))
@@ -139,9 +133,9 @@ def _apply(workdir: Path, quick: bool) -> Outcome:
     side = 2048 if quick else 4096
     tally = Tally()
     started = time.monotonic()
-    with Broker(workdir / "broker") as broker:
+    with Broker(workdir / "broker") as broker, broker_probe(broker) as probe:
         device_id = broker.device_ids[0]
-        probe = _watch(broker, device_id)
+        probe.subscribe(status_topic(device_id))
         key, public = make_keypair(workdir / "keys")
         home = DeviceHome.create(workdir / "device", broker, device_id, MODEL, public)
         home.install(MODEL, random_model_file(0, {"w": (side, side), "b": (side,)}), 1)
@@ -182,7 +176,6 @@ def _apply(workdir: Path, quick: bool) -> Outcome:
                 trial += 1
         finally:
             device.stop()
-            probe.close()
     detail = (f"{tally.kills} kills while applying a {side * side * 4 >> 20} MB model (apply {apply_s:.2f} s): "
               f"{tally.kills - tally.late} inside the apply, {tally.late} after it ended; file old {tally.old_file}/"
               f"new {tally.new_file}, {tally.finished} finished after restart, {time.monotonic() - started:.0f} s")

@@ -45,7 +45,8 @@ class Broker:
 
     Accounts: the publisher (``PUBLISHER``) and the device ids (``devices`` of them, or the ids given),
     sharing one password whose file is ``device_password``; the ACL still confines each device to its
-    own id. The data directory ``root`` starts empty (no retained state from earlier runs); ``stop()``
+    own id. The data directory ``root`` starts empty (no retained state from earlier runs: an earlier
+    broker's directory is cleared, any other non-empty directory refused); ``stop()``
     sends SIGTERM (Mosquitto saves its database), ``start()`` starts it again on the same data and ports.
     """
 
@@ -55,8 +56,7 @@ class Broker:
         self.device_ids = [f"device-{i:03d}" for i in range(devices)] if isinstance(devices, int) else list(devices)
         self.port, self.dev_port = free_port(), free_port()
         self.process: subprocess.Popen | None = None
-        shutil.rmtree(self.layout.root, ignore_errors=True)
-        self.layout.root.mkdir(parents=True)
+        _fresh_directory(self.layout)
         make_test_ca(self.layout)
         add_user(self.layout, PUBLISHER, "publisher", prefix=prefix)
         # 19 characters, as fleets have always had: every CONNECT carries it, and fleets count those bytes
@@ -126,3 +126,13 @@ class Broker:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _fresh_directory(layout: BrokerLayout) -> None:
+    """An empty ``layout.root``: an earlier broker's data directory is cleared, anything else is kept."""
+    root = layout.root
+    if root.exists() and any(root.iterdir()):
+        if not layout.config.is_file():
+            raise FileExistsError(f"{root} holds files that are not a broker's; give a broker a directory of its own")
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,8 @@ process (`rankcast device run`) or as the real client in a thread of this proces
     home.state("digits")                               # what is on disk, read without recovery
 
 ``device_config`` is the one place that says how a testbed device is configured and ``render_config``
-the one writer of device.toml in the tree; a fleet's in-process devices take the DeviceConfig directly.
+the one writer of device.toml in the harness (tests that feed the parser malformed files write theirs
+by hand); a fleet's in-process devices take the DeviceConfig directly.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def device_config(home: Path, broker: Broker, device_id: str, models: str | Sequ
     broker_url = BrokerUrl.parse(url or broker.url)
     return DeviceConfig(
         device_id=device_id,
-        model_dir=Path(home) / "models",
+        model_dir=Path(home).resolve() / "models",
         trusted_keys=(trusted_keys,) if isinstance(trusted_keys, Path) else tuple(trusted_keys),
         models=(models,) if isinstance(models, str) else tuple(models),
         broker=BrokerSettings(broker_url, device_id, broker.device_password,
@@ -84,7 +85,7 @@ class DeviceHome:
                trusted_keys: Path | Sequence[Path], *, url: str | None = None,
                client: ClientSettings = QUICK_CLIENT) -> DeviceHome:
         """Write ROOT/device.toml for ``device_config``'s device."""
-        home = cls(Path(root))
+        home = cls(Path(root).resolve())
         home.root.mkdir(parents=True, exist_ok=True)
         config = device_config(home.root, broker, device_id, models, trusted_keys, url=url, client=client)
         home.config_path.write_text(render_config(config))

@@ -26,8 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from codec.topics import DEFAULT_PREFIX, BrokerUrl, status_topic
 from simulator.testbed.broker import Broker
-
-WAIT_S = 10.0
+from simulator.testbed.waits import WAIT_S
 
 
 class ProbeTimeout(TimeoutError):
@@ -42,8 +41,9 @@ class MqttProbe:
     """
 
     def __init__(self, url: str, username: str | None = None, password: str | None = None, *,
-                 cafile: Path | None = None, client_id: str | None = None, timeout: float = WAIT_S) -> None:
-        self.timeout = timeout
+                 cafile: Path | None = None, client_id: str | None = None, timeout: float = WAIT_S,
+                 prefix: str = DEFAULT_PREFIX) -> None:
+        self.timeout, self.prefix = timeout, prefix
         broker = BrokerUrl.parse(url)
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"probe-{uuid.uuid4().hex[:10]}",
                                   protocol=mqtt.MQTTv5)
@@ -56,15 +56,20 @@ class MqttProbe:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._filters: dict[str, int] = {}
         self._subacks: dict[int, list[ReasonCode]] = {}
+        self._resubscriptions: set[int] = set()  # SUBACKs nobody waits for
         self._pubacks: dict[int, ReasonCode] = {}
         self.client.on_connect = self._on_connect
-        self.client.on_subscribe = lambda c, u, mid, codes, p: self._notify(lambda: self._subacks.update({mid: codes}))
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_publish = lambda c, u, mid, code, p: self._notify(lambda: self._pubacks.update({mid: code}))
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.05, 0.5)
         self.client.connect(broker.host, broker.port, keepalive=30, clean_start=True)
         self.client.loop_start()
-        self.wait(lambda: self.connack is not None, "CONNACK")
+        try:
+            self.wait(lambda: self.connack is not None, "CONNACK")
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def accepted(self) -> bool:
@@ -103,15 +108,15 @@ class MqttProbe:
         with self._changed:
             return any(t == topic and p == payload for t, p, _ in self.messages)
 
-    def status(self, device_id: str, prefix: str = DEFAULT_PREFIX) -> dict:
+    def status(self, device_id: str) -> dict:
         """The device's latest status as JSON ({} before its first, or when it is not JSON)."""
-        return _parse(self.latest(status_topic(device_id, prefix))) or {}
+        return _parse(self.latest(status_topic(device_id, self.prefix))) or {}
 
     def wait_status(self, device_id: str, predicate: Callable[[dict], bool], what: str, timeout: float | None = None,
-                    after: int = 0, prefix: str = DEFAULT_PREFIX) -> dict:
+                    after: int = 0) -> dict:
         """The first status of ``device_id`` among the messages numbered above ``after`` that satisfies
         ``predicate`` (the probe must be subscribed to it)."""
-        topic = status_topic(device_id, prefix)
+        topic = status_topic(device_id, self.prefix)
         found: list[dict] = []
 
         def arrived() -> bool:
@@ -156,7 +161,14 @@ class MqttProbe:
     def _on_connect(self, client, userdata, flags, reason, properties) -> None:
         self._notify(lambda: setattr(self, "connack", reason))
         if not reason.is_failure and self._filters:
-            client.subscribe(list(self._filters.items()))
+            _, mid = client.subscribe(list(self._filters.items()))
+            self._resubscriptions.add(mid)
+
+    def _on_subscribe(self, client, userdata, mid, codes, properties) -> None:
+        if mid in self._resubscriptions:
+            self._resubscriptions.discard(mid)
+        else:
+            self._notify(lambda: self._subacks.update({mid: codes}))
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         self._notify(lambda: self.messages.append((message.topic, message.payload, bool(message.retain))))
@@ -168,7 +180,7 @@ def broker_probe(broker: Broker, username: str | None = None, *, url: str | None
     ``url`` names another listener."""
     login = broker.login(username) if username else broker.login()
     return MqttProbe(url or broker.url, login.username, login.password(), cafile=broker.layout.ca_cert,
-                     timeout=timeout)
+                     timeout=timeout, prefix=broker.prefix)
 
 
 def _parse(payload: bytes | None) -> dict | None:

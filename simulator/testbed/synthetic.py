@@ -34,9 +34,9 @@ SMALL_SHAPES = {"fc1.weight": (48, 32), "fc1.bias": (48,), "fc2.weight": (10, 48
 
 
 def random_model_file(seed: int, shapes: Mapping[str, tuple[int, ...]] = SMALL_SHAPES) -> bytes:
-    """An RCW model file of standard normal float32 tensors."""
+    """An RCW model file of standard normal float32 tensors (drawn as float32: half the memory of a cast)."""
     rng = np.random.default_rng(seed)
-    return encode_weights({name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()})
+    return encode_weights({name: rng.standard_normal(shape, dtype=np.float32) for name, shape in shapes.items()})
 
 
 def random_records(

@@ -6,27 +6,34 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-MAPPED = ("codec", "device_client", "publisher", "broker_config", "simulator")
+MAPPED = ("codec", "device_client", "publisher", "broker_config", "simulator", "rankcast")
 
 
 def mapped_paths(text: str) -> set[str]:
     """The paths the map's code block names: an entry per line, indented two spaces per folder level; a
-    folder's description may name its modules too (``baselines/  full_finetune.py, patch.py``)."""
+    folder's description may name its modules too (``baselines/  full_finetune.py, patch.py``), also on
+    the lines that continue it."""
     block = text.split("## The tree", 1)[1].split("```")[1]
     folders: list[str] = []
+    described = ""  # the folder whose description the next continuation line carries on
     paths = set()
     for line in block.splitlines()[1:]:
-        if not line.strip() or line.startswith(" " * 23):
-            continue  # a blank line or a wrapped description
+        if not line.strip():
+            continue
+        if line.startswith(" " * 23):  # a wrapped description
+            paths.update(f"{described}/{named}" for named in re.findall(r"\b([a-z_]+\.py)\b", line) if described)
+            continue
         depth = (len(line) - len(line.lstrip())) // 2
         entry, _, description = line.strip().partition(" ")
         folders = folders[:depth]
+        described = ""
         if entry.endswith("/"):
             folders.append(entry.rstrip("/"))
-            for named in re.findall(r"\b([a-z_]+\.py)\b", description):
-                paths.add("/".join([*folders, named]))
-        for name in entry.rstrip(",").split(","):
-            paths.add("/".join([*folders, name]) if not entry.endswith("/") else "/".join(folders))
+            described = "/".join(folders)
+            paths.add(described)
+            paths.update(f"{described}/{named}" for named in re.findall(r"\b([a-z_]+\.py)\b", description))
+        else:
+            paths.update("/".join([*folders, name]) for name in entry.rstrip(",").split(",") if name)
     return paths
 
 

@@ -9,14 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codec.topics import BrokerUrl
 from codec.update_file import updated_model_file
+from device_client.config import BrokerSettings, DeviceConfig
 from device_client.errors import BadInputError, NotInstalledError, NotRunnableError
 from device_client.predictor import Predictor
 from device_client.store import FileModelStore
 from publisher.release.build import update_release
 from rankcast.cli import main
 from simulator.testbed import synthetic
-from simulator.testbed.devices import install_model
+from simulator.testbed.devices import install_model, render_config
 from simulator.testbed.synthetic_tflite import INPUTS, make_tflite, reference_outputs
 
 MODEL = "digits"
@@ -65,8 +67,8 @@ def test_the_device_predictor_runs_the_new_model_after_a_commit(make_device, ret
 
 def _config(tmp_path: Path, signing) -> Path:
     config = tmp_path / "device.toml"
-    config.write_text(f'device_id = "pump-1"\nmodel_dir = "models"\ntrusted_keys = ["{signing[1]}"]\n'
-                      f'models = ["{MODEL}"]\n\n[broker]\nurl = "mqtts://localhost:8883"\n')
+    config.write_text(render_config(DeviceConfig("pump-1", tmp_path / "models", (signing[1],), (MODEL,),
+                                                 BrokerSettings(BrokerUrl.parse("mqtts://localhost:8883")))))
     return config
 
 

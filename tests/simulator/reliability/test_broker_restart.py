@@ -25,6 +25,7 @@ def test_the_broker_really_restarted_from_its_database_and_the_file_is_the_relea
     outcome, workdir = run_case(broker_restart.CASES[0])
     pids = outcome.facts["broker_pids"]
     assert len(set(pids)) == len(pids) == outcome.facts["restarts"] + 1
+    assert (workdir / "broker" / "mosquitto.log").read_text().count("starting") == len(pids), "Mosquitto's own log"
     assert (workdir / "broker" / "db" / "mosquitto.db").is_file()
     target = hashlib.sha256(random_model_file(2, broker_restart.SHAPES)).hexdigest()
     assert DeviceHome(workdir / "device").state(broker_restart.MODEL) == (2, target, target)

@@ -45,3 +45,15 @@ def test_a_device_home_holds_its_config_models_and_what_it_spooled(broker: Broke
 def test_installing_leaves_no_source_file_behind(tmp_path: Path) -> None:
     install_model(tmp_path / "models", "m", random_model_file(1), 1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
+
+
+def test_a_broker_clears_an_earlier_brokers_directory_but_no_other(tmp_path: Path) -> None:
+    first = Broker(tmp_path / "broker")
+    (first.layout.root / "db" / "stale").write_text("retained state of an earlier run")
+    Broker(tmp_path / "broker")
+    assert not (tmp_path / "broker" / "db" / "stale").exists()
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "notes.txt").write_text("not a broker's")
+    with pytest.raises(FileExistsError, match="not a broker's"):
+        Broker(tmp_path / "work")
+    assert (tmp_path / "work" / "notes.txt").exists()
