@@ -13,15 +13,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from codec.topics import chunk_topic, status_topic
+from codec.topics import chunk_topic
 from simulator.fleet.link_thread import ThreadedLink, throttled
 from simulator.fleet.publish_counter import PublishCounter
 from simulator.reliability.case import Case, Outcome
 from simulator.testbed.broker import Broker
-from simulator.testbed.devices import DeviceHome, DeviceProcess
+from simulator.testbed.devices import DeviceProcess
 from simulator.testbed.probe import broker_probe
-from simulator.testbed.synthetic import make_full_release, make_keypair, random_model_file
+from simulator.testbed.synthetic import make_full_release, random_model_file
 from simulator.testbed.waits import wait_for
+from simulator.testbed.watched import watched_device
 
 MODEL = "brm"
 RATE = 64 * 1024
@@ -35,14 +36,12 @@ def _run(workdir: Path, quick: bool) -> Outcome:
     started = time.monotonic()
     counter = PublishCounter()
     with Broker(workdir / "broker") as broker, \
-            ThreadedLink(broker.dev_port, throttled(RATE), down_tap=counter.stream) as link:
-        device_id = broker.device_ids[0]
-        key, public = make_keypair(workdir / "keys")
-        home = DeviceHome.create(workdir / "device", broker, device_id, MODEL, public, url=link.url())
-        home.install(MODEL, random_model_file(0, SHAPES), 1)
+            ThreadedLink(broker.dev_port, throttled(RATE), down_tap=counter.stream) as link, \
+            broker_probe(broker) as probe:
+        watched = watched_device(workdir, broker, probe, MODEL, random_model_file(0, SHAPES), url=link.url())
+        device_id, key, home = watched.device_id, watched.key, watched.home
         pids = [broker.process.pid]
-        with DeviceProcess(home), broker_probe(broker) as probe:
-            probe.subscribe(status_topic(device_id))
+        with DeviceProcess(home):
             probe.wait_status(device_id, lambda s: s.get("state") == "idle", "the device online", 30)
             for run in range(runs):
                 version = run + 2

@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from codec.topics import status_topic
 from simulator.reliability.case import Case, Outcome
 from simulator.testbed.broker import Broker
-from simulator.testbed.devices import DeviceHome, DeviceProcess
+from simulator.testbed.devices import DeviceProcess
 from simulator.testbed.probe import broker_probe
-from simulator.testbed.synthetic import make_delta_release, make_keypair, random_model_file
+from simulator.testbed.synthetic import make_delta_release, random_model_file
+from simulator.testbed.watched import watched_device
 
 MODEL = "dfm"
 #: The model is 4 MiB; the device may write files of at most 1 MiB (chunks, payload and state fit).
@@ -44,11 +44,8 @@ def _run(workdir: Path, quick: bool) -> Outcome:
     held, codes, failures = 0, [], []
     started = time.monotonic()
     with Broker(workdir / "broker") as broker, broker_probe(broker) as probe:
-        device_id = broker.device_ids[0]
-        probe.subscribe(status_topic(device_id))
-        key, public = make_keypair(workdir / "keys")
-        home = DeviceHome.create(workdir / "device", broker, device_id, MODEL, public)
-        home.install(MODEL, random_model_file(0, SHAPES), 1)
+        watched = watched_device(workdir, broker, probe, MODEL, random_model_file(0, SHAPES))
+        device_id, key, home = watched.device_id, watched.key, watched.home
         for run in range(runs):
             version = run + 2
             old = (version - 1, home.state(MODEL)[2])

@@ -16,14 +16,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codec.topics import status_topic
 from simulator.fleet.link_thread import ThreadedLink, throttled
 from simulator.reliability.case import Case, Outcome
 from simulator.testbed.broker import Broker
 from simulator.testbed.devices import DeviceHome, DeviceProcess
 from simulator.testbed.probe import MqttProbe, broker_probe
-from simulator.testbed.synthetic import make_delta_release, make_full_release, make_keypair, random_model_file
+from simulator.testbed.synthetic import make_delta_release, make_full_release, random_model_file
 from simulator.testbed.waits import wait_for
+from simulator.testbed.watched import watched_device
 
 MODEL = "plm"
 SEED = 20240607
@@ -93,12 +93,9 @@ def _download(workdir: Path, quick: bool) -> Outcome:
     started = time.monotonic()
     with Broker(workdir / "broker") as broker, ThreadedLink(broker.port, throttled(256 * 1024)) as link, \
             broker_probe(broker) as probe:
-        device_id = broker.device_ids[0]
-        probe.subscribe(status_topic(device_id))
-        key, public = make_keypair(workdir / "keys")
-        home = DeviceHome.create(workdir / "device", broker, device_id, MODEL, public, url=link.url(tls=True))
         shapes = {"w": (256, 512)}
-        home.install(MODEL, random_model_file(0, shapes), 1)
+        watched = watched_device(workdir, broker, probe, MODEL, random_model_file(0, shapes), url=link.url(tls=True))
+        device_id, key, home = watched.device_id, watched.key, watched.home
         old = (1, home.state(MODEL)[2])
         device = DeviceProcess(home)
         try:
@@ -134,11 +131,8 @@ def _apply(workdir: Path, quick: bool) -> Outcome:
     tally = Tally()
     started = time.monotonic()
     with Broker(workdir / "broker") as broker, broker_probe(broker) as probe:
-        device_id = broker.device_ids[0]
-        probe.subscribe(status_topic(device_id))
-        key, public = make_keypair(workdir / "keys")
-        home = DeviceHome.create(workdir / "device", broker, device_id, MODEL, public)
-        home.install(MODEL, random_model_file(0, {"w": (side, side), "b": (side,)}), 1)
+        watched = watched_device(workdir, broker, probe, MODEL, random_model_file(0, {"w": (side, side), "b": (side,)}))
+        device_id, key, home = watched.device_id, watched.key, watched.home
         device = DeviceProcess(home)
         try:
             probe.wait_status(device_id, lambda s: s.get("state") == "idle", "the device online", 30)

@@ -6,12 +6,12 @@ import hashlib
 
 import pytest
 
-from codec.topics import status_topic
 from simulator.reliability import power_loss
 from simulator.testbed.broker import Broker
 from simulator.testbed.devices import DeviceHome, DeviceProcess
 from simulator.testbed.probe import broker_probe
-from simulator.testbed.synthetic import make_delta_release, make_keypair, random_model_file
+from simulator.testbed.synthetic import make_delta_release, random_model_file
+from simulator.testbed.watched import watched_device
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +33,9 @@ def test_every_kill_leaves_old_or_new_and_the_restart_finishes(run_case, case) -
 def test_a_kill_right_after_applying_starts_keeps_the_old_file_byte_for_byte(tmp_path) -> None:
     model = "plx"
     with Broker(tmp_path / "broker") as broker, broker_probe(broker) as probe:
-        device_id = broker.device_ids[0]
-        probe.subscribe(status_topic(device_id))
-        key, public = make_keypair(tmp_path / "keys")
-        home = DeviceHome.create(tmp_path / "device", broker, device_id, model, public)
         base = random_model_file(0, {"w": (2048, 2048)})
-        home.install(model, base, 1)
+        watched = watched_device(tmp_path, broker, probe, model, base)
+        device_id, key, home = watched.device_id, watched.key, watched.home
         release, target = make_delta_release(base, 5, model, 2, key)
         device = DeviceProcess(home)
         try:
