@@ -43,9 +43,11 @@ $(DEVICE_VENV)/.ready: pyproject.toml
 	$(DEVICE_VENV)/bin/pip install --quiet -e '.[device,tflite,dev]'
 	touch $@
 
+# Mosquitto for the broker; gcc for the test that loads a library built with -ffast-math.
 mosquitto:
 	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || \
 		($(SUDO) apt-get update && $(SUDO) apt-get install -y mosquitto mosquitto-clients)
+	@command -v gcc >/dev/null 2>&1 || ($(SUDO) apt-get update && $(SUDO) apt-get install -y gcc libc6-dev)
 
 clean:
 	rm -rf $(VENV) $(DEVICE_VENV) demo-out .pytest_cache .hypothesis

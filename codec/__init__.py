@@ -11,6 +11,7 @@ from codec.errors import (
     BaseMismatchError,
     ChunkError,
     ExpiredError,
+    FloatEnvironmentError,
     FormatError,
     IntegrityError,
     LimitError,
@@ -32,7 +33,8 @@ from codec.release import Release, make_release
 from codec.weights import TensorSlot, encode_weights, load_weights, read_slots, write_weights
 
 __all__ = [
-    "DEFAULT_LIMITS", "BaseMismatchError", "Canary", "ChunkError", "DenseRecord", "ExpiredError", "FormatError",
+    "DEFAULT_LIMITS", "BaseMismatchError", "Canary", "ChunkError", "DenseRecord", "ExpiredError",
+    "FloatEnvironmentError", "FormatError",
     "FullRecord", "IntegrityError", "LimitError", "Limits", "LowRankRecord", "Manifest", "ModelMismatchError",
     "NonFiniteError", "Reassembler", "Record", "Release", "RollbackError", "SignatureError", "SigningKey",
     "SparseRecord", "TensorSlot", "UnknownKeyError", "UpdateError", "VerifyKey", "WrongModelError", "apply_payload",

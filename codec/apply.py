@@ -4,7 +4,8 @@ The integer product of the codes is computed exactly (float32 while every partia
 2^24, float64 otherwise; a seeded sign factor is a factor of ±1 codes like any other), then
 ``(su ⊙ P) ⊙ sv`` and ``W + ΔW`` are elementwise float32 operations in that fixed order. Elementwise
 IEEE arithmetic is correctly rounded, so the bytes of the result are the same on every machine and
-thread count, and the manifest can pin the sha256 of the updated file.
+thread count, and the manifest can pin the sha256 of the updated file. Records are applied with the
+calling thread in IEEE default arithmetic (codec.fpenv), whatever a library loaded into the process set.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from codec.arrays import CODE_MAX, WireArray, unpack
 from codec.errors import FormatError, ModelMismatchError, NonFiniteError
+from codec.fpenv import ieee_arithmetic
 from codec.limits import DEFAULT_LIMITS, Limits
 from codec.model_files import read_model_slots
 from codec.payload import iter_records
@@ -173,10 +175,11 @@ def _records(payload: bytes, decompressed_length: int, limits: Limits) -> tuple[
 
 
 def _patch(buffer: memoryview, records: Iterator[Record], limits: Limits, slot_reader: SlotReader) -> None:
-    """Apply ``records`` in order to the model file held in ``buffer``."""
+    """Apply ``records`` in order to the model file held in ``buffer``, in IEEE arithmetic (codec.fpenv)."""
     slots = slot_reader(buffer, limits)
-    for record in records:
-        apply_record(buffer, slots, record)
+    with ieee_arithmetic():
+        for record in records:
+            apply_record(buffer, slots, record)
 
 
 def file_sha256(path: Path) -> bytes:

@@ -84,3 +84,9 @@ class NonFiniteError(UpdateError):
     """Scales, values or the updated weights contain NaN or Inf."""
 
     code = "non-finite"
+
+
+class FloatEnvironmentError(UpdateError):
+    """The process's floating-point environment flushes subnormals (or rounds otherwise) and cannot be reset."""
+
+    code = "fp-environment"

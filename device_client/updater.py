@@ -25,7 +25,7 @@ from pathlib import Path
 
 from codec.apply import apply_payload
 from codec.canary import Canary
-from codec.errors import BaseMismatchError, IntegrityError, UpdateError, WrongModelError
+from codec.errors import BaseMismatchError, FloatEnvironmentError, IntegrityError, UpdateError, WrongModelError
 from codec.keys import VerifyKey
 from codec.limits import Limits
 from codec.manifest import Manifest, check_applicable, read_manifest, read_manifest_unverified
@@ -174,7 +174,8 @@ class ModelUpdater:
         except (UpdateError, DeviceError, OSError) as exc:
             if staged is not None:
                 self.store.discard(staged)
-            self._refuse(exc, manifest.version, remember=not isinstance(exc, OSError))
+            # a full disk or this process's float environment is the device's, not the release's
+            self._refuse(exc, manifest.version, remember=not isinstance(exc, OSError | FloatEnvironmentError))
             return
         log.info("%s: release %d committed (sha256 %s)", self.model, manifest.version, sha256.hex()[:16])
         queued = self._queued
