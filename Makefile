@@ -7,17 +7,23 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TORCH := torch==2.13.0
 DEVICE_TESTS := tests/codec tests/cli tests/device_env tests/tflite_device tests/device_client tests/mqtt \
 	tests/publisher/release
+# aarch64 (Raspberry Pi 4/5) under qemu-user: the known-answer and exact-apply tests, TFLite patching, the device.
+AARCH64 := .aarch64
+AARCH64_TESTS := tests/codec/test_codec_golden.py tests/codec/test_codec_apply.py tests/codec/test_codec_seeded.py \
+	tests/codec/test_codec_apply_to_bytes.py tests/tflite_device tests/device_client
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-quick lint bench-codec mosquitto clean
+.PHONY: demo test test-quick lint bench-codec mosquitto aarch64 clean
 
 demo: $(VENV)/.ready mosquitto
 	$(VENV)/bin/rankcast demo --out demo-out
 
-test: $(VENV)/.ready $(DEVICE_VENV)/.ready mosquitto
+test: $(VENV)/.ready $(DEVICE_VENV)/.ready $(AARCH64)/.ready mosquitto
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
 	RANKCAST_DEVICE_ENV=1 $(DEVICE_VENV)/bin/python -m pytest $(DEVICE_TESTS)
+	$(AARCH64)/bin/python-tflite -m pytest -p no:cacheprovider $(AARCH64_TESTS)
+	$(AARCH64)/bin/python-litert -m pytest -p no:cacheprovider $(AARCH64_TESTS)
 
 # The loop while you work: every test not marked slow, in the server environment (about a minute).
 test-quick: $(VENV)/.ready mosquitto
@@ -29,6 +35,12 @@ lint: $(VENV)/.ready
 
 bench-codec: $(VENV)/.ready
 	$(VENV)/bin/rankcast bench codec
+
+# aarch64 Pythons under qemu-user with NumPy 1.x + tflite-runtime and NumPy 2.x + ai-edge-litert (.ci/aarch64-env).
+aarch64: $(AARCH64)/.ready
+$(AARCH64)/.ready: .ci/aarch64-env pyproject.toml $(VENV)/.ready
+	PIP=$(VENV)/bin/pip .ci/aarch64-env $(AARCH64)
+	touch $@
 
 # The server/simulator environment: torch (CPU), matplotlib, scikit-learn, test tools.
 $(VENV)/.ready: pyproject.toml
@@ -50,4 +62,4 @@ mosquitto:
 	@command -v gcc >/dev/null 2>&1 || ($(SUDO) apt-get update && $(SUDO) apt-get install -y gcc libc6-dev)
 
 clean:
-	rm -rf $(VENV) $(DEVICE_VENV) demo-out .pytest_cache .hypothesis
+	rm -rf $(VENV) $(DEVICE_VENV) $(AARCH64) demo-out .pytest_cache .hypothesis
