@@ -3,7 +3,8 @@
 ``Predictor`` keeps one TFLite interpreter for the running file of one model and loads it again when the
 store's file changes (a commit, a rollback by another process). ``check_canary`` runs a manifest's
 canary on a staged file and raises CanaryError if the file does not run or its outputs are not finite
-or not within ``atol`` of the expected outputs. Only .tflite files run; RCW files only store weights.
+or not within the canary's tolerance (``atol + rtol × |expected|``). Only .tflite files run; RCW files
+only store weights.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def check_canary(path: Path, canary: Canary) -> None:
                           f"expects {list(expected.shape)}; the running model is kept")
     if not np.isfinite(outputs).all():
         raise CanaryError("the updated model gives NaN or Inf on the canary inputs; the running model is kept")
-    worst = float(np.max(np.abs(outputs.astype(np.float64) - expected)))
-    if not worst <= canary.atol:
-        raise CanaryError(f"the updated model's canary outputs differ by up to {worst:.3g} (atol {canary.atol:g}); "
-                          "the running model is kept")
+    if not canary.holds(outputs):
+        worst = float(np.max(np.abs(outputs.astype(np.float64) - expected)))
+        raise CanaryError(f"the updated model's canary outputs differ by up to {worst:.3g}, beyond atol "
+                          f"{canary.atol:g} + rtol {canary.rtol:g} x |expected|; the running model is kept")

@@ -7,29 +7,45 @@ model was exported with (PyTorch's: N×F or NCHW); the first axis is the batch, 
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
 
+#: The runtimes rankcast runs .tflite files with, in the order a device prefers them.
+RUNTIMES = ("tflite_runtime", "ai_edge_litert")
 
-def interpreter_class() -> type:
-    """The TFLite Interpreter class of the installed runtime; raises ImportError if there is none."""
-    try:
-        from tflite_runtime.interpreter import Interpreter
-    except ImportError:
+
+def installed_runtimes() -> tuple[str, ...]:
+    """The runtimes of RUNTIMES that import here."""
+    found = []
+    for name in RUNTIMES:
         try:
-            from ai_edge_litert.interpreter import Interpreter
+            importlib.import_module(f"{name}.interpreter")
         except ImportError:
-            raise ImportError("no TFLite runtime: pip install tflite-runtime (or ai-edge-litert)") from None
-    return Interpreter
+            continue
+        found.append(name)
+    return tuple(found)
+
+
+def interpreter_class(runtime: str | None = None) -> type:
+    """The TFLite Interpreter class of ``runtime`` (default: the first installed of RUNTIMES); raises
+    ImportError if there is none."""
+    for name in (runtime,) if runtime else RUNTIMES:
+        try:
+            return importlib.import_module(f"{name}.interpreter").Interpreter
+        except ImportError:
+            continue
+    raise ImportError(f"no TFLite runtime {runtime or ''}: pip install tflite-runtime (or ai-edge-litert)")
 
 
 class TFLiteModel:
     """One loaded .tflite model with a single input and output; load it again after the file changes."""
 
-    def __init__(self, model_path: Path, *, num_threads: int = 1) -> None:
+    def __init__(self, model_path: Path, *, num_threads: int = 1, runtime: str | None = None) -> None:
         self._path = str(model_path)
         self._num_threads = num_threads
+        self._runtime = runtime
         self._interpreter = self._load()
         if len(self._interpreter.get_input_details()) != 1 or len(self._interpreter.get_output_details()) != 1:
             raise ValueError(f"{model_path}: only models with one input and one output are supported")
@@ -72,20 +88,9 @@ class TFLiteModel:
             return False
 
     def _load(self) -> object:
-        return interpreter_class()(model_path=self._path, num_threads=self._num_threads)
+        return interpreter_class(self._runtime)(model_path=self._path, num_threads=self._num_threads)
 
 
-def run(model_path: Path, inputs: np.ndarray) -> np.ndarray:
+def run(model_path: Path, inputs: np.ndarray, runtime: str | None = None) -> np.ndarray:
     """The model's float32 outputs for a batch of inputs (loads the model for this one call)."""
-    return TFLiteModel(model_path).predict(inputs)
-
-
-def canary_ok(model_path: Path, x: np.ndarray, expected: np.ndarray, atol: float) -> bool:
-    """True if the model runs on ``x`` and every output is finite and within ``atol`` of ``expected``."""
-    try:
-        outputs = run(model_path, x)
-    except (RuntimeError, ValueError):
-        return False
-    expected = np.asarray(expected, np.float32)
-    return bool(outputs.shape == expected.shape and np.isfinite(outputs).all()
-                and np.all(np.abs(outputs - expected) <= atol))
+    return TFLiteModel(model_path, runtime=runtime).predict(inputs)

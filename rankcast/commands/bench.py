@@ -1,4 +1,4 @@
-"""`rankcast bench [updates|codec]`: measured figures, printed and written to files."""
+"""`rankcast bench [updates|codec|fleet|runtimes]`: measured figures, printed and written to files."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "reports accuracy against real update bytes (DIR/bench.json, DIR/bench.png). "
         "codec: encode, decode and apply throughput for a 10M-parameter model with rank-8 updates. "
         "fleet: takes fleets of simulated devices through a release and reports completion, peak memory and "
-        "CPU (DIR/scale.json).",
+        "CPU (DIR/scale.json). runtimes: how far TFLite runtimes and CPUs disagree on two digits models, against "
+        "the canary's default tolerance (DIR/runtimes.json); --python adds an interpreter to compare, e.g. "
+        ".venv-device/bin/python or .aarch64/bin/python-tflite.",
     )
-    parser.add_argument("what", nargs="?", choices=("updates", "codec", "fleet"), default="updates")
+    parser.add_argument("what", nargs="?", choices=("updates", "codec", "fleet", "runtimes"), default="updates")
     parser.add_argument("--quick", action="store_true", help="fewer knob values and epochs (about 5 minutes)")
     parser.add_argument("--out", type=Path, default=Path("bench-out"), metavar="DIR", help="output directory")
     parser.add_argument("--jobs", type=_at_least_one, default=None, metavar="N",
@@ -27,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--devices", type=int, nargs="+", default=[1000], metavar="N",
                         help="fleet: fleet sizes to run, ascending (default 1000)")
     parser.add_argument("--link", default="wifi", metavar="PROFILE", help="fleet: link profile (default wifi)")
+    parser.add_argument("--python", action="append", default=[], metavar="PATH",
+                        help="runtimes: another Python to run the models in (repeatable)")
     parser.set_defaults(run=run)
 
 
@@ -45,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
         from simulator.bench.codec import run_codec_bench
 
         return run_codec_bench(int(args.params), args.rank, args.repeats, args.out)
+    if args.what == "runtimes":
+        from simulator.bench.runtimes import run_runtimes_bench
+
+        return run_runtimes_bench(args.python, args.out)
     if args.what == "fleet":
         from simulator.bench.scale import run_scale_bench
 

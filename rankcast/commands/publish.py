@@ -49,7 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="sign these inputs and the updated .tflite model's outputs on them into the manifest; "
                         "devices run them before swapping the model in and refuse it (canary-failed) if off")
     parser.add_argument("--canary-atol", type=float, default=1e-5, metavar="TOL",
-                        help="largest difference a device accepts per canary output (default 1e-5)")
+                        help="absolute part of the difference a device accepts per canary output (default 1e-5)")
+    parser.add_argument("--canary-rtol", type=float, default=1e-4, metavar="TOL",
+                        help="relative part, times the output's magnitude (default 1e-4: other CPUs and runtimes "
+                        "sum in other orders)")
     parser.add_argument("--deployed", type=Path, metavar="FILE",
                         help="with --update and --canary: the model file the devices run now (the update's base)")
     parser.set_defaults(run=run)
@@ -98,7 +101,7 @@ def _canary(args: argparse.Namespace, updated_file):
         inputs = np.load(args.canary, allow_pickle=False)
     except (ValueError, EOFError) as exc:
         raise _input_error(f"{args.canary} is not a readable .npy array: {exc}") from None
-    return model_canary(updated_file(), inputs, args.canary_atol)
+    return model_canary(updated_file(), inputs, args.canary_atol, args.canary_rtol)
 
 
 def _updated(args: argparse.Namespace, update) -> bytes:

@@ -29,7 +29,7 @@ PUBLISHER_TORCH_FREE = ("publisher.training.rank_policy",)
 HARNESS_TORCH = ("simulator.bench.scenarios", "simulator.bench.methods", "simulator.bench.updates",
                  "simulator.bench.trained", "simulator.bench.baselines.full_finetune",
                  "simulator.bench.baselines.bitdelta", "simulator.bench.baselines.konecny",
-                 "simulator.bench.baselines.topk", "simulator.demo")
+                 "simulator.bench.baselines.topk", "simulator.bench.runtimes", "simulator.demo")
 
 
 def _under(name: str, prefixes: tuple[str, ...]) -> bool:

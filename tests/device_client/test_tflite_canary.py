@@ -57,6 +57,30 @@ def test_a_canary_round_trips_through_the_signed_manifest(signing) -> None:
     assert dataclasses.replace(read) == read and dataclasses.replace(read, canary=None) != read
 
 
+def test_a_relative_tolerance_travels_only_when_there_is_one(signing) -> None:
+    relative = Canary.from_arrays(X, np.ones((3, 4)), 1e-5, 1e-4)
+    absolute = Canary.from_arrays(X, np.ones((3, 4)), 1e-5)
+    assert relative.to_msgpack()["rtol"] == 1e-4 and "rtol" not in absolute.to_msgpack()
+    release = synthetic.make_full_release(synthetic.random_model_file(1), MODEL, 1, signing[0], canary=relative)
+    assert read_manifest(release.envelope, {signing[0].verify_key.key_id: signing[0].verify_key}).canary == relative
+
+
+def test_the_publisher_refuses_a_canary_that_another_runtime_here_would_fail(monkeypatch) -> None:
+    from device_client import tflite_runtime
+
+    base, honest = make_tflite(19), tflite_runtime.run
+
+    def runtimes_apart_by(offset: float):
+        return lambda path, x, runtime=None: honest(path, x) + (0.0 if runtime == "first" else offset)
+
+    monkeypatch.setattr(tflite_runtime, "installed_runtimes", lambda: ("first", "second"))
+    monkeypatch.setattr(tflite_runtime, "run", runtimes_apart_by(1e-6))  # within the default tolerance
+    assert model_canary(base, X).rtol > 0
+    monkeypatch.setattr(tflite_runtime, "run", runtimes_apart_by(1e-3))
+    with pytest.raises(ReleaseInputError, match="does not hold on second"):
+        model_canary(base, X)
+
+
 def test_a_valid_canary_map_signed_by_hand_is_accepted(signing) -> None:
     fields = synthetic.make_full_release(synthetic.random_model_file(1), MODEL, 1, signing[0]).manifest.signed_fields()
     read = read_manifest(_sign({**fields, "canary": _canary_map()}, signing[0]),
@@ -73,9 +97,11 @@ def test_a_valid_canary_map_signed_by_hand_is_accepted(signing) -> None:
      _canary_map(inputs=_array(np.ones((3, 16), np.int8), "i8")),
      _canary_map(outputs={"data": np.full(12, np.nan, "<f4").tobytes(), "dtype": "f32", "shape": [3, 4]}),
      _canary_map(outputs={"data": bytes(47), "dtype": "f32", "shape": [3, 4]}),
-     _canary_map(inputs=_array(np.zeros((1, MAX_CANARY_BYTES // 4))), outputs=_array(np.zeros((1, 4))))],
+     _canary_map(inputs=_array(np.zeros((1, MAX_CANARY_BYTES // 4))), outputs=_array(np.zeros((1, 4)))),
+     _canary_map(rtol=0.0), _canary_map(rtol=-1e-4), _canary_map(rtol=float("nan")), _canary_map(rtol=1)],
     ids=["nil", "int", "atol-0", "atol-negative", "atol-nan", "atol-inf", "atol-int", "extra-key", "no-atol",
-         "batch-mismatch", "int-codes", "nan-output", "short-data", "too-large"],
+         "batch-mismatch", "int-codes", "nan-output", "short-data", "too-large", "rtol-0-written", "rtol-negative",
+         "rtol-nan", "rtol-int"],
 )
 def test_a_signed_but_invalid_canary_is_refused(signing, canary: object) -> None:
     fields = synthetic.make_full_release(synthetic.random_model_file(1), MODEL, 1, signing[0]).manifest.signed_fields()

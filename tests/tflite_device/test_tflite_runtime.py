@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 
 from codec.apply import apply_payload
+from codec.canary import Canary
 from codec.payload import encode_payload
 from codec.quantise import lowrank_record
 from codec.tflite import tflite_slots
 from codec.weights import encode_weights, load_weights
-from device_client.tflite_runtime import TFLiteModel, canary_ok, run
+from device_client.errors import CanaryError
+from device_client.predictor import check_canary
+from device_client.tflite_runtime import TFLiteModel, installed_runtimes, interpreter_class, run
 from publisher.tflite.writer import Graph, serialize
 
 
@@ -53,17 +56,33 @@ def test_the_canary_accepts_close_outputs_and_refuses_far_or_non_finite_ones(mlp
     path = mlp.write(tmp_path / "mlp.tflite")
     x = np.random.default_rng(3).standard_normal((5, 16)).astype(np.float32)
     expected = _forward(mlp.weights, x)
-    assert canary_ok(path, x, expected, atol=1e-4)
-    assert not canary_ok(path, x, expected + 1e-2, atol=1e-4)
-    assert not canary_ok(path, x, expected[:, :3], atol=1e-4)
-    assert not canary_ok(path, x[:, :3], expected, atol=1e-4)
+
+    def canary(inputs: np.ndarray, outputs: np.ndarray) -> Canary:
+        return Canary.from_arrays(inputs, outputs, 1e-4)
+
+    check_canary(path, canary(x, expected))
+    for bad in (canary(x, expected + 1e-2), canary(x, expected[:, :3]), canary(x[:, :3], expected)):
+        with pytest.raises(CanaryError):
+            check_canary(path, bad)
     (tmp_path / "broken.tflite").write_bytes(path.read_bytes()[:100])
-    assert not canary_ok(tmp_path / "broken.tflite", x, expected, atol=1e-4)
+    with pytest.raises(CanaryError, match="cannot run"):
+        check_canary(tmp_path / "broken.tflite", canary(x, expected))
     data = bytearray(path.read_bytes())  # the codec never writes Inf: do it behind its back
     slot = tflite_slots(memoryview(data))["fc2.bias"]
     slot.view(data)[:] = np.inf
     path.write_bytes(data)
-    assert not canary_ok(path, x, expected, atol=1e-4)
+    with pytest.raises(CanaryError, match="NaN or Inf"):
+        check_canary(path, canary(x, expected))
+
+
+def test_each_installed_runtime_can_be_asked_for_by_name(mlp, tmp_path: Path) -> None:
+    path = mlp.write(tmp_path / "mlp.tflite")
+    x = np.ones((2, 16), np.float32)
+    assert installed_runtimes() and installed_runtimes()[0] == interpreter_class().__module__.split(".")[0]
+    for runtime in installed_runtimes():
+        np.testing.assert_allclose(run(path, x, runtime), _forward(mlp.weights, x), atol=1e-5, rtol=0)
+    with pytest.raises(ImportError):
+        interpreter_class("no_such_runtime")
 
 
 def test_a_patched_model_runs_the_reconstructed_weights(mlp, tmp_path: Path) -> None:
