@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import mmap
+import os
 import traceback
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +25,17 @@ import numpy as np
 from codec.arrays import CODE_MAX, WireArray, unpack
 from codec.errors import FormatError, ModelMismatchError, NonFiniteError
 from codec.fpenv import ieee_arithmetic
-from codec.limits import DEFAULT_LIMITS, Limits
+from codec.full_payload import starts_with_full_record, write_full_record
+from codec.limits import DEFAULT_LIMITS, MIB, Limits
 from codec.model_files import read_model_slots
-from codec.payload import iter_records
+from codec.payload import Payload, PayloadSource, iter_records
 from codec.records import DenseRecord, FullRecord, LowRankRecord, Record, SparseRecord, sparse_positions
 from codec.seeded import factor_codes
 from codec.weights import SlotReader, TensorSlot
 
 _FLOAT32_EXACT = 2**24
+#: Rows of a low-rank update computed at a time: about this many bytes of ΔW.
+BLOCK_BYTES = 4 * MIB
 
 
 def exact_product(u_codes: np.ndarray, v_codes: np.ndarray, u_max: int, v_max: int) -> np.ndarray:
@@ -45,11 +51,12 @@ def exact_product(u_codes: np.ndarray, v_codes: np.ndarray, u_max: int, v_max: i
     return product.astype(np.float32)
 
 
-def lowrank_delta(record: LowRankRecord) -> np.ndarray:
-    """ΔW = (su ⊙ (Qu·Qv)) ⊙ sv as a float32 out × rest array."""
+def lowrank_delta(record: LowRankRecord, rows: slice = slice(None)) -> np.ndarray:
+    """ΔW = (su ⊙ (Qu·Qv)) ⊙ sv as a float32 array: its ``rows`` of the out × rest view (default all)."""
     u, v = record.u, record.v
-    delta = exact_product(factor_codes(u), factor_codes(v), CODE_MAX[u.dtype], CODE_MAX[v.dtype])
-    np.multiply(delta, unpack(record.u_scale)[:, None], out=delta)
+    u_codes, u_scale = factor_codes(u)[rows], unpack(record.u_scale)
+    delta = exact_product(u_codes, factor_codes(v), CODE_MAX[u.dtype], CODE_MAX[v.dtype])
+    np.multiply(delta, (u_scale if u_scale.size == 1 else u_scale[rows])[:, None], out=delta)
     np.multiply(delta, unpack(record.v_scale)[None, :], out=delta)
     return delta
 
@@ -65,33 +72,57 @@ def dequantise(values: WireArray, scale: WireArray | None) -> np.ndarray:
     return rows.reshape(decoded.shape)
 
 
-def apply_record(buffer: memoryview, slots: Mapping[str, TensorSlot], record: Record) -> None:
-    """Apply one record to the tensor it names, writing only if the result is finite.
+def apply_record(buffer: memoryview | bytearray, slots: Mapping[str, TensorSlot], record: Record) -> None:
+    """Apply one record to the tensor it names, in ``buffer`` (the model file, or the tensor's own bytes).
 
-    The arithmetic runs on the tensor's logical shape (the record's); the result is written back
-    through the slot's permutation when the file stores another axis order (TFLite kernels).
+    The arithmetic runs on the tensor's logical shape (the record's); results are written back through
+    the slot's permutation when the file stores another axis order (TFLite kernels). A low-rank record
+    is applied BLOCK_BYTES of rows at a time, so the extra memory stays about that much; any block that
+    is not finite raises NonFiniteError before it is written (earlier blocks may be: callers apply to a
+    copy and drop it on an error).
     """
     if isinstance(record, FullRecord):
         raise FormatError("a full record replaces the whole file and cannot be applied to a tensor")
+    target = slot_for(slots, record).view(buffer)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught by the finiteness checks
+        if isinstance(record, LowRankRecord):
+            _add_lowrank(target, record)
+            return
+        result = _updated(target, record)
+    _check_finite(result, record)
+    target[...] = result.reshape(target.shape)  # through the slot's permutation, if it has one
+
+
+def slot_for(slots: Mapping[str, TensorSlot], record: Record) -> TensorSlot:
+    """The slot of the tensor ``record`` names, checked to have the record's shape."""
     slot = slots.get(record.name)
     if slot is None:
         raise ModelMismatchError(f"the update names tensor {record.name!r}, which the model does not have")
     if record.shape != slot.shape:
         raise ModelMismatchError(f"{record.name}: update shape {record.shape} != model shape {slot.shape}")
-    target = slot.view(buffer)
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught by the finiteness check below
-        result = _updated(target, record)
+    return slot
+
+
+def _add_lowrank(target: np.ndarray, record: LowRankRecord) -> None:
+    """``target`` (the tensor in its logical shape) becomes W + ΔW, BLOCK_BYTES of rows at a time."""
+    out, rest = record.shape[0], math.prod(record.shape[1:])
+    step = max(1, BLOCK_BYTES // (4 * rest))
+    for start in range(0, out, step):
+        rows = slice(start, min(out, start + step))
+        result = lowrank_delta(record, rows)
+        block = target[rows]
+        np.add(block.reshape(result.shape), result, out=result)
+        _check_finite(result, record)
+        block[...] = result.reshape(block.shape)
+
+
+def _check_finite(result: np.ndarray, record: Record) -> None:
     if not np.isfinite(result).all():
         raise NonFiniteError(f"{record.name}: the updated weights would contain NaN or Inf")
-    target[...] = result.reshape(target.shape)  # through the slot's permutation, if it has one
 
 
-def _updated(target: np.ndarray, record: LowRankRecord | DenseRecord | SparseRecord) -> np.ndarray:
+def _updated(target: np.ndarray, record: DenseRecord | SparseRecord) -> np.ndarray:
     """The tensor's new values in its logical shape (a new array; ``target`` is not modified)."""
-    if isinstance(record, LowRankRecord):
-        result = lowrank_delta(record)
-        np.add(target.reshape(result.shape), result, out=result)
-        return result
     if isinstance(record, DenseRecord):
         return _combine(target, dequantise(record.values, record.scale), record.mode)
     result = target.reshape(-1).copy()
@@ -107,36 +138,77 @@ def _combine(target: np.ndarray, values: np.ndarray, mode: str) -> np.ndarray:
 
 def apply_payload(
     path: Path,
-    payload: bytes,
+    payload: Payload,
     decompressed_length: int,
     limits: Limits = DEFAULT_LIMITS,
     slot_reader: SlotReader = read_model_slots,
+    *,
+    full: bool | None = None,
 ) -> bytes:
     """Apply a payload to the model file at ``path`` in place; returns the file's new sha256.
 
-    The default slot reader follows the file's content (codec.model_files): RCW or a .tflite with an
-    embedded binding. Pass ``codec.tflite.binding_slot_reader(binding)`` for a .tflite bound by content.
+    ``full`` says whether the payload is a whole model file (the manifest's payload_kind); None looks at
+    the payload (bytes only). A full payload is streamed into the file; a delta is applied tensor by
+    tensor, each read from the file, updated and written back. Extra memory stays about the largest
+    tensor plus a few MiB, and a full release's model file is never in memory. The default slot reader
+    follows the file's content (codec.model_files): RCW or a .tflite with an embedded binding; pass
+    ``codec.tflite.binding_slot_reader(binding)`` for a .tflite bound by content.
 
     The caller passes a copy of the running model: on any error the file is left half-written.
-    Extra memory is about the largest tensor (one record and one result at a time).
     """
+    if full is None:
+        if isinstance(payload, PayloadSource):
+            raise TypeError("say whether a streamed payload is full (the manifest's payload_kind)")
+        full = starts_with_full_record(payload, decompressed_length, limits)
+    if full:
+        _write_full(Path(path), payload, decompressed_length, limits)
+        return file_sha256(path)
     first, records = _records(payload, decompressed_length, limits)
     if isinstance(first, FullRecord):
-        Path(path).write_bytes(first.data)
-        return file_sha256(path)
+        raise FormatError("the payload holds a whole model file where a delta was declared")
     if Path(path).stat().st_size == 0:
         raise FormatError(f"the model file {path} is empty; restore it from the kept previous file")
-    with open(path, "r+b") as handle, mmap.mmap(handle.fileno(), 0) as mapped:
-        buffer = memoryview(mapped)
+    slots = _read_slots(path, limits, slot_reader)
+    with open(path, "r+b") as handle, ieee_arithmetic():
+        for record in itertools.chain([first], records):
+            _apply_in_file(handle.fileno(), slots, record)
+    return file_sha256(path)
+
+
+def _write_full(path: Path, payload: Payload, decompressed_length: int, limits: Limits) -> None:
+    """Stream a full payload's model file beside ``path`` and move it there only once it checked out."""
+    part = path.with_name(f"{path.name}.part")
+    try:
+        with open(part, "wb") as handle:
+            write_full_record(payload, decompressed_length, limits, handle)
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def _read_slots(path: Path, limits: Limits, slot_reader: SlotReader) -> dict[str, TensorSlot]:
+    """The file's tensors, read through a read-only map (only the pages the reader looks at are loaded)."""
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        view = memoryview(mapped)
         try:
-            _patch(buffer, itertools.chain([first], records), limits, slot_reader)
-            mapped.flush()
+            return dict(slot_reader(view, limits))
         except BaseException as exc:
-            traceback.clear_frames(exc.__traceback__)  # drop the arrays viewing the map, so it can close
+            traceback.clear_frames(exc.__traceback__)  # drop what views the map, so it can close
             raise
         finally:
-            buffer.release()
-    return file_sha256(path)
+            view.release()
+
+
+def _apply_in_file(descriptor: int, slots: Mapping[str, TensorSlot], record: Record) -> None:
+    """Read the tensor ``record`` names, apply it, write the tensor back."""
+    if isinstance(record, FullRecord):
+        raise FormatError("a full record replaces the whole file and cannot be applied to a tensor")
+    slot = slot_for(slots, record)
+    tensor = bytearray(slot.nbytes)  # read into it: no second copy of the tensor
+    if os.preadv(descriptor, [tensor], slot.offset) != slot.nbytes:
+        raise FormatError(f"{record.name}: the model file ends inside the tensor")
+    apply_record(tensor, {record.name: replace(slot, offset=0)}, record)
+    os.pwrite(descriptor, tensor, slot.offset)
 
 
 def apply_to_bytes(
@@ -163,7 +235,7 @@ def apply_to_bytes(
     return data, hashlib.sha256(data).digest()
 
 
-def _records(payload: bytes, decompressed_length: int, limits: Limits) -> tuple[Record, Iterator[Record]]:
+def _records(payload: Payload, decompressed_length: int, limits: Limits) -> tuple[Record, Iterator[Record]]:
     """The payload's first record and an iterator over the rest (a full record is checked to stand alone)."""
     records = iter_records(payload, decompressed_length, limits)
     first = next(records, None)

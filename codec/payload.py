@@ -4,13 +4,17 @@ Frames are compressed against the format's template dictionary (codec.dictionary
 decompressed with it, which also reads frames made without it.
 
 Encoding builds the whole document; decoding streams it, record by record, so a reader holds at most
-one record in memory and stops the moment the decompressed bytes pass the declared length.
+one record in memory and stops the moment the decompressed bytes pass the declared length. A payload
+is given as bytes or as a ``PayloadSource``: a readable stream that knows its length (a device reads
+its spooled chunks that way, without putting them together first).
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Protocol, runtime_checkable
 
 import msgpack
 import zstandard
@@ -23,7 +27,21 @@ from codec.records import FullRecord, Record, record_from_msgpack
 PAYLOAD_FORMAT = 1
 DEFAULT_LEVEL = 19
 _WINDOW_LOG = 23  # 8 MiB: the default Limits.max_window_bytes
-_READ_SIZE = 64 * KIB
+READ_SIZE = 64 * KIB
+#: The longest zstd frame header (ZSTD_FRAMEHEADERSIZE_MAX): all get_frame_parameters reads.
+_FRAME_HEADER_MAX = 18
+
+
+@runtime_checkable
+class PayloadSource(Protocol):
+    """A payload read as a stream: its length in bytes, and ``read`` as a binary file's."""
+
+    def __len__(self) -> int: ...
+
+    def read(self, size: int = -1) -> bytes: ...
+
+
+Payload = bytes | bytearray | memoryview | PayloadSource
 
 
 def encode_document(records: Sequence[Record]) -> bytes:
@@ -58,21 +76,21 @@ def encode_payload(records: Sequence[Record], level: int = DEFAULT_LEVEL) -> tup
 
 
 def iter_records(
-    payload: bytes, decompressed_length: int, limits: Limits = DEFAULT_LIMITS
+    payload: Payload, decompressed_length: int, limits: Limits = DEFAULT_LIMITS
 ) -> Iterator[Record]:
     """Yield the payload's records one at a time, validating everything against ``limits``.
 
     Raises FormatError, LimitError or IntegrityError; never anything else for hostile bytes.
     """
-    stream = _BoundedDecompressor(payload, decompressed_length, limits)
+    stream = BoundedDecompressor(payload, decompressed_length, limits)
     unpacker = msgpack.Unpacker(
-        stream, read_size=_READ_SIZE, max_buffer_size=limits.max_record_bytes + _READ_SIZE,
-        max_str_len=4 * limits.max_name_length, max_bin_len=limits.max_record_bytes + _READ_SIZE,
+        stream, read_size=READ_SIZE, max_buffer_size=limits.max_record_bytes + READ_SIZE,
+        max_str_len=4 * limits.max_name_length, max_bin_len=limits.max_record_bytes + READ_SIZE,
         max_array_len=max(limits.max_records, limits.max_dims), max_map_len=16, max_ext_len=0,
         raw=False, strict_map_key=True, use_list=True,
     )
-    try:
-        count = _read_header(unpacker, limits)
+    with decoding_errors(limits):
+        count = read_header(unpacker, limits)
         names: set[str] = set()
         for _ in range(count):
             start = unpacker.tell()
@@ -87,7 +105,14 @@ def iter_records(
                 raise FormatError(f"record name {record.name!r} appears twice; names are unique within a payload")
             names.add(record.name)
             yield record
-        _expect_end(unpacker, stream)
+        expect_end(unpacker, stream)
+
+
+@contextmanager
+def decoding_errors(limits: Limits) -> Iterator[None]:
+    """Within: what msgpack raises on hostile bytes becomes the codec's FormatError or LimitError."""
+    try:
+        yield
     except UpdateError:
         raise
     except msgpack.OutOfData:
@@ -98,12 +123,12 @@ def iter_records(
         raise FormatError(f"the payload is not a valid msgpack document: {exc}") from None
 
 
-def decode_payload(payload: bytes, decompressed_length: int, limits: Limits = DEFAULT_LIMITS) -> list[Record]:
+def decode_payload(payload: Payload, decompressed_length: int, limits: Limits = DEFAULT_LIMITS) -> list[Record]:
     """All records of a payload (for tools; devices use iter_records to hold one at a time)."""
     return list(iter_records(payload, decompressed_length, limits))
 
 
-def _read_header(unpacker: msgpack.Unpacker, limits: Limits) -> int:
+def read_header(unpacker: msgpack.Unpacker, limits: Limits) -> int:
     if unpacker.read_map_header() != 2 or unpacker.unpack() != "format":
         raise FormatError("a payload document is a map whose first key is 'format'")
     version = unpacker.unpack()
@@ -117,7 +142,7 @@ def _read_header(unpacker: msgpack.Unpacker, limits: Limits) -> int:
     return count
 
 
-def _expect_end(unpacker: msgpack.Unpacker, stream: _BoundedDecompressor) -> None:
+def expect_end(unpacker: msgpack.Unpacker, stream: BoundedDecompressor) -> None:
     document_end = unpacker.tell()
     try:
         unpacker.unpack()
@@ -127,17 +152,22 @@ def _expect_end(unpacker: msgpack.Unpacker, stream: _BoundedDecompressor) -> Non
     raise FormatError("the payload has data after its document")
 
 
-class _BoundedDecompressor(io.RawIOBase):
+class BoundedDecompressor(io.RawIOBase):
     """A readable stream of the decompressed payload that refuses to pass the declared length."""
 
-    def __init__(self, payload: bytes, declared: int, limits: Limits) -> None:
+    def __init__(self, payload: Payload, declared: int, limits: Limits) -> None:
         super().__init__()
         if len(payload) > limits.max_payload_bytes:
             raise LimitError(f"payload of {len(payload)} bytes exceeds the limit of {limits.max_payload_bytes}")
         if not 0 < declared <= limits.max_decompressed_bytes:
             raise LimitError(f"declared decompressed length {declared} is outside 1..{limits.max_decompressed_bytes}")
+        if isinstance(payload, PayloadSource):
+            head = payload.read(_FRAME_HEADER_MAX)
+            payload = _Prefixed(head, payload)
+        else:
+            head = bytes(payload[:_FRAME_HEADER_MAX])
         try:
-            frame = zstandard.get_frame_parameters(payload)
+            frame = zstandard.get_frame_parameters(head)
         except zstandard.ZstdError as exc:
             raise FormatError(f"the payload is not a zstd frame: {exc}") from None
         if frame.window_size > limits.max_window_bytes:
@@ -153,7 +183,7 @@ class _BoundedDecompressor(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
-        size = _READ_SIZE if size is None or size < 0 else min(size, _READ_SIZE)
+        size = READ_SIZE if size is None or size < 0 else min(size, READ_SIZE)
         try:
             piece = self._reader.read(size)
         except zstandard.ZstdError as exc:
@@ -171,3 +201,26 @@ class _BoundedDecompressor(io.RawIOBase):
             )
         if document_end != self._produced:  # an incomplete msgpack object after the document
             raise FormatError("the payload has data after its document")
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream whose first bytes were already read (``head``), then the rest of ``source``."""
+
+    def __init__(self, head: bytes, source: PayloadSource) -> None:
+        super().__init__()
+        self._head, self._source = head, source
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            piece = self._head if size is None or size < 0 else self._head[:size]
+            self._head = self._head[len(piece):]
+            return piece
+        return self._source.read(size)
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001 - the buffer protocol
+        piece = self.read(len(buffer))
+        buffer[: len(piece)] = piece
+        return len(piece)

@@ -119,12 +119,12 @@ def record_from_msgpack(obj: object, limits: Limits) -> Record:
     optional = {"scale"} if kind in ("dense", "sparse") else set()
     if not _KEYS[kind] <= set(obj) <= _KEYS[kind] | optional:
         raise FormatError(f"{kind} record must have exactly the keys {sorted(_KEYS[kind])} (+ {optional or 'none'})")
-    name = _read_name(obj["name"], limits)
+    name = read_name(obj["name"], limits)
     reader = {"lowrank": _read_lowrank, "dense": _read_dense, "sparse": _read_sparse, "full": _read_full}
     return reader[kind](obj, name, limits)
 
 
-def _read_name(value: object, limits: Limits) -> str:
+def read_name(value: object, limits: Limits) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= limits.max_name_length:
         raise FormatError(f"record name must be a string of 1 to {limits.max_name_length} characters")
     if not value.isprintable():

@@ -1,7 +1,8 @@
 """Chunks on disk: a release's chunks survive a reconnect or a restart, so none is fetched twice.
 
 MODEL_DIR/.spool/<model>/<version>-<payload sha256 prefix>/chunks/<index> holds each chunk, verified
-against the signed manifest before it is kept and again when the spool is reopened after a restart.
+against the signed manifest before it is kept, again when the spool is reopened after a restart, and
+again as the payload is read from the chunks for applying (they are never copied into one file).
 refused.json remembers the last refused manifest, so a restart does not download it again.
 """
 
@@ -11,6 +12,7 @@ import hashlib
 import itertools
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,6 +21,26 @@ from codec.errors import ChunkError, IntegrityError
 from codec.manifest import Manifest
 from device_client.files import write_atomic
 from device_client.status import LastError
+
+
+class SpooledPayload:
+    """A release's payload read chunk by chunk (a codec.payload.PayloadSource)."""
+
+    def __init__(self, chunks: Iterator[bytes], length: int) -> None:
+        self._chunks, self._length, self._pending = chunks, length, b""
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._pending:
+            self._pending = next(self._chunks, None)
+            if self._pending is None:
+                self._pending = b""
+                return b""
+        size = len(self._pending) if size is None or size < 0 else size
+        piece, self._pending = self._pending[:size], self._pending[size:]
+        return piece
 
 
 class ReleaseSpool:
@@ -64,19 +86,22 @@ class ReleaseSpool:
         return len(self._have)
 
 
-    def assemble(self) -> Path:
-        """The payload as one file, streamed chunk by chunk and checked against the manifest."""
-        payload = self.directory / "payload"
+    def payload(self) -> SpooledPayload:
+        """The payload as a stream over the spooled chunks (never put together on disk), after checking
+        the whole of it against the manifest's length and sha256."""
         digest, length = hashlib.sha256(), 0
-        with open(payload, "wb") as out:
-            for index in range(self.manifest.chunk_count):
-                data = (self._chunks / str(index)).read_bytes()
-                verify_chunk(self.manifest, index, data)
-                digest.update(data)
-                length += out.write(data)
+        for data in self._verified_chunks():
+            digest.update(data)
+            length += len(data)
         if length != self.manifest.payload_length or digest.digest() != self.manifest.payload_sha256:
-            raise IntegrityError("the reassembled payload does not match the manifest's length and sha256")
-        return payload
+            raise IntegrityError("the spooled payload does not match the manifest's length and sha256")
+        return SpooledPayload(self._verified_chunks(), length)
+
+    def _verified_chunks(self) -> Iterator[bytes]:
+        for index in range(self.manifest.chunk_count):
+            data = (self._chunks / str(index)).read_bytes()
+            verify_chunk(self.manifest, index, data)
+            yield data
 
     def _hold(self, index: int) -> None:
         self._have.add(index)

@@ -52,7 +52,11 @@ class ModelStore(Protocol):
         """The highest version an operator rolled back; releases up to it are not installed again."""
 
     def stage(self, model: str, copy_current: bool) -> Path:
-        """A new private file to write the next model into: a copy of the running one, or empty."""
+        """A new private file to write the next model into: a copy of the running one, or empty. The kept
+        previous file is given up first, so a release needs the room of one model file, not two."""
+
+    def room(self, model: str) -> int:
+        """Bytes a release of ``model`` may use: free disk space, and the previous file staging gives up."""
 
     def commit(self, model: str, staged: Path, version: int, sha256: bytes) -> Installed:
         """Atomically make ``staged`` the running model, keeping the replaced one for rollback."""
@@ -92,6 +96,7 @@ class FileModelStore:
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob(".staged-*"):
             stale.unlink()
+        self._give_up_previous(model)
         staged = directory / f".staged-{secrets.token_hex(4)}"
         if copy_current:
             if self.current(model) is None:
@@ -104,6 +109,22 @@ class FileModelStore:
         else:
             staged.touch()
         return staged
+
+    def room(self, model: str) -> int:
+        folder = self.root / model if (self.root / model).is_dir() else self.root
+        while not folder.exists():
+            folder = folder.parent
+        previous = self._file(model, "previous", self._read_state(model).get("previous"))
+        return shutil.disk_usage(folder).free + (previous.stat().st_size if previous.is_file() else 0)
+
+    def _give_up_previous(self, model: str) -> None:
+        """Remove the kept previous file (and its record): a rollback target only until the next release."""
+        with self._locked(model):
+            state = self._recovered(model)
+            previous = self._file(model, "previous", state.get("previous"))
+            if state.get("previous") is not None:
+                self._write_state(model, {**state, "previous": None})
+            previous.unlink(missing_ok=True)
 
     def commit(self, model: str, staged: Path, version: int, sha256: bytes) -> Installed:
         with self._locked(model):

@@ -15,9 +15,9 @@ swap, so a model that fails it never runs.
 from __future__ import annotations
 
 import enum
+import errno
 import hashlib
 import logging
-import mmap
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -27,7 +27,7 @@ from codec.apply import apply_payload
 from codec.canary import Canary
 from codec.errors import BaseMismatchError, FloatEnvironmentError, IntegrityError, UpdateError, WrongModelError
 from codec.keys import VerifyKey
-from codec.limits import Limits
+from codec.limits import MIB, Limits
 from codec.manifest import Manifest, check_applicable, read_manifest, read_manifest_unverified
 from codec.topics import chunk_topic, manifest_topic
 from device_client.errors import DeviceError, RolledBackError
@@ -36,6 +36,8 @@ from device_client.status import LastError, Progress
 from device_client.store import Installed, ModelStore
 
 log = logging.getLogger("rankcast.device")
+#: Room a release leaves free besides its own files (state.json, logs, the file system's own needs).
+ROOM_MARGIN = 4 * MIB
 
 
 class State(enum.Enum):
@@ -127,6 +129,11 @@ class ModelUpdater:
             self._drop_release()
             self._enter(State.IDLE)
         elif self.release is None or self.release.manifest.payload_sha256 != manifest.payload_sha256:
+            try:
+                self._check_room(manifest)
+            except OSError as exc:  # the device's disk, not the release: not remembered
+                self._refuse(exc, manifest.version, remember=False)
+                return
             self._start(manifest)
 
     def on_chunk(self, version: int, index: int, data: bytes) -> None:
@@ -158,10 +165,11 @@ class ModelUpdater:
         staged = None
         try:
             self._check_policy(manifest, self.installed)
-            payload = release.assemble()
-            staged = self.store.stage(self.model, copy_current=manifest.payload_kind == "delta")
-            with open(payload, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                sha256 = apply_payload(staged, data, manifest.decompressed_length, self.limits, self.store.slot_reader)
+            payload = release.payload()
+            full = manifest.payload_kind == "full"
+            staged = self.store.stage(self.model, copy_current=not full)
+            sha256 = apply_payload(staged, payload, manifest.decompressed_length, self.limits, self.store.slot_reader,
+                                   full=full)
             self._enter(State.VERIFYING)
             if sha256 != manifest.target_sha256:
                 raise IntegrityError(
@@ -258,6 +266,17 @@ class ModelUpdater:
             manifest, model=self.model, current_version=installed.version if installed else None,
             current_sha256=installed.sha256 if installed else None, now=self.clock(),
         )
+
+    def _check_room(self, manifest: Manifest) -> None:
+        """Refuse up front (disk-full) a release the disk cannot hold: its spooled chunks and the staged file,
+        as large as the running one (a delta) or as the payload's document (a full release)."""
+        installed = self.installed
+        staged = manifest.decompressed_length if manifest.payload_kind == "full" or installed is None else \
+            installed.path.stat().st_size
+        need, room = manifest.payload_length + staged + ROOM_MARGIN, self.store.room(self.model)
+        if room < need:
+            raise OSError(errno.ENOSPC, f"release {manifest.version} needs {need >> 20} MiB on disk, "
+                          f"{room >> 20} MiB are free; free space and restart the client")
 
     def _start(self, manifest: Manifest) -> None:
         self._queued = []

@@ -1,4 +1,4 @@
-"""`rankcast bench [updates|codec|fleet|runtimes]`: measured figures, printed and written to files."""
+"""`rankcast bench [updates|codec|fleet|runtimes|device]`: measured figures, printed and written to files."""
 
 from __future__ import annotations
 
@@ -9,26 +9,32 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench",
-        help="benchmarks: update size vs accuracy (default), codec throughput, fleet scale",
+        help="benchmarks: update size vs accuracy (default), codec, fleet, TFLite runtimes, device cost",
         description="updates: trains the factorised update and every baseline on the digits scenarios and "
         "reports accuracy against real update bytes (DIR/bench.json, DIR/bench.png). "
-        "codec: encode, decode and apply throughput for a 10M-parameter model with rank-8 updates. "
+        "codec: encode, decode and apply throughput and apply's peak memory for 10M- and 50M-parameter models "
+        "with rank-8 updates (DIR/codec_bench.json). "
         "fleet: takes fleets of simulated devices through a release and reports completion, peak memory and "
-        "CPU (DIR/scale.json). runtimes: how far TFLite runtimes and CPUs disagree on two digits models, against "
+        "CPU (DIR/scale.json). runtimes: how far TFLite runtimes and CPUs disagree on four models, against "
         "the canary's default tolerance (DIR/runtimes.json); --python adds an interpreter to compare, e.g. "
-        ".venv-device/bin/python or .aarch64/bin/python-tflite.",
+        ".venv-device/bin/python or .aarch64/bin/python-tflite. device: peak memory and disk of a real device "
+        "process taking a full and a delta release of a large model (DIR/device.json).",
     )
-    parser.add_argument("what", nargs="?", choices=("updates", "codec", "fleet", "runtimes"), default="updates")
+    parser.add_argument("what", nargs="?", choices=("updates", "codec", "fleet", "runtimes", "device"),
+                        default="updates")
     parser.add_argument("--quick", action="store_true", help="fewer knob values and epochs (about 5 minutes)")
     parser.add_argument("--out", type=Path, default=Path("bench-out"), metavar="DIR", help="output directory")
     parser.add_argument("--jobs", type=_at_least_one, default=None, metavar="N",
                         help="updates: cases run in N processes at once (default: one per CPU core)")
-    parser.add_argument("--params", type=float, default=10e6, help="codec: model size in parameters")
+    parser.add_argument("--params", type=float, nargs="+", default=[10e6, 50e6], metavar="N",
+                        help="codec: model sizes in parameters (default 10e6 50e6)")
     parser.add_argument("--rank", type=int, default=8, help="codec: rank of every update")
     parser.add_argument("--repeats", type=int, default=3, help="codec: timed repetitions (best is reported)")
     parser.add_argument("--devices", type=int, nargs="+", default=[1000], metavar="N",
                         help="fleet: fleet sizes to run, ascending (default 1000)")
     parser.add_argument("--link", default="wifi", metavar="PROFILE", help="fleet: link profile (default wifi)")
+    parser.add_argument("--model-mib", type=_at_least_one, nargs="+", default=[50, 200], metavar="MIB",
+                        help="device: model sizes in MiB (default 50 200)")
     parser.add_argument("--python", action="append", default=[], metavar="PATH",
                         help="runtimes: another Python to run the models in (repeatable)")
     parser.set_defaults(run=run)
@@ -48,7 +54,11 @@ def run(args: argparse.Namespace) -> int:
     if args.what == "codec":
         from simulator.bench.codec import run_codec_bench
 
-        return run_codec_bench(int(args.params), args.rank, args.repeats, args.out)
+        return run_codec_bench([int(size) for size in args.params], args.rank, args.repeats, args.out)
+    if args.what == "device":
+        from simulator.bench.device import run_device_bench
+
+        return run_device_bench(args.model_mib, args.out)
     if args.what == "runtimes":
         from simulator.bench.runtimes import run_runtimes_bench
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 import shutil
 import tempfile
 import time
@@ -120,12 +121,15 @@ def format_report(result: CodecBenchResult) -> str:
     ])
 
 
-def run_codec_bench(parameters: int, rank: int, repeats: int, out: Path) -> int:
-    """`rankcast bench codec`: print the figures and write OUT/codec_bench.json."""
-    result = measure(parameters, rank, max(1, repeats))
-    print(format_report(result))
+def run_codec_bench(parameters: list[int], rank: int, repeats: int, out: Path) -> int:
+    """`rankcast bench codec`: print the figures of every model size and write OUT/codec_bench.json."""
+    machine = f"{platform.machine()}, NumPy {np.__version__}"
+    results = []
+    for size in parameters:
+        result = measure(size, rank, max(1, repeats))
+        print(f"{machine}\n{format_report(result)}")
+        results.append(asdict(result) | {"decode_over_zstd": result.decode_over_zstd})
     out.mkdir(parents=True, exist_ok=True)
-    report = asdict(result) | {"decode_over_zstd": result.decode_over_zstd}
-    (out / "codec_bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "codec_bench.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
     print(f"wrote {out / 'codec_bench.json'}")
     return 0

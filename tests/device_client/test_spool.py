@@ -35,15 +35,19 @@ def test_chunks_survive_a_restart_and_damaged_files_are_dropped(tmp_path: Path, 
     assert reopened.chunks_done == 2 and 1 in reopened.missing()
 
 
-def test_the_assembled_payload_is_the_release_payload(tmp_path: Path, release) -> None:
+def test_the_payload_is_read_from_the_chunks_without_a_copy_on_disk(tmp_path: Path, release) -> None:
     spooled = Spool(tmp_path).open(release.manifest)
     for index, chunk in enumerate(release.chunks):
         spooled.put(index, chunk)
     assert spooled.complete
-    assert spooled.assemble().read_bytes() == b"".join(release.chunks)
+    payload = spooled.payload()
+    assert len(payload) == release.manifest.payload_length
+    pieces = iter(lambda: payload.read(37), b"")
+    assert b"".join(pieces) == b"".join(release.chunks) and payload.read() == b""
+    assert sorted(p.name for p in spooled.directory.iterdir()) == ["chunks"]
     (spooled.directory / "chunks" / "0").write_bytes(b"changed after arrival")
     with pytest.raises(IntegrityError):
-        spooled.assemble()
+        spooled.payload()
 
 
 def test_opening_another_release_drops_the_old_one(tmp_path: Path, signing, base_model, release) -> None:

@@ -45,6 +45,21 @@ def test_commit_swaps_in_the_new_file_and_keeps_the_previous(tmp_path: Path) -> 
     assert not list((tmp_path / "models" / "m").glob(".staged-*"))
 
 
+def test_staging_gives_up_the_previous_file_so_a_release_needs_the_room_of_one_model(tmp_path: Path) -> None:
+    store = FileModelStore(tmp_path / "models")
+    _install(store, tmp_path, b"v1", 1)
+    _commit(store, b"v2" * 1000, 2)
+    previous = tmp_path / "models" / "m" / "previous.rcw"
+    room = store.room("m")
+    assert previous.read_bytes() == b"v1" and room >= 2
+    staged = store.stage("m", copy_current=True)
+    assert not previous.exists() and staged.read_bytes() == b"v2" * 1000
+    with pytest.raises(NoPreviousError):
+        store.rollback("m")
+    store.commit("m", staged, 3, _sha(staged.read_bytes()))
+    assert previous.read_bytes() == b"v2" * 1000, "the file just replaced is kept again"
+
+
 def test_stage_copies_the_running_model_for_a_delta(tmp_path: Path) -> None:
     store = FileModelStore(tmp_path / "models")
     with pytest.raises(NotInstalledError):

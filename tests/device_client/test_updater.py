@@ -224,6 +224,23 @@ def test_memory_stays_bounded_while_a_large_release_downloads(make_device, retai
     assert _running(device) == model_file
 
 
+def test_a_release_the_disk_cannot_hold_is_refused_up_front_and_retried_later(
+    make_device, retained, signing, base_model, monkeypatch
+) -> None:
+    release, expected = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0])
+    retained.add(release)
+    device = make_device()
+    monkeypatch.setattr(device.store, "room", lambda model: 1000)
+    retained.pump(device)
+    error = device.status().last_error
+    assert error.code == "disk-full" and "MiB on disk" in error.message and _running(device) == base_model
+    assert not list(device.config.model_dir.glob(".spool/*/*/chunks/*")), "nothing downloaded"
+    monkeypatch.undo()
+    restarted = make_device()  # space was freed and the client restarted: a disk-full is not remembered
+    retained.pump(restarted)
+    assert _running(restarted) == expected
+
+
 def test_a_manifest_for_another_model_is_refused(make_device, retained, signing, base_model) -> None:
     release, _ = synthetic.make_delta_release(base_model, 2, "other-model", 2, signing[0])
     _refused(make_device(), retained, release.envelope, "wrong-model")
