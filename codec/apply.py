@@ -10,6 +10,7 @@ calling thread in IEEE default arithmetic (codec.fpenv), whatever a library load
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import math
@@ -53,12 +54,23 @@ def exact_product(u_codes: np.ndarray, v_codes: np.ndarray, u_max: int, v_max: i
 
 def lowrank_delta(record: LowRankRecord, rows: slice = slice(None)) -> np.ndarray:
     """ΔW = (su ⊙ (Qu·Qv)) ⊙ sv as a float32 array: its ``rows`` of the out × rest view (default all)."""
-    u, v = record.u, record.v
-    u_codes, u_scale = factor_codes(u)[rows], unpack(record.u_scale)
-    delta = exact_product(u_codes, factor_codes(v), CODE_MAX[u.dtype], CODE_MAX[v.dtype])
-    np.multiply(delta, (u_scale if u_scale.size == 1 else u_scale[rows])[:, None], out=delta)
-    np.multiply(delta, unpack(record.v_scale)[None, :], out=delta)
-    return delta
+    return _LowRankTerms(record).delta(rows)
+
+
+class _LowRankTerms:
+    """A low-rank record's integer codes and scales, expanded once and shared by every block of rows."""
+
+    def __init__(self, record: LowRankRecord) -> None:
+        self.u_codes, self.v_codes = factor_codes(record.u), factor_codes(record.v)
+        self.u_max, self.v_max = CODE_MAX[record.u.dtype], CODE_MAX[record.v.dtype]
+        self.u_scale, self.v_scale = unpack(record.u_scale), unpack(record.v_scale)
+
+    def delta(self, rows: slice) -> np.ndarray:
+        """The ``rows`` of ΔW (float32, exact products, scales applied in the format's order)."""
+        delta = exact_product(self.u_codes[rows], self.v_codes, self.u_max, self.v_max)
+        np.multiply(delta, (self.u_scale if self.u_scale.size == 1 else self.u_scale[rows])[:, None], out=delta)
+        np.multiply(delta, self.v_scale[None, :], out=delta)
+        return delta
 
 
 def dequantise(values: WireArray, scale: WireArray | None) -> np.ndarray:
@@ -77,9 +89,9 @@ def apply_record(buffer: memoryview | bytearray, slots: Mapping[str, TensorSlot]
 
     The arithmetic runs on the tensor's logical shape (the record's); results are written back through
     the slot's permutation when the file stores another axis order (TFLite kernels). A low-rank record
-    is applied BLOCK_BYTES of rows at a time, so the extra memory stays about that much; any block that
-    is not finite raises NonFiniteError before it is written (earlier blocks may be: callers apply to a
-    copy and drop it on an error).
+    is applied BLOCK_BYTES of rows at a time, so the extra memory stays about that much plus the factors'
+    codes (expanded once per record); any block that is not finite raises NonFiniteError before it is
+    written (earlier blocks may be: callers apply to a copy and drop it on an error).
     """
     if isinstance(record, FullRecord):
         raise FormatError("a full record replaces the whole file and cannot be applied to a tensor")
@@ -107,9 +119,10 @@ def _add_lowrank(target: np.ndarray, record: LowRankRecord) -> None:
     """``target`` (the tensor in its logical shape) becomes W + ΔW, BLOCK_BYTES of rows at a time."""
     out, rest = record.shape[0], math.prod(record.shape[1:])
     step = max(1, BLOCK_BYTES // (4 * rest))
+    terms = _LowRankTerms(record)
     for start in range(0, out, step):
         rows = slice(start, min(out, start + step))
-        result = lowrank_delta(record, rows)
+        result = terms.delta(rows)
         block = target[rows]
         np.add(block.reshape(result.shape), result, out=result)
         _check_finite(result, record)
@@ -208,7 +221,16 @@ def _apply_in_file(descriptor: int, slots: Mapping[str, TensorSlot], record: Rec
     if os.preadv(descriptor, [tensor], slot.offset) != slot.nbytes:
         raise FormatError(f"{record.name}: the model file ends inside the tensor")
     apply_record(tensor, {record.name: replace(slot, offset=0)}, record)
-    os.pwrite(descriptor, tensor, slot.offset)
+    _write_at(descriptor, memoryview(tensor), slot.offset)
+
+
+def _write_at(descriptor: int, data: memoryview, offset: int) -> None:
+    """Write all of ``data`` at ``offset``: pwrite may write less (a full disk, a signal)."""
+    while data:
+        written = os.pwrite(descriptor, data, offset)
+        if written == 0:
+            raise OSError(errno.ENOSPC, "no space left to write the updated tensor")
+        data, offset = data[written:], offset + written
 
 
 def apply_to_bytes(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -24,7 +25,9 @@ import numpy as np
 from codec.errors import FloatEnvironmentError
 
 #: glibc's and musl's FE_DFL_ENV: ((const fenv_t *) -1).
-_FE_DFL_ENV = ctypes.c_void_p(-1)
+_LINUX_FE_DFL_ENV = -1
+#: The exported default environments FE_DFL_ENV points to elsewhere: bionic and FreeBSD, then macOS.
+_DEFAULT_ENV_SYMBOLS = ("__fe_dfl_env", "_FE_DFL_ENV")
 #: Room for an fenv_t: 32 bytes on x86-64, 8 on aarch64, 28 or 32 elsewhere.
 _FENV_BYTES = 128
 
@@ -49,11 +52,12 @@ def ieee_arithmetic() -> Iterator[None]:
     """Within the block the calling thread computes with IEEE defaults; its environment comes back after.
 
     Raises FloatEnvironmentError, before anything is computed, if the environment flushes subnormals or
-    rounds otherwise and cannot be reset (no C library with fesetenv).
+    rounds otherwise and cannot be reset (no C library with fesetenv, or no known FE_DFL_ENV).
     """
     libm = _libm()
+    default = None if libm is None else _default_env(libm)
     saved = ctypes.create_string_buffer(_FENV_BYTES)
-    changed = libm is not None and libm.fegetenv(saved) == 0 and libm.fesetenv(_FE_DFL_ENV) == 0
+    changed = default is not None and libm.fegetenv(saved) == 0 and libm.fesetenv(default) == 0
     try:
         if not is_ieee_default():
             raise FloatEnvironmentError(
@@ -74,6 +78,17 @@ def _libm() -> ctypes.CDLL | None:
             library = ctypes.CDLL(name)
             library.fegetenv.argtypes = library.fesetenv.argtypes = [ctypes.c_void_p]
             return library
-        except (OSError, AttributeError):
+        except (OSError, AttributeError, TypeError):  # TypeError: CDLL(None) on Windows
             continue
     return None
+
+
+def _default_env(library: ctypes.CDLL) -> ctypes.c_void_p | None:
+    """FE_DFL_ENV for this C library: an exported symbol's address, glibc's and musl's -1 on Linux, or
+    None where neither is known (then nothing is reset and only the check in ieee_arithmetic runs)."""
+    for symbol in _DEFAULT_ENV_SYMBOLS:
+        try:
+            return ctypes.c_void_p(ctypes.addressof(ctypes.c_char.in_dll(library, symbol)))
+        except ValueError:
+            continue
+    return ctypes.c_void_p(_LINUX_FE_DFL_ENV) if sys.platform.startswith("linux") else None

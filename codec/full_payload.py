@@ -3,8 +3,10 @@
 A full payload's document is {"format": 1, "records": [{"kind": "full", "name": str, "data": bin}]}
 (docs/format.md sections 2 and 3). Decoding it with the record reader would hold the whole model file
 (and msgpack's copy of it) in memory; here the bin is copied from the decompressed stream to the file
-in pieces of PIECE bytes, and everything else is checked exactly as codec.payload checks it: the
-header, the record's keys, kind and name, the declared length and nothing after the document.
+in pieces of PIECE bytes. The keys, the kind and the name are read as msgpack strings of bounded length
+(nothing else is decoded, so no value can cost more memory than its bytes), and the rest is checked as
+codec.payload checks it: the header, the record's size against ``max_record_bytes``, the declared
+length and nothing after the document.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import msgpack
 
 from codec.errors import FormatError, LimitError
 from codec.limits import MIB, Limits
-from codec.payload import READ_SIZE, BoundedDecompressor, Payload, decoding_errors, expect_end, read_header
+from codec.payload import READ_SIZE, BoundedDecompressor, Payload, decoding_errors, expect_end, read_header, read_str
 from codec.records import read_name
 
 #: Bytes copied at a time from the decompressed stream to the file.
@@ -25,18 +27,22 @@ _BIN_LENGTH_BYTES = {0xC4: 1, 0xC5: 2, 0xC6: 4}
 
 
 def starts_with_full_record(payload: Payload, decompressed_length: int, limits: Limits) -> bool:
-    """Whether the payload's first record is a full record (decodes only up to where that shows)."""
+    """Whether the payload's first record is a full record (decodes only up to where that shows).
+
+    Only the record's leading keys, its kind and its name are read; at the first other key (a delta's)
+    the answer is no, and the records' decoder reports whatever else is wrong.
+    """
     with decoding_errors(limits):
         unpacker = _unpacker(BoundedDecompressor(payload, decompressed_length, limits), limits)
-        if read_header(unpacker, limits) < 1:
-            return False
-        if unpacker.read_map_header() < 1:
+        if read_header(unpacker, limits) < 1 or unpacker.read_map_header() < 1:
             return False
         for _ in range(len(_FULL_KEYS)):
-            key = unpacker.unpack()
+            key = read_str(unpacker, limits)
             if key == "data":
                 return True  # only a full record has data at its top level
-            value = unpacker.unpack()
+            if key not in _FULL_KEYS:
+                return False
+            value = read_str(unpacker, limits)
             if key == "kind":
                 return value == "full"
         return False
@@ -54,23 +60,31 @@ def write_full_record(payload: Payload, decompressed_length: int, limits: Limits
         count = read_header(unpacker, limits)
         if count != 1:
             raise FormatError(f"the payload holds {count} records, not a full record (one whole model file)")
+        record_start = unpacker.tell()
         if unpacker.read_map_header() != len(_FULL_KEYS):
             raise FormatError(f"a full record must have exactly the keys {sorted(_FULL_KEYS)}")
         seen: dict[str, object] = {}
         for _ in range(len(_FULL_KEYS)):
-            key = unpacker.unpack()
+            key = read_str(unpacker, limits)
             if key not in _FULL_KEYS or key in seen:
                 raise FormatError(f"a full record must have exactly the keys {sorted(_FULL_KEYS)}")
-            seen[key] = _copy_bin(unpacker, limits, out) if key == "data" else unpacker.unpack()
+            if key == "data":
+                seen[key] = _copy_bin(unpacker, limits.max_record_bytes - (unpacker.tell() - record_start), out)
+            else:
+                seen[key] = read_str(unpacker, limits)
             if key == "kind" and seen[key] != "full":
-                raise FormatError(f"the payload's record is {seen[key]!r}, not a full record")
+                raise FormatError(f"the payload's record is {seen[key]!r:.40}, not a full record")
+        size = unpacker.tell() - record_start
+        if size > limits.max_record_bytes:
+            raise LimitError(f"a record of {size} bytes exceeds the limit of {limits.max_record_bytes}")
         name = read_name(seen["name"], limits)
         expect_end(unpacker, stream)
         return name
 
 
-def _copy_bin(unpacker: msgpack.Unpacker, limits: Limits, out: BinaryIO) -> int:
-    """Copy a msgpack bin from the stream to ``out`` in pieces; returns its length."""
+def _copy_bin(unpacker: msgpack.Unpacker, room: int, out: BinaryIO) -> int:
+    """Copy a msgpack bin of at most ``room`` bytes (header included) from the stream to ``out`` in
+    pieces; returns its length."""
     marker = unpacker.read_bytes(1)
     if not marker or marker[0] not in _BIN_LENGTH_BYTES:
         raise FormatError("a full record's data must be bytes (msgpack bin)")
@@ -78,8 +92,8 @@ def _copy_bin(unpacker: msgpack.Unpacker, limits: Limits, out: BinaryIO) -> int:
     length = int.from_bytes(size_bytes, "big")
     if len(size_bytes) != _BIN_LENGTH_BYTES[marker[0]] or length == 0:
         raise FormatError("a full record's data must be non-empty bytes")
-    if length > limits.max_record_bytes:
-        raise LimitError(f"a record of {length} bytes exceeds the limit of {limits.max_record_bytes}")
+    if 1 + len(size_bytes) + length > room:
+        raise LimitError(f"a full record's data of {length} bytes exceeds the record limit")
     left = length
     while left:
         piece = unpacker.read_bytes(min(left, PIECE))

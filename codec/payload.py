@@ -30,6 +30,8 @@ _WINDOW_LOG = 23  # 8 MiB: the default Limits.max_window_bytes
 READ_SIZE = 64 * KIB
 #: The longest zstd frame header (ZSTD_FRAMEHEADERSIZE_MAX): all get_frame_parameters reads.
 _FRAME_HEADER_MAX = 18
+_STR_LENGTH_BYTES = {0xD9: 1, 0xDA: 2, 0xDB: 4}
+_FIXSTR_FIRST, _FIXSTR_LAST = 0xA0, 0xBF
 
 
 @runtime_checkable
@@ -129,12 +131,17 @@ def decode_payload(payload: Payload, decompressed_length: int, limits: Limits = 
 
 
 def read_header(unpacker: msgpack.Unpacker, limits: Limits) -> int:
-    if unpacker.read_map_header() != 2 or unpacker.unpack() != "format":
+    """Read {"format": 1, "records": [ up to the first record; returns the record count.
+
+    The keys and the version are read typed, so hostile bytes here cost no more memory than their length.
+    """
+    if unpacker.read_map_header() != 2 or read_str(unpacker, limits) != "format":
         raise FormatError("a payload document is a map whose first key is 'format'")
-    version = unpacker.unpack()
-    if type(version) is not int or version != PAYLOAD_FORMAT:
-        raise FormatError(f"payload format {version!r} is not supported (this reader knows {PAYLOAD_FORMAT})")
-    if unpacker.unpack() != "records":
+    marker = unpacker.read_bytes(1)
+    if not marker or marker[0] != PAYLOAD_FORMAT:  # a positive fixint is its own one-byte encoding
+        raise FormatError(f"payload format 0x{marker.hex() or 'end'} is not supported (this reader knows "
+                          f"{PAYLOAD_FORMAT})")
+    if read_str(unpacker, limits) != "records":
         raise FormatError("a payload document's second key must be 'records'")
     count = unpacker.read_array_header()
     if count > limits.max_records:
@@ -142,14 +149,32 @@ def read_header(unpacker: msgpack.Unpacker, limits: Limits) -> int:
     return count
 
 
+def read_str(unpacker: msgpack.Unpacker, limits: Limits) -> str:
+    """A msgpack string of at most 4 × max_name_length bytes, read without decoding anything else."""
+    marker = unpacker.read_bytes(1)
+    if not marker:
+        raise FormatError("the payload ends in the middle of its document (truncated?)")
+    if _FIXSTR_FIRST <= marker[0] <= _FIXSTR_LAST:
+        length = marker[0] - _FIXSTR_FIRST
+    elif marker[0] in _STR_LENGTH_BYTES:
+        size_bytes = unpacker.read_bytes(_STR_LENGTH_BYTES[marker[0]])
+        length = int.from_bytes(size_bytes, "big")
+    else:
+        raise FormatError("the payload's document has a non-string where a key or name belongs")
+    if length > 4 * limits.max_name_length:
+        raise LimitError(f"a string of {length} bytes exceeds the limit of {4 * limits.max_name_length}")
+    data = unpacker.read_bytes(length)
+    if len(data) != length:
+        raise FormatError("the payload ends in the middle of its document (truncated?)")
+    return data.decode("utf-8")
+
+
 def expect_end(unpacker: msgpack.Unpacker, stream: BoundedDecompressor) -> None:
+    """Nothing may follow the document (checked by reading a byte, not by decoding what follows)."""
     document_end = unpacker.tell()
-    try:
-        unpacker.unpack()
-    except msgpack.OutOfData:
-        stream.check_complete(document_end)
-        return
-    raise FormatError("the payload has data after its document")
+    if unpacker.read_bytes(1):
+        raise FormatError("the payload has data after its document")
+    stream.check_complete(document_end)
 
 
 class BoundedDecompressor(io.RawIOBase):

@@ -85,7 +85,6 @@ class ReleaseSpool:
     def chunks_done(self) -> int:
         return len(self._have)
 
-
     def payload(self) -> SpooledPayload:
         """The payload as a stream over the spooled chunks (never put together on disk), after checking
         the whole of it against the manifest's length and sha256."""
@@ -129,6 +128,12 @@ class Spool:
 
     def clear(self) -> None:
         self._remove_releases(keep=None)
+
+    def held_bytes(self) -> int:
+        """Bytes of chunks spooled for any release (opening a release reuses or frees them all)."""
+        if not self.root.exists():
+            return 0
+        return sum(path.stat().st_size for path in self.root.glob("*/chunks/*") if path.is_file())
 
     def refusal(self, manifest_digest: bytes) -> LastError | None:
         """The error recorded for this exact manifest (sha256 of its envelope), if it was refused."""

@@ -51,12 +51,14 @@ class ModelStore(Protocol):
     def rolled_back(self, model: str) -> int | None:
         """The highest version an operator rolled back; releases up to it are not installed again."""
 
-    def stage(self, model: str, copy_current: bool) -> Path:
+    def stage(self, model: str, copy_current: bool, needs: int = 0) -> Path:
         """A new private file to write the next model into: a copy of the running one, or empty. The kept
-        previous file is given up first, so a release needs the room of one model file, not two."""
+        previous file is given up first only when the free disk is less than ``needs`` bytes (what
+        writing the staged file takes), so rollback stays possible whenever the disk allows it."""
 
     def room(self, model: str) -> int:
-        """Bytes a release of ``model`` may use: free disk space, and the previous file staging gives up."""
+        """Bytes a release of ``model`` may use: free disk space, and the previous file staging gives up
+        when it must."""
 
     def commit(self, model: str, staged: Path, version: int, sha256: bytes) -> Installed:
         """Atomically make ``staged`` the running model, keeping the replaced one for rollback."""
@@ -91,12 +93,13 @@ class FileModelStore:
     def rolled_back(self, model: str) -> int | None:
         return self._read_state(model).get("rolled_back")
 
-    def stage(self, model: str, copy_current: bool) -> Path:
+    def stage(self, model: str, copy_current: bool, needs: int = 0) -> Path:
         directory = self.root / model
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob(".staged-*"):
             stale.unlink()
-        self._give_up_previous(model)
+        if _free_disk(directory) < needs:
+            self._give_up_previous(model)
         staged = directory / f".staged-{secrets.token_hex(4)}"
         if copy_current:
             if self.current(model) is None:
@@ -111,11 +114,9 @@ class FileModelStore:
         return staged
 
     def room(self, model: str) -> int:
-        folder = self.root / model if (self.root / model).is_dir() else self.root
-        while not folder.exists():
-            folder = folder.parent
-        previous = self._file(model, "previous", self._read_state(model).get("previous"))
-        return shutil.disk_usage(folder).free + (previous.stat().st_size if previous.is_file() else 0)
+        with self._locked(model):
+            previous = self._file(model, "previous", self._recovered(model).get("previous"))
+            return _free_disk(self.root / model) + (previous.stat().st_size if previous.is_file() else 0)
 
     def _give_up_previous(self, model: str) -> None:
         """Remove the kept previous file (and its record): a rollback target only until the next release."""
@@ -232,6 +233,13 @@ class FileModelStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _free_disk(folder: Path) -> int:
+    """Free bytes on the file system that holds ``folder`` (or its nearest existing parent)."""
+    while not folder.exists():
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
 
 
 def _record(version: int, sha256: bytes, suffix: str) -> dict:

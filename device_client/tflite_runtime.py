@@ -36,7 +36,8 @@ def interpreter_class(runtime: str | None = None) -> type:
             return importlib.import_module(f"{name}.interpreter").Interpreter
         except ImportError:
             continue
-    raise ImportError(f"no TFLite runtime {runtime or ''}: pip install tflite-runtime (or ai-edge-litert)")
+    wanted = f"TFLite runtime {runtime}" if runtime else "TFLite runtime"
+    raise ImportError(f"no {wanted}: pip install tflite-runtime (or ai-edge-litert)")
 
 
 class TFLiteModel:

@@ -167,7 +167,8 @@ class ModelUpdater:
             self._check_policy(manifest, self.installed)
             payload = release.payload()
             full = manifest.payload_kind == "full"
-            staged = self.store.stage(self.model, copy_current=not full)
+            staged = self.store.stage(self.model, copy_current=not full,
+                                      needs=self._staged_bytes(manifest) + ROOM_MARGIN)
             sha256 = apply_payload(staged, payload, manifest.decompressed_length, self.limits, self.store.slot_reader,
                                    full=full)
             self._enter(State.VERIFYING)
@@ -268,15 +269,21 @@ class ModelUpdater:
         )
 
     def _check_room(self, manifest: Manifest) -> None:
-        """Refuse up front (disk-full) a release the disk cannot hold: its spooled chunks and the staged file,
-        as large as the running one (a delta) or as the payload's document (a full release)."""
-        installed = self.installed
-        staged = manifest.decompressed_length if manifest.payload_kind == "full" or installed is None else \
-            installed.path.stat().st_size
-        need, room = manifest.payload_length + staged + ROOM_MARGIN, self.store.room(self.model)
+        """Refuse up front (disk-full) a release the disk cannot hold: its chunks and the staged file. The
+        chunks already spooled (this release's, resumed, or another's that opening it frees) count as room."""
+        need = manifest.payload_length + self._staged_bytes(manifest) + ROOM_MARGIN
+        room = self.store.room(self.model) + self.spool.held_bytes()
         if room < need:
             raise OSError(errno.ENOSPC, f"release {manifest.version} needs {need >> 20} MiB on disk, "
                           f"{room >> 20} MiB are free; free space and restart the client")
+
+    def _staged_bytes(self, manifest: Manifest) -> int:
+        """The staged file's size: the running file's for a delta, at most the payload's document for a full
+        release."""
+        installed = self.installed
+        if manifest.payload_kind == "full" or installed is None:
+            return manifest.decompressed_length
+        return installed.path.stat().st_size
 
     def _start(self, manifest: Manifest) -> None:
         self._queued = []
@@ -287,11 +294,17 @@ class ModelUpdater:
         self._enter(State.APPLYING if self.release.complete else State.DOWNLOADING)
 
     def _refuse(self, exc: BaseException, release: int, remember: bool = True) -> None:
+        """Enter error for ``exc``. A refusal of the release is remembered and its chunks dropped; a fault
+        of the device (``remember=False``: its disk, its float environment, a bug) keeps the spool, so a
+        restart resumes the download instead of fetching it again."""
         self._set_error(LastError.from_exception(exc, self.model, release))
         log.warning("%s: release %d refused [%s]: %s", self.model, release, self.last_error.code, exc)
         if remember and self._manifest_digest is not None:
             self.spool.refuse(self._manifest_digest, self.last_error)
-        self._drop_release()
+        if remember:
+            self._drop_release()
+        else:
+            self.release, self._queued = None, []
         self._enter(State.ERROR)
 
     def _set_error(self, error: LastError) -> None:

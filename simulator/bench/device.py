@@ -5,7 +5,9 @@ that many MiB of random float32 weights (tensors of at most 16 MiB each, as in a
 two releases through a testbed broker: a full release of a new model file, then a rank-4 delta. While
 it does, the device's resident memory (VmRSS, and VmHWM, its peak) and the bytes in its model directory
 (running file, previous file, staged copy, spool) are sampled every few milliseconds. Reported per release:
-peak RSS above the idle process, peak disk, and the model and payload sizes they compare with.
+peak RSS above the idle process, peak disk (all of it, and without the kept previous file: what the
+release itself needs, since the previous file is given up only on a disk too small for both), and the
+model and payload sizes they compare with.
 
 Writes DIR/device.json and prints a table.
 """
@@ -43,6 +45,7 @@ class DeviceCost:
     seconds: float
     peak_extra_rss_mib: float
     peak_disk_mib: float
+    peak_disk_without_previous_mib: float
 
 
 def model_file(mib: int, seed: int) -> bytes:
@@ -68,7 +71,7 @@ class _Sampler:
             Path(f"/proc/{device.process.pid}/clear_refs").write_text("5")
         except OSError:
             pass  # without it VmHWM is the peak since start, and the samples alone count
-        self.peak_rss = self.peak_disk = 0.0
+        self.peak_rss = self.peak_disk = self.peak_without_previous = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -76,23 +79,29 @@ class _Sampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.peak_rss = max(self.peak_rss, self.device.memory_mib("VmRSS"))
-            self.peak_disk = max(self.peak_disk, _folder_mib(self.folder))
+            total, previous = _folder_mib(self.folder)
+            self.peak_disk = max(self.peak_disk, total)
+            self.peak_without_previous = max(self.peak_without_previous, total - previous)
             time.sleep(0.005)
 
-    def stop(self) -> tuple[float, float]:
+    def stop(self) -> tuple[float, float, float]:
+        """Peak RSS, peak disk, peak disk without the kept previous file (MiB)."""
         self._stop.set()
         self._thread.join()
-        return max(self.peak_rss, self.device.memory_mib("VmHWM")), self.peak_disk
+        return max(self.peak_rss, self.device.memory_mib("VmHWM")), self.peak_disk, self.peak_without_previous
 
 
-def _folder_mib(folder: Path) -> float:
-    total = 0
+def _folder_mib(folder: Path) -> tuple[float, float]:
+    """MiB on disk under ``folder``: all files, and the kept previous files among them."""
+    total = previous = 0
     for path in folder.rglob("*"):
         try:
-            total += path.stat().st_blocks * 512 if path.is_file() else 0
+            size = path.stat().st_blocks * 512 if path.is_file() else 0
         except OSError:
             continue  # gone between listing and stat: a file being swapped
-    return total / 2**20
+        total += size
+        previous += size if path.stem == "previous" else 0
+    return total / 2**20, previous / 2**20
 
 
 def _release(probe: MqttProbe, device_id: str, broker: Broker, release, version: int) -> None:
@@ -118,20 +127,21 @@ def measure(mib: int, workdir: Path) -> list[DeviceCost]:
             for version, (name, release) in enumerate((("full", full), ("delta", delta)), 2):
                 started, sampler = time.monotonic(), _Sampler(device, watched.home.model_dir)
                 _release(probe, watched.device_id, broker, release, version)
-                peak_rss, peak_disk = sampler.stop()
+                peak_rss, peak_disk, without_previous = sampler.stop()
                 costs.append(DeviceCost(round(len(base) / 2**20, 1), name,
                                         round(release.manifest.payload_length / 2**20, 2),
                                         round(time.monotonic() - started, 1), round(peak_rss - idle, 1),
-                                        round(peak_disk, 1)))
+                                        round(peak_disk, 1), round(without_previous, 1)))
     return costs
 
 
 def format_table(costs: list[DeviceCost]) -> str:
     header = (f"{'model MiB':>9} {'release':<7} {'payload MiB':>11} {'time s':>7} {'peak extra RSS MiB':>18} "
-              f"{'peak disk MiB':>13}")
+              f"{'peak disk MiB':>13} {'without previous':>16}")
     lines = [header, "-" * len(header)]
     lines += [f"{c.model_mib:>9.1f} {c.release:<7} {c.payload_mib:>11.2f} {c.seconds:>7.1f} "
-              f"{c.peak_extra_rss_mib:>18.1f} {c.peak_disk_mib:>13.1f}" for c in costs]
+              f"{c.peak_extra_rss_mib:>18.1f} {c.peak_disk_mib:>13.1f} {c.peak_disk_without_previous_mib:>16.1f}"
+              for c in costs]
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ does with flush-to-zero) is loaded into a child process, which applies an update
 
 from __future__ import annotations
 
+import ctypes
 import json
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from codec import fpenv
 from codec.fpenv import ieee_arithmetic, is_ieee_default
 
 _CHILD = textwrap.dedent("""
@@ -88,3 +90,15 @@ def test_the_default_environment_is_ieee_and_the_guard_keeps_it() -> None:
     with ieee_arithmetic():
         assert is_ieee_default()
     assert is_ieee_default()
+
+
+def test_the_default_environment_pointer_follows_the_c_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    libm = fpenv._libm()
+    assert libm is not None, "this Linux machine has a libm with fesetenv"
+    assert fpenv._default_env(libm).value == ctypes.c_void_p(-1).value, "glibc and musl: ((const fenv_t *) -1)"
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert fpenv._default_env(libm) is None, "without a known FE_DFL_ENV nothing is reset"
+    libc = ctypes.CDLL(None)
+    exported = ctypes.c_char.in_dll(libc, "environ")  # any exported data symbol stands in for __fe_dfl_env
+    monkeypatch.setattr(fpenv, "_DEFAULT_ENV_SYMBOLS", ("__fe_dfl_env", "environ"))
+    assert fpenv._default_env(libc).value == ctypes.addressof(exported), "bionic, FreeBSD, macOS: the symbol"

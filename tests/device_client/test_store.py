@@ -45,19 +45,46 @@ def test_commit_swaps_in_the_new_file_and_keeps_the_previous(tmp_path: Path) -> 
     assert not list((tmp_path / "models" / "m").glob(".staged-*"))
 
 
-def test_staging_gives_up_the_previous_file_so_a_release_needs_the_room_of_one_model(tmp_path: Path) -> None:
+def test_staging_keeps_the_previous_file_when_the_disk_has_room(tmp_path: Path) -> None:
     store = FileModelStore(tmp_path / "models")
     _install(store, tmp_path, b"v1", 1)
     _commit(store, b"v2" * 1000, 2)
     previous = tmp_path / "models" / "m" / "previous.rcw"
-    room = store.room("m")
-    assert previous.read_bytes() == b"v1" and room >= 2
-    staged = store.stage("m", copy_current=True)
+    staged = store.stage("m", copy_current=True, needs=len(b"v2" * 1000))
+    assert previous.read_bytes() == b"v1" and staged.read_bytes() == b"v2" * 1000
+    store.discard(staged)
+    assert store.rollback("m").version == 1, "until a release needs its room, rollback stays possible"
+
+
+def test_staging_gives_up_the_previous_file_when_the_release_needs_its_room(tmp_path: Path) -> None:
+    store = FileModelStore(tmp_path / "models")
+    _install(store, tmp_path, b"v1", 1)
+    _commit(store, b"v2" * 1000, 2)
+    previous = tmp_path / "models" / "m" / "previous.rcw"
+    free = store.room("m") - len(b"v1")
+    staged = store.stage("m", copy_current=True, needs=free + 1)  # one byte more than the disk has free
     assert not previous.exists() and staged.read_bytes() == b"v2" * 1000
     with pytest.raises(NoPreviousError):
         store.rollback("m")
     store.commit("m", staged, 3, _sha(staged.read_bytes()))
     assert previous.read_bytes() == b"v2" * 1000, "the file just replaced is kept again"
+
+
+def test_room_reads_the_state_after_recovering_an_interrupted_commit(tmp_path: Path) -> None:
+    store = FileModelStore(tmp_path / "models")
+    _install(store, tmp_path, b"v1" * 500, 1)
+    state_path = tmp_path / "models" / "m" / "state.json"
+    state = json.loads(state_path.read_text())
+    staged = store.stage("m", copy_current=False)
+    staged.write_bytes(b"v2")
+    (tmp_path / "models" / "m" / "previous.rcw").write_bytes(b"v1" * 500)  # as a crash after the link leaves it
+    staged.replace(tmp_path / "models" / "m" / "model.rcw")
+    state_path.write_text(json.dumps({**state, "pending": {"version": 2, "sha256": _sha(b"v2").hex(),
+                                                            "suffix": ".rcw"}}))
+    store.room("m")
+    recovered = json.loads(state_path.read_text())
+    assert "pending" not in recovered, "room() finishes the interrupted commit first"
+    assert (recovered["current"]["version"], recovered["previous"]["version"]) == (2, 1)
 
 
 def test_stage_copies_the_running_model_for_a_delta(tmp_path: Path) -> None:

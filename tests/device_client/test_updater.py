@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import time
@@ -13,7 +14,9 @@ import pytest
 from codec.keys import generate_signing_key
 from codec.topics import manifest_topic
 from codec.update_file import UpdateFile
+from device_client import updater
 from device_client.store import FileModelStore
+from device_client.updater import ROOM_MARGIN
 from publisher.release.build import update_release
 from simulator.testbed import synthetic
 
@@ -62,9 +65,9 @@ def test_a_download_resumes_after_a_restart_without_fetching_held_chunks(
 ) -> None:
     release, expected = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
     retained.add(release)
-    assert retained.pump(make_device(), max_chunks=5) == 5
+    assert release.manifest.chunk_count > 2 and retained.pump(make_device(), max_chunks=2) == 2
     restarted = make_device()
-    assert retained.pump(restarted) == release.manifest.chunk_count - 5
+    assert retained.pump(restarted) == release.manifest.chunk_count - 2
     assert _running(restarted) == expected
 
 
@@ -238,6 +241,39 @@ def test_a_release_the_disk_cannot_hold_is_refused_up_front_and_retried_later(
     monkeypatch.undo()
     restarted = make_device()  # space was freed and the client restarted: a disk-full is not remembered
     retained.pump(restarted)
+    assert _running(restarted) == expected
+
+
+def test_chunks_already_spooled_count_as_room_when_a_download_resumes(
+    make_device, retained, signing, base_model, monkeypatch
+) -> None:
+    release, expected = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
+    retained.add(release)
+    assert release.manifest.chunk_count > 2 and retained.pump(make_device(), max_chunks=2) == 2
+    held = sum(p.stat().st_size for p in (make_device().config.model_dir / ".spool").glob("*/*/chunks/*"))
+    need = release.manifest.payload_length + len(base_model) + ROOM_MARGIN
+    restarted = make_device()
+    monkeypatch.setattr(restarted.store, "room", lambda model: need - held)  # the free disk the chunks left
+    assert held > 0 and retained.pump(restarted) == release.manifest.chunk_count - 2
+    assert _running(restarted) == expected
+
+
+def test_a_fault_of_the_device_while_applying_keeps_the_downloaded_chunks(
+    make_device, retained, signing, base_model, monkeypatch
+) -> None:
+    release, expected = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
+    retained.add(release)
+    device = make_device()
+
+    def disk_fills_up(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(updater, "apply_payload", disk_fills_up)
+    assert retained.pump(device) == release.manifest.chunk_count
+    assert device.status().last_error.code == "disk-full" and _running(device) == base_model
+    monkeypatch.undo()
+    restarted = make_device()
+    assert retained.pump(restarted) == 0, "the restart applies the spooled release without fetching it again"
     assert _running(restarted) == expected
 
 
