@@ -105,7 +105,20 @@ def _manifest_lines(m: Manifest, size: int, verdict: str) -> list[str]:
         f"  expires        {when(m.expires)}",
         f"  rollout        {m.rollout_percent:g}% (salt {m.rollout_salt})",
         f"  signed by      {m.key_id}: signature {verdict}",
+        *_index_lines(m),
     ]
+
+
+def _index_lines(m: Manifest) -> list[str]:
+    """The release index: what a device on an older version can catch up through."""
+    if not m.index:
+        return ["  index          none (only devices on the base version can take this release)"]
+    lines = [f"  index          {len(m.index)} releases devices catch up through:"]
+    for entry in m.index:
+        start = "any file" if entry.base_sha256 is None else f"sha256 {entry.base_sha256.hex()[:16]}"
+        lines.append(f"    {entry.version:>6} {entry.kind:<5} {entry.payload_length:>12,} bytes  from {start}, "
+                     f"manifest sha256 {entry.manifest_sha256.hex()[:16]}")
+    return lines
 
 
 def describe_model_file(data: bytes) -> str:

@@ -21,6 +21,7 @@ from codec.errors import (
     BaseMismatchError,
     ExpiredError,
     FormatError,
+    IntegrityError,
     LimitError,
     RollbackError,
     UnknownKeyError,
@@ -29,6 +30,7 @@ from codec.errors import (
 )
 from codec.keys import SigningKey, VerifyKey
 from codec.limits import DEFAULT_LIMITS, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Limits
+from codec.release_index import IndexEntry, index_to_msgpack, read_index
 
 MANIFEST_FORMAT = 1
 SIGNATURE_DOMAIN = b"rankcast-manifest-v1\x00"
@@ -51,10 +53,11 @@ def validate_id(value: object, what: str = "id") -> str:
 class Manifest:
     """Everything a device needs to decide on, fetch, check and apply one release.
 
-    ``canary`` is optional and signed like every field, but kept beside the dataclass fields: when it is
-    None the canonical encoding has no ``canary`` key at all, so manifests without one keep their exact
-    bytes and ``dataclasses.asdict`` keeps its 17 keys (``signed_fields`` adds it). Equality, hashing and
-    ``dataclasses.replace`` include it.
+    ``canary`` and ``index`` (codec.release_index: the older releases a device can catch up through)
+    are optional and signed like every field, but kept beside the dataclass fields: when one is None the
+    canonical encoding has no key for it at all, so manifests without them keep their exact bytes and
+    ``dataclasses.asdict`` keeps its 17 keys (``signed_fields`` adds them). Equality, hashing and
+    ``dataclasses.replace`` include them.
     """
 
     model: str
@@ -75,9 +78,11 @@ class Manifest:
     key_id: str
     format: int = field(default=MANIFEST_FORMAT)
     canary: InitVar[Canary | None] = None
+    index: InitVar[tuple[IndexEntry, ...] | None] = None
 
-    def __post_init__(self, canary: Canary | None) -> None:
+    def __post_init__(self, canary: Canary | None, index: tuple[IndexEntry, ...] | None) -> None:
         object.__setattr__(self, "canary", canary)
+        object.__setattr__(self, "index", None if index is None else tuple(index))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Manifest):
@@ -88,14 +93,21 @@ class Manifest:
         return hash(self._values())
 
     def _values(self) -> tuple:
-        return (*(getattr(self, f.name) for f in fields(self)), self.canary)
+        return (*(getattr(self, f.name) for f in fields(self)), self.canary, self.index)
 
     def signed_fields(self) -> dict:
-        """The map that is signed: the fields, plus ``canary`` only when there is one."""
+        """The map that is signed: the fields, plus ``canary`` and ``index`` only when there are some."""
         values = asdict(self)
         if self.canary is not None:
             values["canary"] = self.canary.to_msgpack()
+        if self.index is not None:
+            values["index"] = index_to_msgpack(self.index)
         return values
+
+    @property
+    def release_key(self) -> tuple[int, str]:
+        """(version, payload_kind): what names this release's topics."""
+        return self.version, self.payload_kind
 
     @property
     def chunk_count(self) -> int:
@@ -156,6 +168,21 @@ def read_manifest_unverified(envelope: bytes, limits: Limits = DEFAULT_LIMITS) -
     return _to_manifest(fields, signed, limits)
 
 
+def read_pinned_manifest(envelope: bytes, entry: IndexEntry, model: str, limits: Limits = DEFAULT_LIMITS) -> Manifest:
+    """An older release's manifest, trusted because a verified manifest's index pins its sha256 (its own
+    signature and expiry are not what vouches for it); checked to be the release the entry describes."""
+    if hashlib.sha256(envelope).digest() != entry.manifest_sha256:
+        raise IntegrityError(f"the retained manifest of release {entry.version} ({entry.kind}) is not the one "
+                             "the latest manifest's index pins; publish the releases again")
+    signed, _, fields = _parse_envelope(envelope, limits)
+    manifest = _to_manifest(fields, signed, limits)
+    described = (manifest.model, manifest.version, manifest.payload_kind, manifest.base_sha256,
+                 manifest.target_sha256, manifest.payload_length)
+    if described != (model, entry.version, entry.kind, entry.base_sha256, entry.target_sha256, entry.payload_length):
+        raise FormatError(f"release {entry.version}'s manifest differs from its entry in the index")
+    return manifest
+
+
 def _parse_envelope(envelope: bytes, limits: Limits) -> tuple[bytes, bytes, dict]:
     if len(envelope) > limits.max_manifest_bytes:
         raise LimitError(f"manifest of {len(envelope)} bytes exceeds the limit of {limits.max_manifest_bytes}")
@@ -172,8 +199,8 @@ def _parse_envelope(envelope: bytes, limits: Limits) -> tuple[bytes, bytes, dict
 
 
 def _to_manifest(values: dict, signed: bytes, limits: Limits) -> Manifest:
-    canary = _validate_fields(values, limits)
-    manifest = Manifest(**{name: value for name, value in values.items() if name not in _OPTIONAL}, canary=canary)
+    optional = _validate_fields(values, limits)
+    manifest = Manifest(**{name: value for name, value in values.items() if name not in _OPTIONAL}, **optional)
     if manifest.canonical_bytes() != signed:
         raise FormatError("the signed manifest is not canonically encoded")
     return manifest
@@ -183,17 +210,23 @@ def check_applicable(
     manifest: Manifest, *, model: str, current_version: int | None, current_sha256: bytes | None, now: float
 ) -> None:
     """Policy for a verified manifest on one device: right model, newer, right base, not expired."""
+    check_fresh(manifest, model=model, current_version=current_version, now=now)
+    if manifest.payload_kind == "delta" and manifest.base_sha256 != current_sha256:
+        raise BaseMismatchError(
+            f"release {manifest.version} applies to base version {manifest.base_version}, but this "
+            "device's model file differs; publish a full release or an update for its version"
+        )
+
+
+def check_fresh(manifest: Manifest, *, model: str, current_version: int | None, now: float) -> None:
+    """The policy apart from the base (a device may reach the release through its index): right model,
+    newer than the running version, not expired."""
     if manifest.model != model:
         raise WrongModelError(f"the manifest is for model {manifest.model!r}, not {model!r}")
     if current_version is not None and manifest.version <= current_version:
         raise RollbackError(
             f"release {manifest.version} is not newer than the running version {current_version} "
             "(replayed or rolled-back release); publish a higher version"
-        )
-    if manifest.payload_kind == "delta" and manifest.base_sha256 != current_sha256:
-        raise BaseMismatchError(
-            f"release {manifest.version} applies to base version {manifest.base_version}, but this "
-            "device's model file differs; publish a full release or an update for its version"
         )
     if now >= manifest.expires:
         raise ExpiredError(f"release {manifest.version} expired at {manifest.expires} (now {int(now)})")
@@ -221,11 +254,11 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 
 #: Keys a manifest may carry or leave out; absent means None (never an explicit nil).
-_OPTIONAL = {"canary"}
+_OPTIONAL = {"canary", "index"}
 
 
-def _validate_fields(fields: dict, limits: Limits) -> Canary | None:
-    """Check every field against the spec; returns the validated canary, or None without one."""
+def _validate_fields(fields: dict, limits: Limits) -> dict:
+    """Check every field against the spec; returns the validated optional fields present (canary, index)."""
     if set(fields) - _OPTIONAL != set(_TYPES):
         raise FormatError(f"manifest fields differ from the spec: missing {set(_TYPES) - set(fields) or '{}'}, "
                           f"unknown {set(fields) - set(_TYPES) - _OPTIONAL or '{}'}")
@@ -244,7 +277,23 @@ def _validate_fields(fields: dict, limits: Limits) -> Canary | None:
     percent = fields["rollout_percent"]
     if not (math.isfinite(percent) and 0.0 <= percent <= 100.0) or len(fields["rollout_salt"]) > 64:
         raise FormatError("rollout_percent must be within 0..100 and rollout_salt at most 64 characters")
-    return read_canary(fields["canary"], limits) if "canary" in fields else None
+    optional: dict = {}
+    if "canary" in fields:
+        optional["canary"] = read_canary(fields["canary"], limits)
+    if "index" in fields:
+        optional["index"] = _checked_index(fields, limits)
+    return optional
+
+
+def _checked_index(fields: dict, limits: Limits) -> tuple[IndexEntry, ...]:
+    """The index, checked to list only releases up to this one's version, and not this release itself."""
+    index = read_index(fields["index"], limits)
+    for entry in index:
+        if entry.version > fields["version"] or (entry.version, entry.kind) == (fields["version"],
+                                                                                  fields["payload_kind"]):
+            raise FormatError(f"the release index of release {fields['version']} lists release {entry.version} "
+                              f"({entry.kind}): an index lists older releases and this version's other kind only")
+    return index
 
 
 def _validate_numbers(fields: dict, limits: Limits) -> None:

@@ -12,6 +12,7 @@ from codec.chunks import chunk_digests, split_payload
 from codec.keys import SigningKey
 from codec.limits import DEFAULT_CHUNK_SIZE
 from codec.manifest import Manifest, sign_manifest
+from codec.release_index import IndexEntry
 
 DEFAULT_LIFETIME_S = 30 * 24 * 3600
 
@@ -42,8 +43,10 @@ def make_release(
     created: int | None = None,
     lifetime_s: int = DEFAULT_LIFETIME_S,
     canary: Canary | None = None,
+    index: tuple[IndexEntry, ...] | None = None,
 ) -> Release:
-    """Cut ``payload`` into chunks and sign a manifest for it (validated before signing)."""
+    """Cut ``payload`` into chunks and sign a manifest for it (validated before signing); ``index`` lists
+    the older releases devices may catch up through (codec.release_index)."""
     chunks = split_payload(payload, chunk_size)
     created = int(time.time()) if created is None else created
     manifest = Manifest(
@@ -53,6 +56,6 @@ def make_release(
         decompressed_length=decompressed_length, chunk_size=chunk_size, chunk_sha256=chunk_digests(chunks),
         created=created, expires=created + lifetime_s, rollout_percent=float(rollout_percent),
         rollout_salt=secrets.token_hex(8) if rollout_salt is None else rollout_salt,
-        key_id=key.verify_key.key_id, canary=canary,
+        key_id=key.verify_key.key_id, canary=canary, index=index,
     )
     return Release(manifest, sign_manifest(manifest, key), chunks)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from codec.manifest import validate_id
+from codec.manifest import PAYLOAD_KINDS, validate_id
 
 DEFAULT_PREFIX = "rankcast"
 
@@ -25,23 +25,28 @@ def manifest_topic(model: str, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{_validate_prefix(prefix)}/models/{validate_id(model, 'model id')}/manifest"
 
 
-def chunk_topic(model: str, version: int, index: int, prefix: str = DEFAULT_PREFIX) -> str:
-    """Retained, QoS 1: chunk ``index`` of release ``version``."""
-    return f"{release_prefix(model, version, prefix)}/chunks/{int(index)}"
+def chunk_topic(model: str, version: int, kind: str, index: int, prefix: str = DEFAULT_PREFIX) -> str:
+    """Retained, QoS 1: chunk ``index`` of release ``version``'s ``kind`` ("delta" or "full") payload."""
+    return f"{release_prefix(model, version, kind, prefix)}/chunks/{int(index)}"
 
 
-def release_prefix(model: str, version: int, prefix: str = DEFAULT_PREFIX) -> str:
-    return f"{_validate_prefix(prefix)}/models/{validate_id(model, 'model id')}/releases/{int(version)}"
+def release_prefix(model: str, version: int, kind: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The topics of one release: a version has a delta, a full release, or both (the full is the
+    fallback of devices the delta's chain does not reach)."""
+    if kind not in PAYLOAD_KINDS:
+        raise ValueError(f"a release is a 'delta' or a 'full' release, not {kind!r}")
+    return f"{_validate_prefix(prefix)}/models/{validate_id(model, 'model id')}/releases/{int(version)}/{kind}"
 
 
-def release_manifest_topic(model: str, version: int, prefix: str = DEFAULT_PREFIX) -> str:
-    """Retained, QoS 1: a copy of release ``version``'s manifest, so tools can list and prune releases."""
-    return f"{release_prefix(model, version, prefix)}/manifest"
+def release_manifest_topic(model: str, version: int, kind: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Retained, QoS 1: release ``version``'s own manifest envelope, which newer manifests' indexes pin
+    (devices catch up through it) and tools list and prune by."""
+    return f"{release_prefix(model, version, kind, prefix)}/manifest"
 
 
 def release_manifests_filter(model: str, prefix: str = DEFAULT_PREFIX) -> str:
     """Subscription filter matching every retained release manifest of ``model``."""
-    return f"{_validate_prefix(prefix)}/models/{validate_id(model, 'model id')}/releases/+/manifest"
+    return f"{_validate_prefix(prefix)}/models/{validate_id(model, 'model id')}/releases/+/+/manifest"
 
 
 def status_topic(device: str, prefix: str = DEFAULT_PREFIX) -> str:
@@ -56,16 +61,21 @@ def status_filter(prefix: str = DEFAULT_PREFIX) -> str:
 
 @dataclass(frozen=True)
 class ModelTopic:
-    """What a topic under ``{prefix}/models/`` names: the model's manifest, a release's manifest copy
-    (``version`` set) or a release's chunk (``version`` and ``index`` set)."""
+    """What a topic under ``{prefix}/models/`` names: the model's manifest, a release's own manifest
+    (``version`` and ``kind`` set) or a release's chunk (``version``, ``kind`` and ``index`` set)."""
 
     model: str
     version: int | None = None
+    kind: str | None = None
     index: int | None = None
 
     @property
     def is_manifest(self) -> bool:
         return self.version is None
+
+    @property
+    def is_release_manifest(self) -> bool:
+        return self.version is not None and self.index is None
 
     @property
     def is_chunk(self) -> bool:
@@ -80,12 +90,13 @@ def parse_model_topic(topic: str, prefix: str = DEFAULT_PREFIX) -> ModelTopic | 
     levels = topic[len(head) :].split("/")
     if len(levels) == 2 and levels[1] == "manifest":
         return ModelTopic(levels[0])
-    if len(levels) < 4 or levels[1] != "releases" or not levels[2].isdigit():
+    if len(levels) < 5 or levels[1] != "releases" or not levels[2].isdigit() or levels[3] not in PAYLOAD_KINDS:
         return None
-    if len(levels) == 4 and levels[3] == "manifest":
-        return ModelTopic(levels[0], int(levels[2]))
-    if len(levels) == 5 and levels[3] == "chunks" and levels[4].isdigit():
-        return ModelTopic(levels[0], int(levels[2]), int(levels[4]))
+    model, version, kind = levels[0], int(levels[2]), levels[3]
+    if len(levels) == 5 and levels[4] == "manifest":
+        return ModelTopic(model, version, kind)
+    if len(levels) == 6 and levels[4] == "chunks" and levels[5].isdigit():
+        return ModelTopic(model, version, kind, int(levels[5]))
     return None
 
 

@@ -14,6 +14,9 @@
 
     [client]                         # optional tuning
     # chunk_window = 8  backoff_initial = 0.5  backoff_max = 60  status_interval = 1  connect_timeout = 10
+    # max_chain = 8  (deltas applied in a row to catch up before the full release is taken instead)
+    # stall_after = 120  (seconds without a chunk before a download re-subscribes; at least 10 chunk times)
+    # heartbeat = 600  (most seconds between two statuses while online)
 
 Relative paths are relative to the directory of the config file.
 """
@@ -48,16 +51,22 @@ class BrokerSettings:
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """The optional [client] table: download window, reconnect backoff and status pacing (seconds)."""
+    """The optional [client] table: download window, catch-up chain length, stall deadline, reconnect
+    backoff and status pacing (seconds)."""
 
     chunk_window: int = 8
+    max_chain: int = 8
+    stall_after: float = 120.0
+    heartbeat: float = 600.0
     backoff_initial: float = 0.5
     backoff_max: float = 60.0
     status_interval: float = 1.0
     connect_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.chunk_window < 1 or min(self.backoff_initial, self.status_interval, self.connect_timeout) <= 0:
+        counts = (self.chunk_window, self.max_chain)
+        times = (self.backoff_initial, self.status_interval, self.connect_timeout, self.stall_after, self.heartbeat)
+        if min(counts) < 1 or min(times) <= 0:
             raise ConfigError("[client] values must be positive")
         if self.backoff_max < self.backoff_initial:
             raise ConfigError("[client] backoff_max must be at least backoff_initial")
@@ -126,12 +135,15 @@ def _broker(table: dict, base: Path, device_id: str) -> BrokerSettings:
                           keepalive=keepalive, **optional)
 
 
+_INTEGERS = {"chunk_window", "max_chain"}
+
+
 def _client(table: object) -> ClientSettings:
     if not isinstance(table, dict):
         raise ConfigError("[client] must be a table")
     _check_keys(table, {f.name for f in fields(ClientSettings)}, "[client]")
     for name, value in table.items():
-        if type(value) not in ((int,) if name == "chunk_window" else (int, float)):
+        if type(value) not in ((int,) if name in _INTEGERS else (int, float)):
             raise ConfigError(f"[client] {name} must be a number")
     return ClientSettings(**table)
 

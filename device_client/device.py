@@ -29,7 +29,7 @@ _REPORTED = {
     State.APPLYING: "applying", State.VERIFYING: "applying", State.DOWNLOADING: "downloading",
     State.ERROR: "error", State.COMMITTED: "idle", State.IDLE: "idle",
 }
-_PRIORITY = ("applying", "downloading", "error", "idle")
+_PRIORITY = ("applying", "stalled", "downloading", "error", "idle")
 
 
 class Device:
@@ -42,7 +42,7 @@ class Device:
         clock: Callable[[], float] = time.time,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        self.config = config
+        self.config, self.clock = config, clock
         self.store = store if store is not None else FileModelStore(config.model_dir)
         keys = {key.key_id: key for key in map(load_verify_key, config.trusted_keys)}
         self._predictors: dict[str, Predictor] = {}
@@ -51,6 +51,7 @@ class Device:
                 model=model, device_id=config.device_id, store=self.store,
                 spool=Spool(config.model_dir / ".spool" / model), trusted_keys=keys, limits=limits,
                 clock=clock, prefix=config.broker.prefix, window=config.client.chunk_window,
+                max_steps=config.client.max_chain, stall_after=config.client.stall_after,
                 on_commit=lambda installed, model=model: self._committed(model, installed),
             )
             for model in config.models
@@ -73,10 +74,16 @@ class Device:
             if named.is_manifest:
                 updater.on_manifest(payload)
             elif named.is_chunk:
-                updater.on_chunk(named.version, named.index, payload)
+                updater.on_chunk(named.version, named.kind, named.index, payload)
+            else:
+                updater.on_release_manifest(named.version, named.kind, payload)
         except Exception as exc:  # noqa: BLE001 - a bad message must never stop the client
             log.exception("%s: unexpected failure handling %s", updater.model, topic)
             updater.fail(exc)
+
+    def resubscribe_due(self) -> set[str]:
+        """Topics of stalled downloads to subscribe to again now (device_client.updater.resubscribe_due)."""
+        return set().union(*(updater.resubscribe_due() for updater in self.updaters.values()))
 
     def has_work(self) -> bool:
         return any(updater.ready_to_apply for updater in self.updaters.values())
@@ -110,9 +117,10 @@ class Device:
     def status(self, online: bool = True) -> DeviceStatus:
         """The status to publish now (or, with ``online=False``, the last will)."""
         updaters = list(self.updaters.values())
-        states = {_REPORTED[updater.state] for updater in updaters}
+        states = {"stalled" if u.stalled else _REPORTED[u.state] for u in updaters}
         state = next(s for s in _PRIORITY if s in states) if online else "offline"
         progress = next((p for p in (u.progress() for u in updaters) if p is not None), None)
         failed = [u for u in updaters if u.last_error is not None]
         latest = max(failed, key=lambda u: u.error_time).last_error if failed else None
-        return DeviceStatus(self.device_id, state, self.running_models(), progress if online else None, latest)
+        return DeviceStatus(self.device_id, state, self.running_models(), progress if online else None, latest,
+                            sent=self.clock(), heartbeat=self.config.client.heartbeat)

@@ -64,6 +64,9 @@ class DeviceSession:
             self.publish_status(force=True)
             self.device.work()
         self._sync_subscriptions()
+        again = sorted(self.device.resubscribe_due() & self._subscribed)
+        if again:
+            self.client.subscribe([(topic, _QOS) for topic in again])
         self.publish_status()
 
     def renew_needed(self) -> bool:
@@ -71,9 +74,10 @@ class DeviceSession:
         return self.device.running_models() != self._will_models
 
     def publish_status(self, force: bool = False) -> mqtt.MQTTMessageInfo | None:
-        """Publish the status if it changed: at once for news, progress at most every status_interval."""
+        """Publish the status if it changed: at once for news, progress at most every status_interval; and
+        an unchanged one every heartbeat seconds, so readers can tell a silent device from a quiet one."""
         status, now = self.device.status(), time.monotonic()
-        if status == self._last_status:
+        if status == self._last_status and now - self._last_status_time < self.device.config.client.heartbeat:
             return None
         news = self._last_status is None or replace(status, progress=None) != replace(self._last_status, progress=None)
         if not (force or news or now - self._last_status_time >= self.device.config.client.status_interval):

@@ -1,6 +1,6 @@
 """Chunks on disk: a release's chunks survive a reconnect or a restart, so none is fetched twice.
 
-MODEL_DIR/.spool/<model>/<version>-<payload sha256 prefix>/chunks/<index> holds each chunk, verified
+MODEL_DIR/.spool/<model>/<version>-<kind>-<payload sha256 prefix>/chunks/<index> holds each chunk, verified
 against the signed manifest before it is kept, again when the spool is reopened after a restart, and
 again as the payload is read from the chunks for applying (they are never copied into one file).
 refused.json remembers the last refused manifest, so a restart does not download it again.
@@ -115,19 +115,20 @@ class ReleaseSpool:
 
 
 class Spool:
-    """One model's spool directory: at most one release in progress, and the last refusal."""
+    """One model's spool directory: the releases of the download in progress, and the last refusal."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def open(self, manifest: Manifest) -> ReleaseSpool:
-        """The spool of ``manifest``'s release, resumed if it exists; other releases' chunks are dropped."""
-        name = f"{manifest.version}-{manifest.payload_sha256.hex()[:16]}"
-        self._remove_releases(keep=name)
-        return ReleaseSpool(self.root / name, manifest)
+    def open_all(self, manifests: list[Manifest]) -> list[ReleaseSpool]:
+        """The spools of these releases (the steps of one download), each resumed if it exists; the chunks
+        of every other release are dropped."""
+        names = [f"{m.version}-{m.payload_kind}-{m.payload_sha256.hex()[:16]}" for m in manifests]
+        self._remove_releases(keep=set(names))
+        return [ReleaseSpool(self.root / name, manifest) for name, manifest in zip(names, manifests, strict=True)]
 
     def clear(self) -> None:
-        self._remove_releases(keep=None)
+        self._remove_releases(keep=set())
 
     def held_bytes(self) -> int:
         """Bytes of chunks spooled for any release (opening a release reuses or frees them all)."""
@@ -148,9 +149,9 @@ class Spool:
         record = {"manifest": manifest_digest.hex(), "error": asdict(error)}
         write_atomic(self.root / "refused.json", json.dumps(record).encode())
 
-    def _remove_releases(self, keep: str | None) -> None:
+    def _remove_releases(self, keep: set[str]) -> None:
         if not self.root.exists():
             return
         for path in self.root.iterdir():
-            if path.is_dir() and path.name != keep:
+            if path.is_dir() and path.name not in keep:
                 shutil.rmtree(path)

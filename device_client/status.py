@@ -1,9 +1,16 @@
 """The status a device publishes, retained, on {prefix}/devices/<id>/status (its last will: offline).
 
-    {"device": str, "state": "idle|downloading|applying|error|offline",
+    {"device": str, "state": "idle|downloading|stalled|applying|error|offline",
      "models": {"<model>": {"version": int, "sha256": hex}},
-     "progress": {"model", "release", "chunks_done", "chunks_total", "bytes_done", "bytes_total"} | null,
-     "last_error": {"code": str, "message": str, "release": int, "model": str} | null}
+     "progress": {"model", "release", "chunks_done", "chunks_total", "bytes_done", "bytes_total",
+                  "missing", "last_progress"} | null,
+     "last_error": {"code": str, "message": str, "release": int, "model": str} | null,
+     "sent": float, "heartbeat": float}
+
+``sent`` is the device's Unix time when it sent the status, ``heartbeat`` the most seconds it lets pass
+between two statuses while online, so a reader can tell a silent device from a quiet one. In
+``progress``, ``missing`` counts the chunks (and catch-up manifests) still to come and ``last_progress``
+is the Unix time the last of them arrived; ``stalled`` means nothing arrived for the stall deadline.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import errno
 import json
 from dataclasses import asdict, dataclass, field
 
-STATES = ("idle", "downloading", "applying", "error", "offline")
+STATES = ("idle", "downloading", "stalled", "applying", "error", "offline")
 #: OSErrors that mean the device ran out of room for a file: no space left, a file-size limit, a quota.
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
@@ -47,6 +54,8 @@ class Progress:
     chunks_total: int
     bytes_done: int
     bytes_total: int
+    missing: int
+    last_progress: float
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,9 @@ class DeviceStatus:
     models: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     progress: Progress | None = None
     last_error: LastError | None = None
+    #: Not compared: two statuses that say the same are equal whenever they were made.
+    sent: float = field(default=0.0, compare=False)
+    heartbeat: float = 0.0
 
     def __post_init__(self) -> None:
         if self.state not in STATES:
@@ -68,6 +80,8 @@ class DeviceStatus:
             "models": {m: {"version": v, "sha256": s.hex()} for m, (v, s) in sorted(self.models.items())},
             "progress": asdict(self.progress) if self.progress else None,
             "last_error": asdict(self.last_error) if self.last_error else None,
+            "sent": round(self.sent, 1),
+            "heartbeat": self.heartbeat,
         }
 
     def to_json(self) -> bytes:

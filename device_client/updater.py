@@ -4,12 +4,14 @@
     any step -> error (the running model untouched); error -> idle or downloading on a new manifest
 
 Every manifest is handled once per distinct envelope: a refused one is remembered (across restarts too)
-and not retried until a different manifest arrives. A delta that arrives while an earlier release is
-still downloading, made for that release's result, is queued and applied after it (a burst of
-releases), instead of being refused as made for another base. Verification is the codec's: signature, then policy
-(version, base, expiry), then each chunk, the payload, the decoded records and the target sha256; then,
-when the manifest carries a canary, the staged file must pass it (device_client.predictor) before the
-swap, so a model that fails it never runs.
+and not retried until a different manifest arrives. A device on any release the latest manifest's index
+lists reaches the latest in one swap: it picks the cheapest path (device_client.catchup: a chain of
+deltas, or the full file), fetches the steps' manifests and chunks (device_client.download), applies
+the steps in order to one staged copy, checking each step's target sha256, and commits once. A newer
+manifest arriving mid-download is planned afresh; chunks of steps on both paths are kept. Verification
+is the codec's: signature, then policy (version, expiry), then each chunk, the payload, the decoded
+records and each target sha256; then, when the manifest carries a canary, the staged file must pass it
+(device_client.predictor) before the swap, so a model that fails it never runs.
 """
 
 from __future__ import annotations
@@ -28,16 +30,21 @@ from codec.canary import Canary
 from codec.errors import BaseMismatchError, FloatEnvironmentError, IntegrityError, UpdateError, WrongModelError
 from codec.keys import VerifyKey
 from codec.limits import MIB, Limits
-from codec.manifest import Manifest, check_applicable, read_manifest, read_manifest_unverified
-from codec.topics import chunk_topic, manifest_topic
+from codec.manifest import Manifest, check_fresh, read_manifest, read_manifest_unverified
+from codec.topics import manifest_topic
+from device_client.catchup import DEFAULT_MAX_STEPS, describe_miss, plan_path
+from device_client.download import Download
 from device_client.errors import DeviceError, RolledBackError
-from device_client.spool import ReleaseSpool, Spool
+from device_client.spool import Spool
+from device_client.stall import StallWatch
 from device_client.status import LastError, Progress
 from device_client.store import Installed, ModelStore
 
 log = logging.getLogger("rankcast.device")
 #: Room a release leaves free besides its own files (state.json, logs, the file system's own needs).
 ROOM_MARGIN = 4 * MIB
+#: Latest manifests kept in memory to pin steps of a later path (each at most the 128 KiB manifest limit).
+SEEN_MANIFESTS = 16
 
 
 class State(enum.Enum):
@@ -77,38 +84,45 @@ class ModelUpdater:
         window: int,
         canary_check: Callable[[Path, Canary], None] | None = None,
         on_commit: Callable[[Installed], None] | None = None,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        stall_after: float = 120.0,
     ) -> None:
         """``canary_check`` runs a manifest's canary on a staged file and raises (default:
-        device_client.predictor.check_canary); ``on_commit`` hears of every committed model."""
+        device_client.predictor.check_canary); ``on_commit`` hears of every committed model; ``max_steps``
+        bounds the deltas applied in a row; ``stall_after`` is the least stall deadline in seconds."""
         self.model, self.device_id = model, device_id
         self.store, self.spool = store, spool
         self.trusted_keys, self.limits, self.clock = trusted_keys, limits, clock
-        self.prefix, self.window = prefix, window
+        self.prefix, self.window, self.max_steps = prefix, window, max_steps
         self.canary_check, self.on_commit = canary_check or _check_canary, on_commit
         self.state = State.IDLE
-        self.release: ReleaseSpool | None = None
+        self.download: Download | None = None
         self.last_error: LastError | None = None
         #: time.monotonic() when last_error was set, so a device reports its most recent error.
         self.error_time = 0.0
-        #: How often each chunk of the latest release arrived from the network (since this process started).
-        self.fetched: Counter[int] = Counter()
+        #: How often each chunk, by (version, kind, index), arrived from the network since this process started,
+        #: and the bytes of chunks that arrived for a download in progress.
+        self.fetched: Counter[tuple[int, str, int]] = Counter()
+        self.fetched_bytes = 0
         self._manifest_digest: bytes | None = None
-        #: Verified deltas that apply on top of the release in progress, in order (envelope, manifest):
-        #: a burst of releases published while this device was still downloading.
-        self._queued: list[tuple[bytes, bytes, Manifest]] = []  # (sha256 of the envelope, envelope, manifest)
+        #: Latest manifests seen in this process (sha256 -> envelope): a newer index pins them, so a burst of
+        #: releases needs no manifest fetched twice.
+        self._seen: dict[bytes, bytes] = {}
+        #: The download's progress against its stall deadline (device_client.stall).
+        self.watch = StallWatch(stall_after)
+        self._progress_wall = 0.0
 
     def wanted_topics(self) -> set[str]:
-        """The manifest topic, and while downloading the next ``window`` missing chunks' topics."""
+        """The manifest topic, and while downloading the steps' manifests or next ``window`` missing chunks."""
         topics = {manifest_topic(self.model, self.prefix)}
-        if self.state is State.DOWNLOADING and self.release is not None:
-            version = self.release.manifest.version
-            topics |= {chunk_topic(self.model, version, i, self.prefix) for i in self.release.missing(self.window)}
+        if self.state is State.DOWNLOADING and self.download is not None:
+            topics |= self.download.wanted_topics(self.window, self.prefix)
         return topics
 
     def on_manifest(self, envelope: bytes) -> None:
-        """A manifest arrived (retained on subscribe, or newly published)."""
+        """The latest manifest arrived (retained on subscribe, or newly published)."""
         digest = hashlib.sha256(envelope).digest()
-        if digest == self._manifest_digest or any(queued[0] == digest for queued in self._queued):
+        if digest == self._manifest_digest:
             return
         self._manifest_digest = digest
         refused = self.spool.refusal(digest)
@@ -117,37 +131,97 @@ class ModelUpdater:
             self._enter(State.ERROR)
             return
         try:
-            manifest = self._accept(envelope)
-        except BaseMismatchError as exc:
-            if not self._queue_successor(envelope):
-                self._refuse(exc, _claimed_version(envelope, self.limits))
-            return
+            accepted = self._accept(envelope)
         except (UpdateError, DeviceError) as exc:
             self._refuse(exc, _claimed_version(envelope, self.limits))
             return
-        if manifest is None:
-            self._drop_release()
+        if len(self._seen) >= SEEN_MANIFESTS:
+            self._seen.pop(next(iter(self._seen)))
+        self._seen[digest] = envelope
+        if accepted is None:
+            self._drop_download()
             self._enter(State.IDLE)
-        elif self.release is None or self.release.manifest.payload_sha256 != manifest.payload_sha256:
-            try:
-                self._check_room(manifest)
-            except OSError as exc:  # the device's disk, not the release: not remembered
-                self._refuse(exc, manifest.version, remember=False)
-                return
-            self._start(manifest)
+            return
+        self.download = Download(*accepted, self._seen, self.limits)
+        self.watch.restart()
+        self._progress_wall = self.clock()
+        log.info("%s: release %d accepted: %s", self.model, accepted[0].version,
+                 " then ".join(f"{s.version} ({s.kind}, {s.payload_length} B)" for s in accepted[1]))
+        self._enter(State.DOWNLOADING)
+        self._open_when_known()
 
-    def on_chunk(self, version: int, index: int, data: bytes) -> None:
-        """A chunk arrived; one that does not belong to the release in progress is ignored."""
-        if self.state is not State.DOWNLOADING or self.release is None or version != self.release.manifest.version:
+    def on_release_manifest(self, version: int, kind: str, envelope: bytes) -> None:
+        """A step's own manifest arrived from its retained topic; ignored unless the download waits for it."""
+        if self.state is not State.DOWNLOADING or self.download is None:
             return
-        self.fetched[index] += 1
         try:
-            self.release.put(index, data)
+            if self.download.add_manifest(version, kind, envelope):
+                self._progressed()
+                self._open_when_known()
         except UpdateError as exc:
-            self._refuse(exc, version)
+            self._refuse(exc, self.download.latest.version)
+
+    def on_chunk(self, version: int, kind: str, index: int, data: bytes) -> None:
+        """A chunk arrived; one that belongs to no step of the download in progress is ignored."""
+        release = self.download.spool_for(version, kind) if self.state is State.DOWNLOADING and self.download else None
+        if release is None:
             return
-        if self.release.complete:
+        self.fetched[version, kind, index] += 1
+        self.fetched_bytes += len(data)
+        try:
+            new = release.put(index, data)
+        except UpdateError as exc:
+            self._refuse(exc, self.download.latest.version)
+            return
+        if new:
+            self._progressed()
+        if self.download.complete:
             self._enter(State.APPLYING)
+
+    def resubscribe_due(self, now: float | None = None) -> set[str]:
+        """The download's topics, when it is due to subscribe to them again (their retained messages are
+        sent again: a chunk lost on the way, or retained again after a broker lost it); else nothing."""
+        if self.state is not State.DOWNLOADING or self.download is None:
+            return set()
+        was_stalled = self.watch.stalled
+        if not self.watch.due(now):
+            return set()
+        if self.watch.stalled and not was_stalled:
+            log.warning("%s: release %d stalled: no progress for %.0f s, %d still missing; the spool is kept and "
+                        "the download resumes when they arrive", self.model, self.download.latest.version,
+                        (self.watch.monotonic() if now is None else now) - self.watch.progress_at,
+                        self.download.missing())
+        return self.download.wanted_topics(self.window, self.prefix)
+
+    @property
+    def stalled(self) -> bool:
+        """Downloading, without progress for a while (device_client.stall)."""
+        return self.download is not None and self.state is State.DOWNLOADING and self.watch.stalled
+
+    def _progressed(self) -> None:
+        self.watch.progressed()
+        self._progress_wall = self.clock()
+
+    def _open_when_known(self) -> None:
+        """Once every step's manifest is known: check the disk, then spool (resuming what is held)."""
+        download = self.download
+        if not download.manifests_known:
+            return
+        try:
+            self._check_room(download)
+        except OSError as exc:  # the device's disk, not the release: not remembered
+            self._refuse(exc, download.latest.version, remember=False)
+            return
+        download.open(self.spool)
+        done, total, _ = download.done()
+        log.info("%s: release %d: %d of %d chunks already spooled", self.model, download.latest.version, done, total)
+        if download.complete:
+            self._enter(State.APPLYING)
+
+    @property
+    def latest_digest(self) -> bytes | None:
+        """sha256 of the last latest manifest this updater handled (None before the first)."""
+        return self._manifest_digest
 
     @property
     def installed(self) -> Installed | None:
@@ -159,67 +233,44 @@ class ModelUpdater:
         return self.state is State.APPLYING
 
     def apply(self) -> None:
-        """Apply the complete release to a copy of the model, verify it, and swap it in atomically."""
-        release = self.release
-        manifest = release.manifest
+        """Apply the download's steps in order to one staged copy, verify it, and swap it in atomically."""
+        download = self.download
+        manifest = download.latest
         staged = None
         try:
-            self._check_policy(manifest, self.installed)
-            payload = release.payload()
-            full = manifest.payload_kind == "full"
-            staged = self.store.stage(self.model, copy_current=not full,
-                                      needs=self._staged_bytes(manifest) + ROOM_MARGIN)
-            sha256 = apply_payload(staged, payload, manifest.decompressed_length, self.limits, self.store.slot_reader,
-                                   full=full)
+            installed = self.installed
+            self._check_policy(manifest, installed)
+            first = download.steps[0]
+            if first.kind == "delta" and (installed is None or installed.sha256 != first.base_sha256):
+                raise BaseMismatchError(describe_miss(manifest, installed and installed.sha256,
+                                                      installed and installed.version))
+            staged = self.store.stage(self.model, copy_current=first.kind == "delta",
+                                      needs=self._staged_bytes(download) + ROOM_MARGIN)
+            for step, release in download.ordered():
+                sha256 = apply_payload(staged, release.payload(), step.decompressed_length, self.limits,
+                                       self.store.slot_reader, full=step.payload_kind == "full")
+                if sha256 != step.target_sha256:
+                    raise IntegrityError(
+                        f"release {step.version} produced a model with sha256 {sha256.hex()[:16]}…, its manifest "
+                        f"promises {step.target_sha256.hex()[:16]}…; the running model is kept"
+                    )
             self._enter(State.VERIFYING)
-            if sha256 != manifest.target_sha256:
-                raise IntegrityError(
-                    f"release {manifest.version} produced a model with sha256 {sha256.hex()[:16]}…, the manifest "
-                    f"promises {manifest.target_sha256.hex()[:16]}…; the running model is kept"
-                )
             if manifest.canary is not None:
                 self.canary_check(staged, manifest.canary)
-            installed = self.store.commit(self.model, staged, manifest.version, sha256)
+            committed = self.store.commit(self.model, staged, manifest.version, sha256)
         except (UpdateError, DeviceError, OSError) as exc:
             if staged is not None:
                 self.store.discard(staged)
             # a full disk or this process's float environment is the device's, not the release's
             self._refuse(exc, manifest.version, remember=not isinstance(exc, OSError | FloatEnvironmentError))
             return
-        log.info("%s: release %d committed (sha256 %s)", self.model, manifest.version, sha256.hex()[:16])
-        queued = self._queued
+        log.info("%s: release %d committed in %d step(s) (sha256 %s)", self.model, manifest.version,
+                 len(download.steps), sha256.hex()[:16])
         self._enter(State.COMMITTED)
-        self._notify(installed)
+        self._notify(committed)
         self.last_error = None
-        self._drop_release()
+        self._drop_download()
         self._enter(State.IDLE)
-        self._start_queued(queued)
-
-    def _queue_successor(self, envelope: bytes) -> bool:
-        """Keep a delta made for the release in progress (or for the last one queued) to apply after it."""
-        end = self._queued[-1][2] if self._queued else (self.release.manifest if self.release else None)
-        if end is None:
-            return False
-        manifest = read_manifest(envelope, self.trusted_keys, self.limits)
-        try:
-            check_applicable(manifest, model=self.model, current_version=end.version,
-                             current_sha256=end.target_sha256, now=self.clock())
-        except UpdateError:
-            return False
-        self._queued.append((hashlib.sha256(envelope).digest(), envelope, manifest))
-        log.info("%s: release %d queued: it applies on top of release %d, still in progress", self.model,
-                 manifest.version, end.version)
-        return True
-
-    def _start_queued(self, queued: list[tuple[bytes, bytes, Manifest]]) -> None:
-        """After a commit, take up the next queued release; the rest stay queued behind it."""
-        if not queued:
-            return
-        _, envelope, manifest = queued[0]
-        self._manifest_digest = None
-        self.on_manifest(envelope)
-        if self.release is not None and self.release.manifest == manifest:
-            self._queued = queued[1:]
 
     def _notify(self, installed: Installed) -> None:
         if self.on_commit is None:
@@ -230,19 +281,20 @@ class ModelUpdater:
             log.exception("%s: a commit listener failed", self.model)
 
     def progress(self) -> Progress | None:
-        if self.release is None or self.state not in (State.DOWNLOADING, State.APPLYING, State.VERIFYING):
+        if self.download is None or self.state not in (State.DOWNLOADING, State.APPLYING, State.VERIFYING):
             return None
-        manifest = self.release.manifest
-        return Progress(self.model, manifest.version, self.release.chunks_done, manifest.chunk_count,
-                        self.release.bytes_done, manifest.payload_length)
+        done, total, bytes_done = self.download.done()
+        return Progress(self.model, self.download.latest.version, done, total, bytes_done, self.download.payload_bytes,
+                        self.download.missing(), round(self._progress_wall, 1))
 
     def fail(self, exc: BaseException) -> None:
         """Record an unexpected failure (a bug, or an error outside the codec) without dying."""
-        version = self.release.manifest.version if self.release else 0
+        version = self.download.latest.version if self.download else 0
         self._refuse(exc, version, remember=False)
 
-    def _accept(self, envelope: bytes) -> Manifest | None:
-        """The verified manifest if this device should install it; None if there is nothing to do."""
+    def _accept(self, envelope: bytes) -> tuple[Manifest, list] | None:
+        """The verified manifest and the path to it if this device should install it; None if there is
+        nothing to do."""
         manifest = read_manifest(envelope, self.trusted_keys, self.limits)
         if manifest.model != self.model:
             raise WrongModelError(f"the manifest on {self.model}'s topic is for model {manifest.model!r}")
@@ -254,7 +306,11 @@ class ModelUpdater:
                      manifest.rollout_percent)
             return None
         self._check_policy(manifest, installed)
-        return manifest
+        running_sha256, running_version = (installed.sha256, installed.version) if installed else (None, None)
+        steps = plan_path(manifest, running_sha256, running_version, self.max_steps)
+        if steps is None:
+            raise BaseMismatchError(describe_miss(manifest, running_sha256, running_version))
+        return manifest, steps
 
     def _check_policy(self, manifest: Manifest, installed: Installed | None) -> None:
         rolled_back = self.store.rolled_back(self.model)
@@ -263,35 +319,27 @@ class ModelUpdater:
                 f"release {manifest.version} was rolled back on this device (up to version {rolled_back}); "
                 "publish a newer version"
             )
-        check_applicable(
-            manifest, model=self.model, current_version=installed.version if installed else None,
-            current_sha256=installed.sha256 if installed else None, now=self.clock(),
-        )
+        check_fresh(manifest, model=self.model, current_version=installed.version if installed else None,
+                    now=self.clock())
 
-    def _check_room(self, manifest: Manifest) -> None:
-        """Refuse up front (disk-full) a release the disk cannot hold: its chunks and the staged file. The
-        chunks already spooled (this release's, resumed, or another's that opening it frees) count as room."""
-        need = manifest.payload_length + self._staged_bytes(manifest) + ROOM_MARGIN
+    def _check_room(self, download: Download) -> None:
+        """Refuse up front (disk-full) a download the disk cannot hold: every step's chunks and the staged
+        file. Chunks already spooled (resumed, or another release's that opening the download frees) count
+        as room."""
+        need = download.payload_bytes + self._staged_bytes(download) + ROOM_MARGIN
         room = self.store.room(self.model) + self.spool.held_bytes()
         if room < need:
-            raise OSError(errno.ENOSPC, f"release {manifest.version} needs {need >> 20} MiB on disk, "
+            raise OSError(errno.ENOSPC, f"release {download.latest.version} needs {need >> 20} MiB on disk, "
                           f"{room >> 20} MiB are free; free space and restart the client")
 
-    def _staged_bytes(self, manifest: Manifest) -> int:
-        """The staged file's size: the running file's for a delta, at most the payload's document for a full
-        release."""
+    def _staged_bytes(self, download: Download) -> int:
+        """The staged file's size: the running file's when the path starts with a delta, at most the full
+        payload's document when it starts with the full file."""
+        first = download.manifests[download.steps[0].key]
         installed = self.installed
-        if manifest.payload_kind == "full" or installed is None:
-            return manifest.decompressed_length
+        if first.payload_kind == "full" or installed is None:
+            return first.decompressed_length
         return installed.path.stat().st_size
-
-    def _start(self, manifest: Manifest) -> None:
-        self._queued = []
-        self.fetched = Counter()
-        self.release = self.spool.open(manifest)  # resumes this release's chunks, drops any other's
-        log.info("%s: release %d accepted, %d of %d chunks already spooled", self.model, manifest.version,
-                 self.release.chunks_done, manifest.chunk_count)
-        self._enter(State.APPLYING if self.release.complete else State.DOWNLOADING)
 
     def _refuse(self, exc: BaseException, release: int, remember: bool = True) -> None:
         """Enter error for ``exc``. A refusal of the release is remembered and its chunks dropped; a fault
@@ -302,18 +350,17 @@ class ModelUpdater:
         if remember and self._manifest_digest is not None:
             self.spool.refuse(self._manifest_digest, self.last_error)
         if remember:
-            self._drop_release()
+            self._drop_download()
         else:
-            self.release, self._queued = None, []
+            self.download = None
         self._enter(State.ERROR)
 
     def _set_error(self, error: LastError) -> None:
         self.last_error = error
         self.error_time = time.monotonic()
 
-    def _drop_release(self) -> None:
-        self.release = None
-        self._queued = []
+    def _drop_download(self) -> None:
+        self.download = None
         self.spool.clear()
 
     def _enter(self, state: State) -> None:

@@ -19,6 +19,12 @@ class ConfigError(PublisherError):
     code = "bad-config"
 
 
+class BrokerUrlError(ConfigError):
+    """A broker address that is not ``mqtts://HOST:PORT`` or ``mqtt://HOST:PORT``."""
+
+    code = "bad-broker-url"
+
+
 class DataError(PublisherError):
     """Training or evaluation data is missing, malformed or does not fit the model."""
 
@@ -29,6 +35,12 @@ class ModelError(PublisherError):
     """The model cannot be built, loaded or factorised as asked."""
 
     code = "bad-model"
+
+
+class SigningKeyError(PublisherError):
+    """The signing key file is not the Ed25519 private key releases are signed with."""
+
+    code = "bad-key"
 
 
 class BudgetError(PublisherError):
@@ -96,3 +108,45 @@ class ReleaseInputError(PublishError):
     """The update or model file cannot be published as asked (for example no target sha256)."""
 
     code = "bad-update"
+
+
+class ReleaseRefusedError(PublishError):
+    """The broker's retained releases say this release must not be published (publisher.release.guardrails)."""
+
+    code = "release-refused"
+
+
+class VersionNotNewerError(ReleaseRefusedError):
+    """The version is below the current release's: devices would refuse it as old."""
+
+    code = "not-newer"
+
+
+class VersionTakenError(ReleaseRefusedError):
+    """The current version is already published with another payload."""
+
+    code = "version-taken"
+
+
+class UnknownBaseError(ReleaseRefusedError):
+    """A delta for a model file no retained release produces, so no device runs it."""
+
+    code = "unknown-base"
+
+
+class UntrustedKeyError(ReleaseRefusedError):
+    """Signed by another key than the current release: devices trust the one they were given."""
+
+    code = "untrusted-key"
+
+
+class NewModelError(ReleaseRefusedError):
+    """The first release of a model id the broker has never seen, without --new-model (a typo?)."""
+
+    code = "new-model"
+
+
+class CurrentReleaseError(ReleaseRefusedError):
+    """Deleting the current release, which devices may be downloading, without --force."""
+
+    code = "is-current"

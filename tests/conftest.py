@@ -69,3 +69,16 @@ def mlp():
 @pytest.fixture
 def cnn():
     return tiny_cnn()
+
+
+@pytest.fixture
+def operator_error(capsys: pytest.CaptureFixture[str]):
+    """``read(code)``: the one line `rankcast` printed on stderr, checked to be ``rankcast: error [code]: ...``."""
+
+    def read(code: str) -> str:
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"rankcast: error [{code}]: "), err
+        return lines[0]
+
+    return read

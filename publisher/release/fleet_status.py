@@ -1,17 +1,23 @@
 """The fleet at a glance: every device's retained status, summarised per version and per state.
 
 Statuses follow the JSON that device_client.status documents; a malformed one is listed as such
-rather than hidden, since a device that reports garbage is news too.
+rather than hidden, since a device that reports garbage is news too. A device whose last status is
+older than twice its heartbeat (plus a minute of clock skew) and does not say offline is **stale**: it
+went silent without its last will reaching the broker, or its clock is wrong.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass
 
 from codec.topics import status_filter
 from publisher.release.session import BrokerSession
+
+#: Seconds of clock difference between a device and the reader that still do not make it stale.
+STALE_SKEW_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -23,15 +29,26 @@ class DeviceRow:
     versions: dict[str, int]
     progress: dict | None
     last_error: dict | None
+    sent: float | None = None
+    heartbeat: float | None = None
 
-    def to_dict(self) -> dict:
+    def stale(self, now: float) -> bool:
+        """Silent for longer than its heartbeat allows, though not offline."""
+        if self.sent is None or not self.heartbeat or self.state in ("offline", "invalid"):
+            return False
+        return now - self.sent > 2 * self.heartbeat + STALE_SKEW_S
+
+    def to_dict(self, now: float) -> dict:
         return {"device": self.device, "state": self.state, "versions": self.versions,
-                "progress": self.progress, "last_error": self.last_error}
+                "progress": self.progress, "last_error": self.last_error, "sent": self.sent,
+                "stale": self.stale(now)}
 
 
 @dataclass(frozen=True)
 class FleetReport:
     devices: list[DeviceRow]
+    #: When the statuses were read (Unix time).
+    read_at: float
 
     def versions(self) -> dict[str, dict[int, int]]:
         """model -> version -> number of devices running it."""
@@ -44,11 +61,15 @@ class FleetReport:
     def states(self) -> dict[str, int]:
         return dict(sorted(Counter(row.state for row in self.devices).items()))
 
+    def stale(self) -> list[DeviceRow]:
+        return [row for row in self.devices if row.stale(self.read_at)]
+
     def to_dict(self) -> dict:
         return {
-            "devices": [row.to_dict() for row in self.devices],
+            "devices": [row.to_dict(self.read_at) for row in self.devices],
             "versions": {m: {str(v): n for v, n in c.items()} for m, c in self.versions().items()},
             "states": self.states(),
+            "stale": len(self.stale()),
         }
 
 
@@ -57,7 +78,7 @@ def read_fleet(session: BrokerSession, prefix: str, model: str | None = None) ->
     rows = [parse_status(topic, payload) for topic, payload in session.retained([status_filter(prefix)]).items()]
     if model is not None:
         rows = [row for row in rows if _concerns(row, model)]
-    return FleetReport(sorted(rows, key=lambda row: row.device))
+    return FleetReport(sorted(rows, key=lambda row: row.device), time.time())
 
 
 def parse_status(topic: str, payload: bytes) -> DeviceRow:
@@ -70,27 +91,46 @@ def parse_status(topic: str, payload: bytes) -> DeviceRow:
             device=str(status["device"]), state=str(status["state"]),
             versions={str(m): int(info["version"]) for m, info in models.items()},
             progress=status.get("progress"), last_error=status.get("last_error"),
+            sent=_seconds(status.get("sent")), heartbeat=_seconds(status.get("heartbeat")),
         )
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         return DeviceRow(device, "invalid", {}, None, {"code": "bad-status", "message": f"unreadable status: {exc}"})
 
 
 def format_report(report: FleetReport) -> str:
-    """A table with one row per device, then the counts per version and per state."""
-    lines = [f"{'DEVICE':<24} {'STATE':<12} {'VERSIONS':<24} LAST ERROR"]
+    """A table with one row per device, then the counts per version and per state, and the stale ones."""
+    lines = [f"{'DEVICE':<24} {'STATE':<16} {'VERSIONS':<24} {'LAST SEEN':<14} LAST ERROR"]
     for row in report.devices:
         versions = ", ".join(f"{m}={v}" for m, v in sorted(row.versions.items())) or "-"
         state = row.state
         if row.progress:
             state += f" {row.progress.get('chunks_done', '?')}/{row.progress.get('chunks_total', '?')}"
+        seen = "-" if row.sent is None else _ago(report.read_at - row.sent) + (" STALE" if row.stale(report.read_at)
+                                                                              else "")
         error = row.last_error
         problem = f"[{error.get('code')}] release {error.get('release', '?')}: {error.get('message')}" if error else ""
-        lines.append(f"{row.device:<24} {state:<12} {versions:<24} {problem}".rstrip())
+        lines.append(f"{row.device:<24} {state:<16} {versions:<24} {seen:<14} {problem}".rstrip())
     lines.append("")
     for model, counts in report.versions().items():
         lines.append(f"{model}: " + ", ".join(f"version {v}: {n}" for v, n in counts.items()))
     lines.append(f"{len(report.devices)} devices: " + ", ".join(f"{s} {n}" for s, n in report.states().items()))
+    stale = report.stale()
+    if stale:
+        lines.append(f"{len(stale)} stale (silent past twice their heartbeat, not offline): "
+                     + ", ".join(row.device for row in stale))
     return "\n".join(lines)
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+def _seconds(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _concerns(row: DeviceRow, model: str) -> bool:

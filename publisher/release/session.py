@@ -2,7 +2,8 @@
 
 Used by `rankcast publish`, `rankcast release` and `rankcast status`. Every wait is bounded by the
 session's timeout and ends early if the connection drops; broker refusals become PublishError
-subclasses with stable codes (bad-credentials, not-authorized, broker-refused, timeout, ...).
+subclasses with stable codes (bad-credentials, not-authorized, broker-refused, timeout, ...), and a
+connection that fails says why (publisher.release.broker_errors).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from publisher.errors import (
     CredentialsRefusedError,
     NotAuthorizedError,
 )
+from publisher.release.broker_errors import cafile_error, connect_error, lost_before_connack
 
 _BAD_CREDENTIALS = 0x86
 _NOT_AUTHORIZED = 0x87
@@ -58,7 +60,10 @@ class BrokerSession:
         if login.username is not None:
             self._client.username_pw_set(login.username, login.password())
         if login.url.tls:
-            self._client.tls_set(ca_certs=str(login.cafile) if login.cafile else None)
+            try:
+                self._client.tls_set(ca_certs=str(login.cafile) if login.cafile else None)
+            except (OSError, ssl.SSLError) as exc:
+                raise cafile_error(login.cafile, exc) from None
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
@@ -85,9 +90,13 @@ class BrokerSession:
         try:
             self._client.connect(url.host, url.port, keepalive=60, clean_start=True)
         except (OSError, ssl.SSLError) as exc:
-            raise BrokerUnreachableError(f"cannot connect to {url}: {exc}") from None
+            raise connect_error(url, self.login.cafile, exc) from None
         self._client.loop_start()
-        self._wait(lambda: self._connack is not None, "the broker's answer to CONNECT")
+        try:
+            self._wait(lambda: self._connack is not None, "the broker's answer to CONNECT")
+        except BrokerUnreachableError:
+            self.close()
+            raise lost_before_connack(url, self._lost, self.timeout) from None
         if self._connack.is_failure:
             self.close()
             if self._connack.value in (_BAD_CREDENTIALS, _NOT_AUTHORIZED):

@@ -11,15 +11,17 @@ import copy
 import torch
 from torch import nn
 
-from publisher.training.loop import TrainConfig, train
+from publisher.training.loop import EpochCallback, TrainConfig, train
 
 
-def finetune(base: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig) -> nn.Module:
+def finetune(
+    base: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, on_epoch: EpochCallback | None = None
+) -> nn.Module:
     """A copy of ``base`` with every parameter trained on (x, y); batch-norm statistics stay as deployed."""
     model = copy.deepcopy(base)
     for parameter in model.parameters():
         parameter.requires_grad_(True)
-    train(model, model.parameters(), x, y, config, freeze_norm_statistics=True)
+    train(model, model.parameters(), x, y, config, freeze_norm_statistics=True, on_epoch=on_epoch)
     return model
 
 

@@ -13,10 +13,12 @@ import torch
 
 from publisher.errors import ConfigError
 from publisher.training.delta_set import DeltaSet
-from publisher.training.loop import TrainConfig, train
+from publisher.training.loop import EpochCallback, TrainConfig, train
 
 
-def fit(delta_set: DeltaSet, x: torch.Tensor, y: torch.Tensor, config: TrainConfig) -> None:
+def fit(
+    delta_set: DeltaSet, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, on_epoch: EpochCallback | None = None
+) -> None:
     """Train the delta set's parameters for ``config.epochs`` epochs on the exact device arithmetic.
 
     Batch-norm statistics stay as deployed. The delta set is left in quantised mode: its outputs are
@@ -25,4 +27,5 @@ def fit(delta_set: DeltaSet, x: torch.Tensor, y: torch.Tensor, config: TrainConf
     if config.epochs < 1:
         raise ConfigError("an update needs at least one training epoch")
     delta_set.set_quantised(True)
-    train(delta_set.model, delta_set.trainable_parameters(), x, y, config, freeze_norm_statistics=True)
+    train(delta_set.model, delta_set.trainable_parameters(), x, y, config, freeze_norm_statistics=True,
+          on_epoch=on_epoch)

@@ -1,48 +1,25 @@
-"""`rankcast update build` on files: load the architecture, weights and data, build, write the .rcu."""
+"""`rankcast update build` on files: load the architecture, weights and data, build, write the .rcu and,
+when asked, the updated state_dict and model file the next update builds on."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from codec.apply import file_sha256
 from codec.errors import UpdateError
 from codec.update_file import UpdateFile, write_update_file
-from publisher.errors import DataError, ModelError
+from publisher.errors import ConfigError, DataError, ModelError
 from publisher.training.factorised import DEFAULT_FACTORS, FactorConfig
+from publisher.training.loop import Progress, check_data
 from publisher.training.reconstruct import load_file
-from publisher.training.update import DEFAULT_LR, UpdateConfig, build_update
+from publisher.training.update import DEFAULT_LR, BuiltUpdate, UpdateConfig, build_update
+from publisher.training.user_model import load_architecture, load_state
 
-
-def load_architecture(spec: str) -> nn.Module:
-    """Call ``MODULE:FACTORY`` (the module must be importable) and return the nn.Module it builds."""
-    module_name, _, factory_name = spec.partition(":")
-    if not module_name or not factory_name:
-        raise ModelError(f"--arch must look like MODULE:FACTORY, got {spec!r}")
-    try:
-        factory = getattr(importlib.import_module(module_name), factory_name)
-    except (ImportError, AttributeError) as exc:
-        raise ModelError(f"cannot load {spec}: {exc}; is the module on PYTHONPATH?") from None
-    model = factory()
-    if not isinstance(model, nn.Module):
-        raise ModelError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
-    return model
-
-
-def load_base(model: nn.Module, path: Path) -> nn.Module:
-    """``model`` with the state_dict saved at ``path`` (strict: every key must match)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state, strict=True)
-    except (RuntimeError, TypeError, AttributeError, EOFError, pickle.UnpicklingError) as exc:
-        raise ModelError(f"{path} is not a state_dict of this architecture: {exc}") from None
-    return model.eval()
+_LAYOUT = "x: float32, one example a row (N×F, or N×C×H×W for images); y: integer class labels 0..C-1"
 
 
 def load_data(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,39 +27,88 @@ def load_data(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     try:
         with np.load(path) as arrays:
             if "x" not in arrays or "y" not in arrays:
-                raise DataError(f"{path} must hold arrays named x and y, found {sorted(arrays)}")
+                raise DataError(f"{path} must hold arrays named x and y, found {sorted(arrays)} ({_LAYOUT})")
             x, y = arrays["x"], arrays["y"]
+        inputs = np.ascontiguousarray(x, np.float32)
     except (ValueError, EOFError, TypeError, AttributeError) as exc:
         if isinstance(exc, DataError):
             raise
-        raise DataError(f"{path} is not an .npz file of arrays x and y: {exc}") from None
+        raise DataError(f"{path} is not an .npz file of arrays x and y: {exc} ({_LAYOUT})") from None
     if not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{path}: y must hold integer class labels, got {y.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(x, np.float32)), torch.from_numpy(y.astype(np.int64))
+    return torch.from_numpy(inputs), torch.from_numpy(y.astype(np.int64))
+
+
+def check_fits(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], path: Path) -> None:
+    """Refuse data the model cannot take: inputs of another shape, labels beyond its outputs."""
+    x, y = data
+    try:
+        check_data(x, y)
+        with torch.no_grad():
+            outputs = model.eval()(x[:2])
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise DataError(f"{path}: the model cannot take x of shape {list(x.shape)} ({reason}); {_LAYOUT}") from None
+    if outputs.ndim != 2:
+        raise DataError(f"{path}: the model gives outputs of shape {list(outputs.shape)} for x, not N×classes")
+    if int(y.min()) < 0 or int(y.max()) >= outputs.shape[1]:
+        raise DataError(f"{path}: labels run {int(y.min())}..{int(y.max())}, but the model has "
+                        f"{outputs.shape[1]} outputs (classes 0..{outputs.shape[1] - 1})")
 
 
 def build_from_files(
     *, arch: str, base: Path, train: Path, evaluate: Path, out: Path,
     rank: int | None, budget: int | None, epochs: int, lr: float | None, deployed: Path | None,
-    factors: FactorConfig = DEFAULT_FACTORS,
-) -> dict[str, float | int]:
-    """Build the update, write ``out`` and return the summary the command prints."""
-    model = load_base(load_architecture(arch), base)
-    base_file = None if deployed is None else _deployed_file(model, deployed)
+    factors: FactorConfig = DEFAULT_FACTORS, out_weights: Path | None = None, out_model: Path | None = None,
+    progress: Progress | None = None,
+) -> BuiltUpdate:
+    """Build the update and write ``out``; ``out_weights`` gets the updated state_dict (the next ``base``),
+    ``out_model`` the deployed file with the update applied (the next ``deployed``)."""
+    _check_outputs({"--base": base, "--deployed": deployed}, {"--out": out, "--out-weights": out_weights,
+                                                            "--out-model": out_model})
+    if out_model is not None and deployed is None:
+        raise ConfigError("--out-model writes the --deployed file with the update applied: give --deployed FILE, "
+                          "the model file devices run")
     config = UpdateConfig(rank=rank, budget=budget, epochs=epochs, lr=DEFAULT_LR if lr is None else lr, factors=factors)
-    built = build_update(model, load_data(train), load_data(evaluate), config, base_file)
-    summary = {
+    model = load_state(load_architecture(arch), base)
+    base_file = None if deployed is None else _deployed_file(model, deployed)
+    train_data, eval_data = load_data(train), load_data(evaluate)
+    check_fits(model, train_data, train)
+    check_fits(model, eval_data, evaluate)
+    built = build_update(model, train_data, eval_data, config, base_file, progress)
+    info = {**summary(built), "arch": arch, "ranks": ",".join(f"{name}={r}" for name, r in built.ranks.items())}
+    write_update_file(out, UpdateFile(
+        payload=built.payload, decompressed_length=built.decompressed_length, payload_kind="delta",
+        base_sha256=None if base_file is None else _sha256(base_file),
+        target_sha256=None if base_file is None else _sha256(built.target_file),
+        info=info,
+    ))
+    if out_weights is not None:
+        torch.save(load_file(model, built.target_file).state_dict(), out_weights)
+    if out_model is not None:
+        Path(out_model).write_bytes(built.target_file)
+    return built
+
+
+def summary(built: BuiltUpdate) -> dict[str, float | int]:
+    """What `update build --json` prints and the .rcu's info records."""
+    return {
         "accuracy_before": built.accuracy_before, "accuracy_after": built.accuracy_after,
         "update_bytes": len(built.payload), "full_model_bytes": built.full_model_bytes,
     }
-    info = {**summary, "arch": arch, "ranks": ",".join(f"{name}={r}" for name, r in built.ranks.items())}
-    write_update_file(out, UpdateFile(
-        payload=built.payload, decompressed_length=built.decompressed_length, payload_kind="delta",
-        base_sha256=None if deployed is None else file_sha256(deployed),
-        target_sha256=None if deployed is None else _sha256(built.target_file),
-        info=info,
-    ))
-    return summary
+
+
+def _check_outputs(inputs: dict[str, Path | None], outputs: dict[str, Path | None]) -> None:
+    """Refuse an output that would overwrite an input or another output."""
+    seen = {Path(path).resolve(): name for name, path in inputs.items() if path is not None}
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        if Path(path).resolve() in seen:
+            raise ConfigError(f"{name} {path} would overwrite {seen[Path(path).resolve()]}; give another file")
+        seen[Path(path).resolve()] = name
 
 
 def _deployed_file(model: nn.Module, path: Path) -> bytes:
@@ -94,7 +120,8 @@ def _deployed_file(model: nn.Module, path: Path) -> bytes:
         raise ModelError(f"{path} is not a model file for this architecture: {exc}") from None
     base_state, deployed_state = model.state_dict(), deployed.state_dict()
     if any(not torch.equal(base_state[name], deployed_state[name]) for name in base_state):
-        raise ModelError(f"{path} does not hold the weights of --base; build against the file devices run")
+        raise ModelError(f"--deployed {path} does not hold the weights of --base: give the state_dict of the file "
+                         "devices run (`update build --out-weights` writes the next one)")
     return data
 
 

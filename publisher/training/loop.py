@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from publisher.errors import ConfigError, DataError
+
+#: Called after each epoch with its number (from 1) and the mean training loss over it.
+EpochCallback = Callable[[int, float], None]
+
+
+class Progress(Protocol):
+    """What a long training reports while it runs, to a caller that shows it (`rankcast update build`)."""
+
+    def stage(self, what: str, epochs: int, examples: int) -> None:
+        """A training of ``epochs`` epochs on ``examples`` examples begins; ``what`` says what it trains."""
+
+    def epoch(self, epoch: int, loss: float) -> None:
+        """Epoch ``epoch`` (from 1) of the current stage ended with this mean training loss."""
 
 
 @dataclass(frozen=True)
@@ -34,11 +48,12 @@ def train(
     y: torch.Tensor,
     config: TrainConfig,
     freeze_norm_statistics: bool = False,
+    on_epoch: EpochCallback | None = None,
 ) -> None:
     """Minimise cross-entropy of ``model(x)`` against labels ``y``, changing only ``parameters``.
 
     With ``freeze_norm_statistics`` batch-norm layers keep their running statistics (they run in
-    evaluation mode): an update changes only what it sends.
+    evaluation mode): an update changes only what it sends. ``on_epoch`` hears of each epoch's end.
     """
     check_data(x, y)
     parameters = list(parameters)
@@ -53,12 +68,18 @@ def train(
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
-    for _ in range(config.epochs):
+    for epoch in range(1, config.epochs + 1):
+        total = 0.0
         for batch in torch.randperm(len(x), generator=generator).split(config.batch_size):
             optimiser.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+            loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
+            loss.backward()
             optimiser.step()
             schedule.step()
+            if on_epoch is not None:
+                total += loss.item() * len(batch)
+        if on_epoch is not None:
+            on_epoch(epoch, total / len(x))
     model.eval()
 
 

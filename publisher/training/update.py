@@ -12,6 +12,7 @@ Bring-your-own-loop use::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -27,7 +28,7 @@ from publisher.training.delta_set import DeltaSet
 from publisher.training.factorised import DEFAULT_FACTORS, FactorConfig, factorise, uniform_ranks
 from publisher.training.finetune import finetune, weight_deltas
 from publisher.training.fit import fit
-from publisher.training.loop import TrainConfig, accuracy
+from publisher.training.loop import Progress, TrainConfig, accuracy
 from publisher.training.reconstruct import load_file, model_file
 from publisher.training.spectrum_ranks import allocate_ranks
 
@@ -86,28 +87,36 @@ def build_update(
     eval_data: tuple[torch.Tensor, torch.Tensor],
     config: UpdateConfig,
     base_file: bytes | None = None,
+    progress: Progress | None = None,
 ) -> BuiltUpdate:
     """Train factors on ``train_data`` and measure the device-rebuilt model on ``eval_data``.
 
     ``base_file`` is the deployed RCW or .tflite file (it must hold ``model``'s weights); by default it is
-    written from ``model``'s state.
+    written from ``model``'s state. ``progress`` hears of each training and each of its epochs.
     """
     base_file = model_file(model.state_dict()) if base_file is None else base_file
     deployed = load_file(model, base_file)
     train_config = TrainConfig(epochs=config.epochs, lr=config.lr)
     plan = partial(balanced_ranks_under_budget, model, config=config.factors)
+    examples, on_epoch = len(train_data[0]), None if progress is None else progress.epoch
     if config.budget is not None and not config.factors.seeded:
-        warm = finetune(model, *train_data, TrainConfig(epochs=max(1, config.epochs // 8), lr=config.lr))
+        warm_config = TrainConfig(epochs=max(1, config.epochs // 8), lr=config.lr)
+        if progress is not None:
+            progress.stage("warm-up fine-tune (its spectrum sets the ranks)", warm_config.epochs, examples)
+        warm = finetune(model, *train_data, warm_config, on_epoch)
         plan = partial(allocate_ranks, model, weight_deltas(model, warm), config=config.factors)
-        train_config = TrainConfig(epochs=config.epochs - max(1, config.epochs // 8), lr=config.lr)
-    budget = config.budget
+        train_config = TrainConfig(epochs=config.epochs - warm_config.epochs, lr=config.lr)
+    budget, over = config.budget, ""
     for _ in range(BUDGET_ATTEMPTS):
         ranks = uniform_ranks(model, config.rank or DEFAULT_RANK) if budget is None else plan(budget=budget)
+        if progress is not None:
+            progress.stage(f"training factors of ranks {describe_ranks(ranks)}{over}", train_config.epochs, examples)
         delta_set = factorise(deployed, ranks, config.factors)
-        fit(delta_set, *train_data, train_config)
+        fit(delta_set, *train_data, train_config, on_epoch)
         payload, length = delta_set.encode()
         if config.budget is None or len(payload) <= config.budget:
             break
+        over = f" again, smaller (the last took {len(payload)} bytes of a {config.budget}-byte budget)"
         budget -= len(payload) - config.budget  # plan again, as much smaller as this one was over
     else:
         raise BudgetError(
@@ -124,3 +133,10 @@ def build_update(
         accuracy_after=accuracy(load_file(model, target_file), *eval_data),
         full_model_bytes=len(encode_payload([full_record(target_file)])[0]),
     )
+
+
+def describe_ranks(ranks: Mapping[str, int]) -> str:
+    """``fc1=8, fc2=4`` (layer=rank; a long list as its range over the layers)."""
+    if len(ranks) <= 6:
+        return ", ".join(f"{name}={rank}" for name, rank in ranks.items())
+    return f"{min(ranks.values())}..{max(ranks.values())} over {len(ranks)} layers"

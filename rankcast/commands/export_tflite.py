@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "parameter names to its weight buffers, so devices can apply updates to it in place.",
     )
     parser.add_argument("--arch", required=True, metavar="MODULE:FACTORY",
-                        help="importable module and a function of no arguments that returns the nn.Module")
+                        help="function of no arguments that builds the nn.Module; MODULE is looked for in the "
+                        "current directory, then on PYTHONPATH")
     parser.add_argument("--weights", type=Path, metavar="W.pt",
                         help="state_dict saved with torch.save (default: the factory's own weights)")
     parser.add_argument("--input-shape", required=True, type=_shape, metavar="N,F|N,C,H,W",
@@ -39,23 +40,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load_model(arch: str, weights: Path | None) -> object:
-    import importlib
+    from publisher.training.user_model import load_architecture, load_state
 
-    import torch
-
-    from publisher.errors import ModelError
-
-    module_name, _, factory_name = arch.partition(":")
-    try:
-        model = getattr(importlib.import_module(module_name), factory_name)()
-    except (ImportError, AttributeError, TypeError) as exc:
-        raise ModelError(f"cannot build the model from {arch!r} ({exc}); give MODULE:FACTORY") from None
-    if weights is not None:
-        try:
-            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        except (RuntimeError, TypeError, AttributeError) as exc:
-            raise ModelError(f"{weights} does not fit the model built by {arch}: {exc}") from None
-    return model.eval()
+    model = load_architecture(arch)
+    return model.eval() if weights is None else load_state(model, weights, "--weights")
 
 
 def _shape(text: str) -> tuple[int, ...]:

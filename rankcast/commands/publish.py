@@ -6,24 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-
-def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
-    """--broker, --username, --password-file, --cafile and --prefix, shared by the broker-facing commands."""
-    parser.add_argument("--broker", required=True, metavar="URL", help="mqtts://HOST:PORT (TLS) or mqtt://HOST:PORT")
-    parser.add_argument("--username", metavar="U", help="broker user name")
-    parser.add_argument("--password-file", type=Path, metavar="F", help="file whose first line is the password")
-    parser.add_argument("--cafile", type=Path, metavar="CA", help="CA certificate of the broker (default: system)")
-    parser.add_argument("--prefix", default="rankcast", help="topic prefix (default: rankcast)")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds to wait for the broker")
-
-
-def broker_session(args: argparse.Namespace):
-    """A publisher.release.session.BrokerSession for the parsed broker arguments; ``with`` connects it."""
-    from codec.topics import BrokerUrl
-    from publisher.release.session import BrokerLogin, BrokerSession
-
-    login = BrokerLogin(BrokerUrl.parse(args.broker), args.username, args.password_file, args.cafile)
-    return BrokerSession(login, timeout=args.timeout)
+from rankcast.broker_options import add_broker_arguments, broker_session
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,14 +15,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="publish a signed release to the MQTT broker",
         description="Sign a release of MODEL at VERSION and publish it retained at QoS 1: every chunk, then "
         "the manifest, waiting for each acknowledgement. Devices following the model get it whenever "
-        "they connect. To widen a staged rollout, publish the same version again with a higher --rollout.",
+        "they connect. An update's manifest carries an index of the older releases the broker retains, and "
+        "with --deployed or --model-file the whole updated file is published too, as the fallback: a device "
+        "on any indexed version catches up by the cheapest chain of deltas or by the full file. To widen a "
+        "staged rollout, publish the same version again with a higher --rollout. Before it sends anything it "
+        "reads the broker's current release and refuses (one line with a code) a version below it, another "
+        "payload under its version, a delta for a file no release produces, another signing key, and a model id "
+        "the broker has never seen (without --new-model).",
     )
     add_broker_arguments(parser)
     parser.add_argument("--model", required=True, metavar="ID", help="model id (one topic level)")
-    what = parser.add_mutually_exclusive_group(required=True)
+    what = parser.add_mutually_exclusive_group()
     what.add_argument("--update", type=Path, metavar="UPDATE.rcu", help="an update from `rankcast update build`")
     what.add_argument("--full", type=Path, metavar="FILE", help="a whole model file (first deployment)")
-    parser.add_argument("--version", required=True, type=int, metavar="N", help="release version (> devices')")
+    what.add_argument("--store", type=Path, metavar="DIR",
+                      help="publish the newest version of --model that `update build --store` recorded in this "
+                      "release store and that is not published yet (its update, with its model file as the full "
+                      "fallback); --version defaults to it")
+    parser.add_argument("--version", type=int, metavar="N", help="release version, above the current one")
     parser.add_argument("--base-version", type=int, metavar="N", help="version the update applies to (N-1)")
     parser.add_argument("--key", required=True, type=Path, metavar="signing.key", help="release signing key")
     parser.add_argument("--chunk-size", type=int, default=32 * 1024, metavar="BYTES", help="default 32768")
@@ -54,44 +47,131 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="relative part, times the output's magnitude (default 1e-4: other CPUs and runtimes "
                         "sum in other orders)")
     parser.add_argument("--deployed", type=Path, metavar="FILE",
-                        help="with --update and --canary: the model file the devices run now (the update's base)")
+                        help="with --update: the model file the update applies to (its base); the updated file is "
+                        "computed from it for the canary and the full fallback")
+    parser.add_argument("--model-file", type=Path, metavar="FILE",
+                        help="with --update: the model file the update produces (`update build --out-model`), "
+                        "published as the full fallback (instead of computing it from --deployed)")
+    parser.add_argument("--index-depth", type=int, default=8, metavar="N",
+                        help="list the deltas of the N versions before this one in its index, so devices on them "
+                        "catch up by chain (default 8, devices' default max_chain); prune keeps what it lists")
+    parser.add_argument("--new-model", action="store_true",
+                        help="this is the model's first release (otherwise a model id the broker has never seen "
+                        "is refused as a likely typo: new-model)")
+    parser.add_argument("--force", action="store_true",
+                        help="skip the checks against the broker's current release (version, payload, base, key): "
+                        "for deliberate exceptions such as a new signing key the devices already trust")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from codec.keys import load_signing_key
     from codec.update_file import read_update_file
-    from publisher.release.build import full_release, parse_duration, update_release
-    from publisher.release.publish import publish_release
+    from publisher.release.build import check_chunk_size, full_release, load_release_key, parse_duration, update_release
+    from publisher.release.publish import publish_with_index
 
+    stored = _stored(args)
     options = dict(
-        model=args.model, version=args.version, key=load_signing_key(args.key), chunk_size=args.chunk_size,
+        model=args.model, version=args.version, key=load_release_key(args.key),
+        chunk_size=check_chunk_size(args.chunk_size),
         rollout_percent=args.rollout, lifetime_s=parse_duration(args.expires),
     )
+    fallback = None
     if args.full is not None:
         model_file = args.full.read_bytes()
         release = full_release(model_file, canary=_canary(args, lambda: model_file), **options)
+        make = lambda index: release  # noqa: E731 - a full release needs no path to it
     else:
-        update = read_update_file(args.update)
-        release = update_release(update, base_version=args.base_version,
-                                 canary=_canary(args, lambda: _updated(args, update)), **options)
-    manifest, total = release.manifest, len(release.chunks) + 2
+        update = _checked_update(args.update, read_update_file(args.update))
+        target = _target_file(args, update)
+        canary = _canary(args, lambda: target if target is not None else _updated(args, update))
+        if target is not None and update.payload_kind == "delta":
+            fallback = full_release(target, canary=canary, **options)
+
+        def make(index):
+            return update_release(update, base_version=args.base_version, canary=canary, index=index, **options)
+    payload = len(release.chunks) if args.full is not None else -(-len(update.payload) // args.chunk_size)
+    total = payload + 2 + (0 if fallback is None else len(fallback.chunks) + 1)
     progress = _Progress(total, f"{args.model} v{args.version}")
     with broker_session(args) as session:
-        publish_release(session, release, args.prefix, on_ack=progress.update)
+        release = publish_with_index(session, make, model=args.model, version=args.version, prefix=args.prefix,
+                                     fallback=fallback, depth=args.index_depth, new_model=args.new_model,
+                                     force=args.force,
+                                     on_ack=progress.update)
     progress.finish()
+    if stored is not None:
+        from publisher.release.store import ReleaseStore
+
+        store = ReleaseStore(args.store)
+        stored = store.record_published(stored, "delta", release.envelope)
+        if fallback is not None:
+            store.record_published(stored, "full", fallback.envelope)
+    manifest = release.manifest
     canary = "" if manifest.canary is None else f", canary of {manifest.canary.inputs.shape[0]} inputs"
+    extra = "" if fallback is None else f", full fallback {fallback.manifest.payload_length} bytes"
+    if fallback is None and manifest.payload_kind == "delta":
+        print(f"{args.model} v{args.version}: no full fallback was published (pass --deployed or --model-file); "
+              "devices no chain of deltas reaches will report wrong-base", file=sys.stderr)
     print(f"published {args.model} release {manifest.version} ({manifest.payload_kind}): {manifest.chunk_count} "
           f"chunks, {manifest.payload_length} bytes, rollout {manifest.rollout_percent:g}%, key {manifest.key_id}, "
-          f"expires {manifest.expires}{canary}")
+          f"expires {manifest.expires}, index of {len(manifest.index or ())} releases{extra}{canary}")
     return 0
+
+
+def _stored(args: argparse.Namespace):
+    """With --store: --update, --model-file and --version from the newest recorded version not yet published
+    (or the one --version names); without it, check that the release is named."""
+    if args.store is None:
+        if args.update is None and args.full is None:
+            raise _input_error("name the release: --update UPDATE.rcu, --full FILE, or --store DIR")
+        if args.version is None:
+            raise _input_error("--version N is needed: the release's version, above the current one")
+        return None
+    from publisher.release.store import ReleaseStore
+
+    pending = [v for v in ReleaseStore(args.store).versions(args.model) if v.update and "delta" not in v.published]
+    chosen = [v for v in pending if args.version in (None, v.version)]
+    if not chosen:
+        raise _input_error(f"{args.store} holds no unpublished update of {args.model}"
+                           f"{'' if args.version is None else f' at version {args.version}'}: build one with "
+                           f"`rankcast update build --store {args.store} --model {args.model}`")
+    stored = chosen[-1]
+    args.update, args.version = stored.path(stored.update), stored.version
+    args.model_file = args.model_file or stored.model_path
+    return stored
+
+
+def _checked_update(path: Path, update):
+    """The update, once its payload decodes whole under the devices' limits (a damaged .rcu fails here,
+    before anything is published, not on every device)."""
+    from codec.errors import UpdateError
+    from codec.payload import iter_records
+
+    try:
+        for _ in iter_records(update.payload, update.decompressed_length):
+            pass
+    except UpdateError as exc:
+        raise _input_error(f"{path} is damaged, its payload does not decode [{exc.code}]: {exc}; build it "
+                           "again") from None
+    return update
+
+
+def _target_file(args: argparse.Namespace, update) -> bytes | None:
+    """The model file the update produces: --model-file checked against the update's target sha256, or
+    computed from --deployed; None with neither."""
+    import hashlib
+
+    if args.model_file is not None:
+        data = args.model_file.read_bytes()
+        if update.target_sha256 is not None and hashlib.sha256(data).digest() != update.target_sha256:
+            raise _input_error(f"{args.model_file} is not the model file {args.update} produces (its sha256 "
+                               "differs from the update's target); pass the file `update build --out-model` wrote")
+        return data
+    return _updated(args, update) if args.deployed is not None else None
 
 
 def _canary(args: argparse.Namespace, updated_file):
     """The canary for --canary (None without it); ``updated_file()`` gives the model devices will run."""
     if args.canary is None:
-        if args.deployed is not None:
-            raise _input_error("--deployed is only used with --canary")
         return None
     import numpy as np
 

@@ -18,6 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the wall clock. Without --scenario or --update, a small synthetic model and update are used.",
     )
     parser.add_argument("--list-links", action="store_true", help="print the link profiles and exit")
+    parser.add_argument("--catchup", action="store_true",
+                        help="instead: a fleet spread over versions 1..4 by staged rollouts and offline periods "
+                        "receives version 5; prints each device's path (chain of deltas or full) and bytes, and the "
+                        "broker's egress against a full release for everyone (DIR/catchup.json; about 10 s)")
     parser.add_argument("--devices", type=int, default=10, metavar="N", help="fleet size (default 10)")
     parser.add_argument("--link", default="nbiot:0.5,ltem", metavar="PROFILE[:FRACTION][,...]",
                         help="link profiles and the fraction of the fleet on each (default nbiot:0.5,ltem)")
@@ -46,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list_links:
         print(profile_table(load_profiles(args.links_file) if args.links_file else BUILTIN))
         return 0
+    if args.catchup:
+        return _catchup(args)
     from simulator.simulate import simulate
 
     if args.devices < 1:
@@ -57,3 +63,18 @@ def run(args: argparse.Namespace) -> int:
         tflite=not args.rcw,
     )
     return 0 if all(s.applied == args.devices for s in result.strategies) else 2
+
+
+def _catchup(args: argparse.Namespace) -> int:
+    import sys
+    import tempfile
+
+    from simulator.fleet.catchup import run_catchup, write_report
+
+    if args.devices < 4:
+        raise SystemExit("rankcast simulate --catchup: --devices must be at least 4")
+    with tempfile.TemporaryDirectory(prefix="rankcast-catchup-") as workdir:
+        report = run_catchup(Path(workdir), devices=args.devices, say=lambda line: print(line, file=sys.stderr))
+    print(report.table())
+    print(f"wrote {write_report(report, args.out)}", file=sys.stderr)
+    return 0 if all(d.final_version == 5 and d.exact for d in report.devices) else 2

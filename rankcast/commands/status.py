@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rankcast.commands.publish import add_broker_arguments
+from rankcast.broker_options import add_broker_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from publisher.release.fleet_status import format_report, read_fleet
-    from rankcast.commands.publish import broker_session
+    from rankcast.broker_options import broker_session
 
     with broker_session(args) as session:
         report = read_fleet(session, args.prefix, args.model)

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
+import sys
+import time
 from pathlib import Path
+
+#: At most about this many epoch lines per training on stderr.
+_EPOCH_LINES = 20
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,11 +24,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build = actions.add_parser(
         "build",
         help="train an update and write UPDATE.rcu",
-        description="Prints JSON {accuracy_before, accuracy_after, update_bytes, full_model_bytes}; the accuracies "
-        "are those of the model a device rebuilds, on EVAL.npz.",
+        description="Shows each training epoch on stderr, then what it built: bytes, ranks, and the accuracy on "
+        "EVAL.npz before and after, measured on the model a device rebuilds. TRAIN.npz and EVAL.npz hold x "
+        "(float32, one example a row: N×F or N×C×H×W) and y (integer class labels); README.md shows how to make "
+        "them. With --out-weights and --out-model the next update builds on this one; with --store it is "
+        "recorded as the next version of --model, and --base and --deployed default to the latest one there.",
     )
-    build.add_argument("--arch", required=True, metavar="MODULE:FACTORY", help="callable that builds the nn.Module")
-    build.add_argument("--base", required=True, type=Path, metavar="BASE.pt", help="state_dict of the deployed model")
+    build.add_argument("--arch", required=True, metavar="MODULE:FACTORY",
+                       help="function of no arguments that builds the nn.Module; MODULE is looked for in the "
+                       "current directory, then on PYTHONPATH")
+    build.add_argument("--base", type=Path, metavar="BASE.pt",
+                       help="state_dict of the deployed model: torch.save(model.state_dict(), 'BASE.pt') (default "
+                       "with --store: the latest version's)")
     build.add_argument("--train", required=True, type=Path, metavar="TRAIN.npz", help="arrays x and y to train on")
     build.add_argument("--eval", required=True, type=Path, metavar="EVAL.npz", help="arrays x and y to measure on")
     size = build.add_mutually_exclusive_group()
@@ -43,8 +56,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--epochs", type=int, default=20, help="training epochs, all on the codes devices receive")
     build.add_argument("--lr", type=float, help="Adam learning rate of the factors (default 3e-2)")
-    build.add_argument("--deployed", type=Path, metavar="FILE", help="the deployed RCW model file: pins base/target")
-    build.add_argument("--out", required=True, type=Path, metavar="UPDATE.rcu")
+    build.add_argument("--deployed", type=Path, metavar="FILE",
+                       help="the model file devices run (.rcw or .tflite): pins the update's base and target, "
+                       "which publishing needs (default with --store: the latest version's)")
+    build.add_argument("--store", type=Path, metavar="DIR",
+                       help="a release store (`rankcast release init`): build on the latest version of --model "
+                       "and record the result as the next one, with its weights, model file and update")
+    build.add_argument("--model", metavar="ID", help="with --store: the model id")
+    build.add_argument("--out", type=Path, metavar="UPDATE.rcu",
+                       help="the update to write, for `rankcast publish --update` (default with --store: inside it)")
+    build.add_argument("--out-weights", type=Path, metavar="FILE.pt",
+                       help="also write the updated state_dict (W + U·V, exactly as devices apply it): the next "
+                       "update's --base")
+    build.add_argument("--out-model", type=Path, metavar="FILE",
+                       help="also write the --deployed file with the update applied: the next update's --deployed")
+    build.add_argument("--json", action="store_true",
+                       help="print one JSON line {accuracy_before, accuracy_after, update_bytes, full_model_bytes} "
+                       "instead of the summary (the epochs still go to stderr)")
     build.set_defaults(run=run)
 
 
@@ -52,12 +80,134 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from publisher.training.factorised import FactorConfig
-    from publisher.training.from_files import build_from_files
+    from publisher.training.from_files import build_from_files, summary
 
-    summary = build_from_files(
+    started = time.monotonic()
+    stored = _from_store(args)
+    built = build_from_files(
         arch=args.arch, base=args.base, train=args.train, evaluate=args.eval, out=args.out,
         rank=args.rank, budget=args.budget, epochs=args.epochs, lr=args.lr, deployed=args.deployed,
         factors=FactorConfig(dtype=args.codes, seeded=not args.both_factors),
+        out_weights=args.out_weights, out_model=args.out_model, progress=_EpochLog(),
     )
-    print(json.dumps(summary))
+    if stored is not None:
+        stored = stored.record(args)
+    if args.json:
+        print(json.dumps(summary(built)))
+    else:
+        print(_summary(args, built, time.monotonic() - started))
+        if stored is not None:
+            print(f"  recorded as version {stored.version} of {stored.model} in {args.store} (publish it with "
+                  f"`rankcast publish --store {args.store} --model {stored.model}`)")
     return 0
+
+
+class _StoreBuild:
+    """An update built on the latest version of a model in a release store, recorded as the next one."""
+
+    def __init__(self, store, latest, scratch: Path, defaulted: list[str]) -> None:
+        self.store, self.latest, self.scratch, self.defaulted = store, latest, scratch, defaulted
+
+    def record(self, args: argparse.Namespace):
+        """Add the build to the store; the outputs that went to scratch space are named by their stored copy."""
+        import shutil
+
+        stored = self.store.add(self.latest.model, self.latest.version + 1, args.out_model, parent=self.latest.version,
+                                weights=args.out_weights, update=args.out)
+        names = {"out": stored.update, "out_weights": stored.weights, "out_model": stored.model_file}
+        for name in self.defaulted:
+            setattr(args, name, stored.path(names[name]))
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        return stored
+
+
+def _from_store(args: argparse.Namespace) -> _StoreBuild | None:
+    """With --store: fill --base, --deployed and the outputs from the store's latest version of --model."""
+    from publisher.errors import ReleaseInputError
+    from publisher.release.store import ReleaseStore
+
+    if args.store is None:
+        missing = [name for name in ("base", "out") if getattr(args, name) is None]
+        if missing:
+            raise ReleaseInputError(f"--{missing[0]} is needed (or --store DIR --model ID, to build on the latest "
+                                    "version in a release store)")
+        return None
+    if args.model is None:
+        raise ReleaseInputError("--store needs --model ID: the model whose latest version to build on")
+    store = ReleaseStore(args.store)
+    latest = store.latest(args.model)
+    if latest is None:
+        raise ReleaseInputError(f"{args.store} holds no version of {args.model}: record the one devices run with "
+                                f"`rankcast release init --store {args.store} --model {args.model} --deployed FILE "
+                                "--weights BASE.pt`")
+    if args.base is None and latest.weights is None:
+        raise ReleaseInputError(f"version {latest.version} of {args.model} has no weights in the store: pass --base")
+    scratch = Path(args.store) / ".building"
+    scratch.mkdir(parents=True, exist_ok=True)
+    args.base = args.base or latest.path(latest.weights)
+    args.deployed = args.deployed or latest.model_path
+    outputs = {"out": "update.rcu", "out_weights": "weights.pt", "out_model": f"model{latest.model_path.suffix}"}
+    defaulted = [name for name in outputs if getattr(args, name) is None]
+    for name in defaulted:
+        setattr(args, name, scratch / outputs[name])
+    return _StoreBuild(store, latest, scratch, defaulted)
+
+
+def _summary(args: argparse.Namespace, built, seconds: float) -> str:
+    """What was built, in words: bytes, ranks, accuracy, the files written."""
+    from publisher.training.update import describe_ranks
+
+    size = len(built.payload)
+    sent = "U and V" if args.both_factors else "the smaller factor, the other regenerated from a seed"
+    lines = [
+        f"wrote {args.out}: an update of {size:,} bytes in {_duration(seconds)} (a full release of the model "
+        f"is {built.full_model_bytes:,} bytes, {built.full_model_bytes / size:.0f}x more)",
+        f"  ranks      {describe_ranks(built.ranks)} ({args.codes} codes of {sent})",
+        f"  accuracy   {built.accuracy_before:.1%} -> {built.accuracy_after:.1%} on {args.eval} (the model a device "
+        "rebuilds)",
+        f"  applies to {args.deployed} (sha256 {_sha256(args.deployed.read_bytes())[:16]}), which becomes sha256 "
+        f"{_sha256(built.target_file)[:16]}" if args.deployed else "  applies to no --deployed file, so it cannot "
+        "be published: build it again with --deployed FILE, the model file devices run",
+    ]
+    written = [(args.out_weights, "updated state_dict: the next --base"),
+               (args.out_model, "updated model file: the next --deployed")]
+    lines += [f"  also wrote {path} ({what})" for path, what in written if path is not None]
+    return "\n".join(lines)
+
+
+class _EpochLog:
+    """Each training and its epochs on stderr: the loss, the time an epoch takes, the time left."""
+
+    def __init__(self) -> None:
+        self.epochs, self.every, self.started, self.first = 0, 1, 0.0, 0.0
+
+    def stage(self, what: str, epochs: int, examples: int) -> None:
+        self.epochs, self.every, self.started = epochs, math.ceil(epochs / _EPOCH_LINES), time.monotonic()
+        print(f"{what}: {epochs} epoch{'s' * (epochs != 1)} on {examples:,} examples", file=sys.stderr, flush=True)
+
+    def epoch(self, epoch: int, loss: float) -> None:
+        now = time.monotonic()
+        if epoch == 1:
+            self.first = now  # the first epoch also pays for warming up, so the estimate leaves it out
+        if epoch % self.every and epoch not in (1, self.epochs):
+            return
+        per_epoch = (now - self.started) if epoch == 1 else (now - self.first) / (epoch - 1)
+        left = f"{_duration(per_epoch * (self.epochs - epoch))} to go" if epoch < self.epochs else "done"
+        if epoch == 1:
+            timing = f"{_duration(per_epoch)} with start-up, {'at most ' if epoch < self.epochs else ''}{left}"
+        else:
+            timing = f"{_duration(per_epoch)} per epoch, {'about ' if epoch < self.epochs else ''}{left}"
+        print(f"  epoch {epoch:>{len(str(self.epochs))}}/{self.epochs}  loss {loss:.4f}  {timing}",
+              file=sys.stderr, flush=True)
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds:.2f} s"
+    return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.0f} min"

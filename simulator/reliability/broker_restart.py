@@ -61,7 +61,7 @@ def _run(workdir: Path, quick: bool) -> Outcome:
                 except TimeoutError as exc:
                     failures.append(str(exc))
                     continue
-                counts = [counter.count(chunk_topic(MODEL, version, i)) for i in range(count)]
+                counts = [counter.count(chunk_topic(MODEL, version, "full", i)) for i in range(count)]
                 again = [i for i in before if counts[i] != 1]
                 spooled_before += len(before)
                 refetched_held += len(again)

@@ -76,9 +76,9 @@ class AttackContext:
 
 def release_messages(release: Release, model: str, chunks: list[bytes] | None = None) -> Messages:
     chunks = release.chunks if chunks is None else chunks
-    version = release.manifest.version
-    out = [(chunk_topic(model, version, i, PREFIX), chunk) for i, chunk in enumerate(chunks)]
-    return out + [(release_manifest_topic(model, version, PREFIX), release.envelope),
+    version, kind = release.manifest.release_key
+    out = [(chunk_topic(model, version, kind, i, PREFIX), chunk) for i, chunk in enumerate(chunks)]
+    return out + [(release_manifest_topic(model, version, kind, PREFIX), release.envelope),
                   (manifest_topic(model, PREFIX), release.envelope)]
 
 
@@ -97,7 +97,7 @@ def _forge(manifest: Manifest, signer: SigningKey) -> bytes:
 def _garbage(ctx: AttackContext, version: int) -> Messages:
     stray = [(f"{PREFIX}/models/{ctx.model}/releases/x/chunks/y", os.urandom(300)),
              (f"{PREFIX}/models/{ctx.model}/junk", os.urandom(300)),
-             (chunk_topic(ctx.model, version, 0, PREFIX), os.urandom(300))]
+             (chunk_topic(ctx.model, version, "delta", 0, PREFIX), os.urandom(300))]
     return stray + _manifest_only(ctx, b"\xc1" + os.urandom(2047))
 
 

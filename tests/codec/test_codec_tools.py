@@ -62,14 +62,15 @@ def test_a_malformed_update_file_is_refused(data: bytes) -> None:
 
 def test_topics_follow_the_documented_layout() -> None:
     assert manifest_topic("kws") == "rankcast/models/kws/manifest"
-    assert chunk_topic("kws", 12, 3) == "rankcast/models/kws/releases/12/chunks/3"
+    assert chunk_topic("kws", 12, "delta", 3) == "rankcast/models/kws/releases/12/delta/chunks/3"
+    assert chunk_topic("kws", 12, "full", 3) == "rankcast/models/kws/releases/12/full/chunks/3"
     assert status_topic("dev-1") == "rankcast/devices/dev-1/status"
     assert manifest_topic("kws", prefix="fleet/eu") == "fleet/eu/models/kws/manifest"
 
 
 @pytest.mark.parametrize("bad", ["", "a/b", "a+", "#", "+", ".hidden", "-x", "x" * 65, "sp ace", "é", "a\x00"])
 def test_an_id_that_is_not_one_safe_topic_level_is_refused(bad: str) -> None:
-    for topic in (lambda: manifest_topic(bad), lambda: status_topic(bad), lambda: chunk_topic(bad, 1, 0)):
+    for topic in (lambda: manifest_topic(bad), lambda: status_topic(bad), lambda: chunk_topic(bad, 1, "delta", 0)):
         with pytest.raises(FormatError):
             topic()
 
@@ -108,6 +109,18 @@ def test_describe_recognises_each_file_kind(
     weights = describe(encode_weights({"fc.weight": np.ones((3, 4)), "fc.bias": np.ones(3)}))
     assert "fc.weight" in weights and "2 tensors, 15 parameters" in weights
     assert "update file: delta update" in describe(UpdateFile(payload, length).to_bytes())
+
+
+def test_describe_lists_a_manifests_release_index(build_release: Callable[..., Release]) -> None:
+    from codec.release_index import IndexEntry
+
+    digest = bytes(range(32))
+    index = (IndexEntry(3, "delta", digest, digest, 1234, digest), IndexEntry(5, "full", None, digest, 56789, digest))
+    text = describe(build_release(index=index).envelope)
+    assert "index          2 releases devices catch up through:" in text
+    assert "3 delta        1,234 bytes  from sha256 000102030405" in text
+    assert "5 full        56,789 bytes  from any" in text
+    assert "index          none" in describe(build_release().envelope)
 
 
 # --------------------------------------------------------------------------------------------- imports

@@ -10,7 +10,7 @@ import pytest
 
 from codec.keys import SigningKey
 from codec.release import Release
-from codec.topics import BrokerUrl, chunk_topic, manifest_topic
+from codec.topics import BrokerUrl, chunk_topic, manifest_topic, release_manifest_topic
 from device_client.config import BrokerSettings, ClientSettings, DeviceConfig
 from device_client.device import Device
 from simulator.testbed import synthetic
@@ -25,11 +25,15 @@ class Retained:
     def __init__(self) -> None:
         self.messages: dict[str, bytes] = {}
 
-    def add(self, release: Release, manifest: bytes | None = None) -> None:
+    def add(self, release: Release, manifest: bytes | None = None, latest: bool = True) -> None:
+        """Retain ``release`` as a publisher does: its chunks, its own manifest, and (``latest``) the model's
+        manifest (``manifest`` in its place, for a tampered one)."""
         m = release.manifest
         for index, chunk in enumerate(release.chunks):
-            self.messages[chunk_topic(m.model, m.version, index)] = chunk
-        self.messages[manifest_topic(m.model)] = release.envelope if manifest is None else manifest
+            self.messages[chunk_topic(m.model, m.version, m.payload_kind, index)] = chunk
+        self.messages[release_manifest_topic(m.model, m.version, m.payload_kind)] = release.envelope
+        if latest:
+            self.messages[manifest_topic(m.model)] = release.envelope if manifest is None else manifest
 
     def pump(self, device: Device, max_chunks: int | None = None) -> int:
         """Deliver what the device subscribes to (each topic once), applying as it goes; returns chunks sent."""

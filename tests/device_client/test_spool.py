@@ -18,7 +18,7 @@ def release(signing, base_model):
 
 
 def test_only_verified_chunks_are_kept(tmp_path: Path, release) -> None:
-    spooled = Spool(tmp_path).open(release.manifest)
+    spooled = Spool(tmp_path).open_all([release.manifest])[0]
     with pytest.raises(ChunkError):
         spooled.put(0, b"x" * len(release.chunks[0]))
     assert spooled.put(0, release.chunks[0]) is True
@@ -27,16 +27,16 @@ def test_only_verified_chunks_are_kept(tmp_path: Path, release) -> None:
 
 
 def test_chunks_survive_a_restart_and_damaged_files_are_dropped(tmp_path: Path, release) -> None:
-    spooled = Spool(tmp_path).open(release.manifest)
+    spooled = Spool(tmp_path).open_all([release.manifest])[0]
     for index in (0, 1, 2):
         spooled.put(index, release.chunks[index])
     (spooled.directory / "chunks" / "1").write_bytes(b"bit rot")
-    reopened = Spool(tmp_path).open(release.manifest)
+    reopened = Spool(tmp_path).open_all([release.manifest])[0]
     assert reopened.chunks_done == 2 and 1 in reopened.missing()
 
 
 def test_the_payload_is_read_from_the_chunks_without_a_copy_on_disk(tmp_path: Path, release) -> None:
-    spooled = Spool(tmp_path).open(release.manifest)
+    spooled = Spool(tmp_path).open_all([release.manifest])[0]
     for index, chunk in enumerate(release.chunks):
         spooled.put(index, chunk)
     assert spooled.complete
@@ -50,12 +50,17 @@ def test_the_payload_is_read_from_the_chunks_without_a_copy_on_disk(tmp_path: Pa
         spooled.payload()
 
 
-def test_opening_another_release_drops_the_old_one(tmp_path: Path, signing, base_model, release) -> None:
+def test_opening_another_download_keeps_its_releases_and_drops_the_others(
+    tmp_path: Path, signing, base_model, release
+) -> None:
     spool = Spool(tmp_path)
-    spool.open(release.manifest).put(0, release.chunks[0])
     other = synthetic.make_delta_release(base_model, 3, "digits", 3, signing[0], chunk_size=512)[0]
-    spool.open(other.manifest)
-    assert spool.open(release.manifest).chunks_done == 0
+    first, second = spool.open_all([release.manifest, other.manifest])
+    first.put(0, release.chunks[0])
+    second.put(0, other.chunks[0])
+    assert [r.chunks_done for r in spool.open_all([other.manifest])] == [1], "a release on both paths is resumed"
+    assert spool.open_all([release.manifest])[0].chunks_done == 0, "one off the path was dropped"
+    assert spool.held_bytes() == 0
 
 
 def test_a_refusal_is_remembered_for_that_manifest_only(tmp_path: Path) -> None:

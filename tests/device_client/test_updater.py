@@ -19,6 +19,7 @@ from device_client.store import FileModelStore
 from device_client.updater import ROOM_MARGIN
 from publisher.release.build import update_release
 from simulator.testbed import synthetic
+from simulator.testbed.history import release_history
 
 MODEL = "digits"
 
@@ -33,9 +34,11 @@ def test_a_delta_release_is_applied_exactly(make_device, retained, signing, base
     retained.add(release)
     assert retained.pump(device) == release.manifest.chunk_count
     assert _running(device) == expected
+    before = time.time()
     status = json.loads(device.status().to_json())
+    assert before - 0.1 <= status.pop("sent") <= time.time() + 0.1
     assert status == {
-        "device": "dev-1", "state": "idle", "progress": None, "last_error": None,
+        "device": "dev-1", "state": "idle", "progress": None, "last_error": None, "heartbeat": 600.0,
         "models": {MODEL: {"version": 2, "sha256": hashlib.sha256(expected).hexdigest()}},
     }
 
@@ -284,17 +287,18 @@ def test_a_manifest_for_another_model_is_refused(make_device, retained, signing,
 
 def test_deltas_published_back_to_back_apply_in_order(make_device, retained, signing, base_model) -> None:
     device = make_device()
-    v2, file_v2 = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
-    v3, file_v3 = synthetic.make_delta_release(file_v2, 3, MODEL, 3, signing[0], chunk_size=256)
-    v4, file_v4 = synthetic.make_delta_release(file_v3, 4, MODEL, 4, signing[0], chunk_size=256)
-    retained.add(v2)
+    versions = release_history(base_model, MODEL, 4, signing[0], chunk_size=256)
+    for release in versions[1].releases:
+        retained.add(release, latest=release is versions[1].delta)
     assert retained.pump(device, max_chunks=2) == 2  # v2 is still downloading when v3 and v4 arrive
-    for release in (v3, v4):
-        retained.add(release)
-        device.handle(manifest_topic(MODEL), release.envelope)
+    for version in versions[2:]:
+        for release in version.releases:
+            retained.add(release, latest=release is version.delta)
+        device.handle(manifest_topic(MODEL), version.delta.envelope)
     assert device.status().state == "downloading" and device.status().last_error is None
+    assert [s.version for s in device.updaters[MODEL].download.steps] == [2, 3, 4], "v2's chunks are kept"
     retained.pump(device)
-    assert _running(device) == file_v4
+    assert _running(device) == versions[-1].model_file
     assert device.running_models()[MODEL][0] == 4 and device.status().last_error is None
 
 

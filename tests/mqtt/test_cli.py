@@ -51,7 +51,9 @@ def test_publish_status_and_release_commands(broker, device_ids, make_device, mo
     write_update_file(signing[1].parent / "v2.rcu", update)
     key = str(signing[1].parent / PRIVATE_NAME)
     publish = ["publish", *_publisher_args(broker), "--model", model_id, "--key", key, "--chunk-size", "512"]
-    assert main([*publish, "--update", str(signing[1].parent / "v2.rcu"), "--version", "2"]) == 0
+    assert main([*publish, "--update", str(signing[1].parent / "v2.rcu"), "--version", "2"]) == 1
+    assert "[new-model]" in capsys.readouterr().err, "a model id the broker has never seen is refused"
+    assert main([*publish, "--update", str(signing[1].parent / "v2.rcu"), "--version", "2", "--new-model"]) == 0
     assert f"published {model_id} release 2 (delta)" in capsys.readouterr().out
     wait_for(lambda: device.version(model_id) == 2, "the published update applied")
     assert device.home.model_file(model_id) == updated_model_file(base, update)
@@ -71,7 +73,7 @@ def test_publish_status_and_release_commands(broker, device_ids, make_device, mo
 
     assert main(["release", "list", *_publisher_args(broker), "--model", model_id]) == 0
     listed = capsys.readouterr().out
-    assert "release 2: delta" in listed and "release 3: full" in listed and "(current)" in listed
+    assert "release 2 (delta)" in listed and "release 3 (full)" in listed and "(current)" in listed
     assert main(["release", "prune", *_publisher_args(broker), "--model", model_id]) == 0
     assert f"cleared {model_id} release 2" in capsys.readouterr().out
 
@@ -86,7 +88,7 @@ def test_publish_refused_by_the_broker_exits_non_zero(broker, device_ids, signin
         user, password = PUBLISHER, tmp_path / "wrong.password"
         password.write_text("wrong\n")
     argv = ["publish", *_broker_args(broker, user, password), "--model", "digits", "--full", str(model_file),
-            "--version", "1", "--key", str(signing[1].parent / PRIVATE_NAME)]
+            "--version", "1", "--key", str(signing[1].parent / PRIVATE_NAME), "--new-model"]
     assert main(argv) == 1
     assert f"rankcast: error [{code}]" in capsys.readouterr().err
 

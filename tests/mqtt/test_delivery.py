@@ -60,9 +60,9 @@ def test_pruning_clears_superseded_chunks_and_keeps_the_current_release(
     with broker.publisher() as session:
         assert [(r.manifest.version, r.current) for r in list_releases(session, model_id, "rankcast")] == [
             (2, False), (3, True)]
-        assert [r.manifest.version for r in prune_releases(session, model_id, "rankcast")] == [2]
-        left = session.retained([f"rankcast/models/{model_id}/releases/+/chunks/+"])
-    assert chunk_topic(model_id, 2, 0) not in left and chunk_topic(model_id, 3, 0) in left
+        assert [r.manifest.version for r in prune_releases(session, model_id, "rankcast").cleared] == [2]
+        left = session.retained([f"rankcast/models/{model_id}/releases/+/+/chunks/+"])
+    assert chunk_topic(model_id, 2, "delta", 0) not in left and chunk_topic(model_id, 3, "delta", 0) in left
     assert len(left) == second.manifest.chunk_count
     device = make_device(broker, device_ids(1)[0], model_id, second_base, version=2)
     wait_for(lambda: device.version(model_id) == 3, "a device catching up after the prune")

@@ -39,7 +39,8 @@ def test_a_dropped_link_resumes_without_fetching_held_chunks(
     wait_for(lambda: device.version(model_id) == 2, "the release applied after the link came back")
     assert device.home.model_file(model_id) == model_file
     fetched = device.device.updaters[model_id].fetched
-    assert all(fetched[index] == 1 for index in held), {i: fetched[i] for i in held if fetched[i] != 1}
+    assert all(fetched[2, "full", index] == 1 for index in held), {
+        i: fetched[2, "full", i] for i in held if fetched[2, "full", i] != 1}
 
 
 def test_a_broker_restart_mid_transfer_ends_with_the_release_applied(
@@ -56,7 +57,7 @@ def test_a_broker_restart_mid_transfer_ends_with_the_release_applied(
     wait_for(lambda: device.version(model_id) == 2, "the release applied after the broker restarted")
     assert device.home.model_file(model_id) == model_file
     fetched = device.device.updaters[model_id].fetched
-    assert all(fetched[index] == 1 for index in held)
+    assert all(fetched[2, "full", index] == 1 for index in held)
 
 
 def test_a_device_restart_mid_transfer_resumes_from_its_spool(
@@ -72,4 +73,4 @@ def test_a_device_restart_mid_transfer_resumes_from_its_spool(
     restarted = make_device(broker, device_id, model_id, None, url=proxy.url(tls=True))
     wait_for(lambda: restarted.version(model_id) == 2, "the release applied after the restart")
     assert restarted.home.model_file(model_id) == model_file
-    assert not held & set(restarted.device.updaters[model_id].fetched)
+    assert not held & {index for _, _, index in restarted.device.updaters[model_id].fetched}

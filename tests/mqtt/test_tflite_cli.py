@@ -24,7 +24,7 @@ def test_publish_with_a_canary_reaches_tflite_devices(broker, device_ids, make_d
     login = ["--broker", broker.url, "--username", PUBLISHER, "--password-file",
              str(broker.layout.credential(PUBLISHER)), "--cafile", str(broker.layout.ca_cert)]
     publish = ["publish", *login, "--model", model_id, "--key", str(signing[1].parent / PRIVATE_NAME),
-               "--update", str(tmp_path / "v2.rcu"), "--canary", str(tmp_path / "canary.npy")]
+               "--update", str(tmp_path / "v2.rcu"), "--canary", str(tmp_path / "canary.npy"), "--new-model"]
 
     assert main([*publish, "--version", "2"]) == 1  # a delta's canary needs the deployed file
     assert "--deployed" in capsys.readouterr().err
@@ -33,7 +33,8 @@ def test_publish_with_a_canary_reaches_tflite_devices(broker, device_ids, make_d
     assert "[bad-update]" in capsys.readouterr().err
 
     assert main([*publish, "--version", "2", "--deployed", str(tmp_path / "deployed.tflite")]) == 0
-    assert "canary of 4 inputs" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "canary of 4 inputs" in out and "full fallback" in out, "--deployed gives the full fallback too"
     wait_for(lambda: device.version(model_id) == 2, "the update with its canary applied")
     assert device.home.model_file(model_id) == updated_model_file(base, update)
     assert device.device.status().last_error is None

@@ -1,13 +1,24 @@
-"""Building releases for publishing: durations, stable rollout cohorts, refusing incomplete updates."""
+"""Building releases for publishing: durations, chunk sizes and the signing key as an operator gives them,
+stable rollout cohorts, refusing incomplete updates."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from codec.keys import generate_signing_key
+from codec.keys import PRIVATE_NAME, PUBLIC_NAME, generate_signing_key
+from codec.limits import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 from codec.update_file import UpdateFile
-from publisher.errors import ReleaseInputError
-from publisher.release.build import parse_duration, rollout_salt, update_release
+from publisher.errors import ConfigError, ReleaseInputError, SigningKeyError
+from publisher.release.build import (
+    check_chunk_size,
+    full_release,
+    load_release_key,
+    parse_duration,
+    rollout_salt,
+    update_release,
+)
 from simulator.testbed import synthetic
 
 
@@ -19,8 +30,29 @@ def test_durations(text: str, seconds: int) -> None:
 
 @pytest.mark.parametrize("text", ["", "0d", "12", "h", "1.5d", "-1d", "1d 2h", "3y"])
 def test_bad_durations_are_refused(text: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="--expires"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("size", [MIN_CHUNK_SIZE - 1, MAX_CHUNK_SIZE + 1, 0])
+def test_chunk_sizes_devices_refuse_are_refused_with_the_range(size: int) -> None:
+    with pytest.raises(ConfigError, match=f"{MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE}"):
+        check_chunk_size(size)
+    with pytest.raises(ConfigError, match="--chunk-size"):
+        full_release(synthetic.random_model_file(1), model="m", version=1, key=generate_signing_key(),
+                     chunk_size=size, lifetime_s=60)
+    assert check_chunk_size(MIN_CHUNK_SIZE) == MIN_CHUNK_SIZE and check_chunk_size(MAX_CHUNK_SIZE) == MAX_CHUNK_SIZE
+
+
+def test_the_signing_key_is_the_private_one(tmp_path: Path) -> None:
+    key, public = synthetic.make_keypair(tmp_path)
+    assert load_release_key(tmp_path / PRIVATE_NAME).verify_key.key_id == key.verify_key.key_id
+    assert public.name == PUBLIC_NAME
+    with pytest.raises(SigningKeyError, match=f"public key devices trust.*{PRIVATE_NAME}"):
+        load_release_key(public)
+    (tmp_path / "notes.txt").write_text("hello\n")
+    with pytest.raises(SigningKeyError, match="rankcast keygen"):
+        load_release_key(tmp_path / "notes.txt")
 
 
 def test_cohorts_grow_when_a_release_is_published_again_with_a_higher_rollout() -> None:

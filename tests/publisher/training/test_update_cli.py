@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -17,48 +16,20 @@ from codec.apply import apply_payload, file_sha256
 from codec.payload import decode_payload
 from codec.seeded import SeededSigns
 from codec.update_file import read_update_file
-from publisher.training.reconstruct import model_file
-
-MODULE = textwrap.dedent(
-    """
-    from torch import nn
-
-    def build():
-        return nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
-    """
-)
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> dict[str, Path]:
-    (tmp_path / "tinynet.py").write_text(MODULE)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import tinynet  # noqa: PLC0415 - written by this fixture
-
-        torch.manual_seed(0)
-        model = tinynet.build()
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("tinynet", None)
-    torch.save(model.state_dict(), tmp_path / "base.pt")
-    (tmp_path / "deployed.rcw").write_bytes(model_file(model.state_dict()))
-    rng = np.random.default_rng(0)
-    for name, count in (("train", 160), ("eval", 80)):
-        x = rng.standard_normal((count, 16)).astype(np.float32)
-        np.savez(tmp_path / f"{name}.npz", x=x, y=(x[:, 0] > 0) + 2 * (x[:, 1] > 0))
-    return {name: tmp_path / name for name in ("base.pt", "train.npz", "eval.npz", "deployed.rcw")}
 
 
 def _build(tmp_path: Path, files: dict[str, Path], *extra: str) -> dict:
+    """The command as a user runs it in the folder of tinynet.py: no PYTHONPATH, and ``-P`` keeps Python from
+    putting the current directory on sys.path itself (as the `rankcast` script does not)."""
     command = [
-        sys.executable, "-m", "rankcast", "update", "build", "--arch", "tinynet:build",
+        sys.executable, "-P", "-m", "rankcast", "update", "build", "--arch", "tinynet:build",
         "--base", str(files["base.pt"]), "--train", str(files["train.npz"]), "--eval", str(files["eval.npz"]),
-        "--epochs", "8", "--out", str(tmp_path / "update.rcu"), *extra,
+        "--epochs", "8", "--out", str(tmp_path / "update.rcu"), "--json", *extra,
     ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    assert "epoch 1/" in done.stderr and done.stderr.rstrip().endswith("done")  # progress on stderr
     return json.loads(done.stdout)
 
 

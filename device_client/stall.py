@@ -1,0 +1,58 @@
+"""When a download has stopped making progress: its deadline, the re-subscriptions, and the stall.
+
+A download without progress for its deadline D re-subscribes to its topics (the broker sends their
+retained messages again) at D, 3D, 7D, ... (doubling gaps) and is stalled from the second
+re-subscription on; anything that arrives ends the stall. D is ``least`` seconds, or ten times the mean
+gap between arrivals so far if that is longer (a slow link).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+#: Re-subscriptions without progress after which a download is stalled.
+STALLED_AFTER_RETRIES = 2
+#: Chunk times in a deadline: it is at least this many times the mean gap between arrivals.
+STALL_CHUNK_TIMES = 10
+
+
+class StallWatch:
+    """The progress of one download, against the clock ``monotonic`` (seconds; tests drive their own)."""
+
+    def __init__(self, least: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.least, self.monotonic = least, monotonic
+        self.stalled = False
+        self.progress_at = self._first_at = self._retry_at = 0.0
+        self._arrivals = self._retries = 0
+
+    def restart(self) -> None:
+        """A new download: forget the gaps of the last one, and count its start as progress."""
+        self._arrivals = 0
+        self.progressed()
+
+    def progressed(self) -> None:
+        """Something arrived: the stall (if any) is over and the deadline starts again."""
+        now = self.monotonic()
+        if self._arrivals == 0:
+            self._first_at = now
+        self._arrivals += 1
+        self.progress_at = now
+        self._retries, self.stalled = 0, False
+        self._retry_at = now + self.deadline()
+
+    def deadline(self) -> float:
+        """Seconds without progress before the first re-subscription."""
+        gaps = self._arrivals - 1
+        mean = (self.progress_at - self._first_at) / gaps if gaps > 0 else 0.0
+        return max(self.least, STALL_CHUNK_TIMES * mean)
+
+    def due(self, now: float | None = None) -> bool:
+        """Whether to re-subscribe now; the call that says so schedules the next one (and may stall)."""
+        now = self.monotonic() if now is None else now
+        if now < self._retry_at:
+            return False
+        self._retries += 1
+        self._retry_at = now + self.deadline() * 2 ** self._retries
+        self.stalled = self.stalled or self._retries >= STALLED_AFTER_RETRIES
+        return True

@@ -1,0 +1,65 @@
+"""What a publisher checks against the broker's retained releases before it publishes anything.
+
+Refused, each with its own code (publisher.errors) and nothing sent: a version not above the current
+one, a different payload under the current version, a delta whose base is no file a retained release
+makes or starts from (the flashed first version is the base of the first delta), a key other than the
+one that signed the current release, and a first release of a model id the broker has never seen,
+without ``new_model`` (a typo would make a topic tree nobody follows). Publishing the current release
+again with the same payload is allowed: that is how a staged rollout widens. ``force`` skips the
+checks of an existing model for deliberate exceptions (going back to an older model as a new version
+is not one: publish it as a higher version).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from codec.manifest import Manifest
+from publisher.errors import (
+    NewModelError,
+    UnknownBaseError,
+    UntrustedKeyError,
+    VersionNotNewerError,
+    VersionTakenError,
+)
+
+
+def check_release(
+    candidate: Manifest, latest: Manifest | None, retained: Sequence[Manifest], *, new_model: bool = False,
+    force: bool = False,
+) -> None:
+    """Raise the publisher error that refuses ``candidate`` given the broker's ``latest`` manifest and the
+    ``retained`` releases' manifests of the same model; return if it may be published."""
+    model = candidate.model
+    if latest is None and not retained:
+        if not new_model:
+            raise NewModelError(f"the broker holds no release of model {model!r}: check the id for a typo, or pass "
+                                "--new-model to publish its first release")
+        return
+    if force or latest is None:
+        return
+    if candidate.key_id != latest.key_id:
+        raise UntrustedKeyError(
+            f"release {latest.version} of {model} was signed by key {latest.key_id}, this one by "
+            f"{candidate.key_id}: devices trust the key they were given, so they would refuse it (unknown-key); "
+            "sign with that key, or pass --force once the devices trust the new one"
+        )
+    if candidate.version == latest.version and candidate.payload_sha256 != latest.payload_sha256:
+        raise VersionTakenError(
+            f"version {latest.version} of {model} is already published with another payload: publish this "
+            f"update as version {latest.version + 1}"
+        )
+    if candidate.version < latest.version:
+        raise VersionNotNewerError(
+            f"version {candidate.version} is below the current release {latest.version} of {model}: devices "
+            f"would refuse it (old-version); publish it as version {latest.version + 1}"
+        )
+    if candidate.payload_kind == "delta" and candidate.version > latest.version:
+        known = {latest.target_sha256, latest.base_sha256} | {m.target_sha256 for m in retained} | {
+            m.base_sha256 for m in retained}
+        if candidate.base_sha256 not in known:
+            raise UnknownBaseError(
+                f"the update applies to a model file (sha256 {candidate.base_sha256.hex()[:12]}…) that no retained "
+                f"release of {model} produces or starts from, so no device runs it; build it on version "
+                f"{latest.version} (the current release), or publish the whole file with --full"
+            )

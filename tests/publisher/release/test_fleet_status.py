@@ -1,0 +1,28 @@
+"""`rankcast status` rows: last seen, and devices silent past their heartbeat flagged stale."""
+
+from __future__ import annotations
+
+import json
+
+from publisher.release.fleet_status import FleetReport, format_report, parse_status
+
+
+def _status(device: str, state: str, sent: float | None, heartbeat: float = 600.0) -> tuple[str, bytes]:
+    body = {"device": device, "state": state, "models": {"digits": {"version": 3, "sha256": "ab"}},
+            "progress": None, "last_error": None}
+    if sent is not None:
+        body |= {"sent": sent, "heartbeat": heartbeat}
+    return f"rankcast/devices/{device}/status", json.dumps(body).encode()
+
+
+def test_a_device_silent_past_twice_its_heartbeat_is_stale_unless_offline() -> None:
+    now = 1_800_000_000.0
+    rows = [parse_status(*_status("quiet", "idle", now - 1000)),   # within 2 × 600 + 60
+            parse_status(*_status("silent", "idle", now - 1300)),  # past it
+            parse_status(*_status("gone", "offline", now - 90000)),  # its will arrived: not stale
+            parse_status(*_status("old-client", "idle", None))]  # no times in its status
+    report = FleetReport(rows, now)
+    assert [row.device for row in report.stale()] == ["silent"]
+    text = format_report(report)
+    assert "17 min ago" in text and "22 min ago STALE" in text and "1 stale" in text
+    assert report.to_dict()["stale"] == 1 and report.to_dict()["devices"][1]["stale"] is True
