@@ -112,7 +112,9 @@ def _manifest_lines(m: Manifest, size: int, verdict: str) -> list[str]:
 def _index_lines(m: Manifest) -> list[str]:
     """The release index: what a device on an older version can catch up through."""
     if not m.index:
-        return ["  index          none (only devices on the base version can take this release)"]
+        reach = "any device takes the whole file" if m.payload_kind == "full" else \
+            "only devices on the base version can take this release"
+        return [f"  index          none ({reach})"]
     lines = [f"  index          {len(m.index)} releases devices catch up through:"]
     for entry in m.index:
         start = "any file" if entry.base_sha256 is None else f"sha256 {entry.base_sha256.hex()[:16]}"

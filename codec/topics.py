@@ -5,6 +5,7 @@ Also the broker address (``mqtt://`` or ``mqtts://`` URL) that publishers, devic
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 from codec.manifest import PAYLOAD_KINDS, validate_id
 
 DEFAULT_PREFIX = "rankcast"
+_NUMBER = re.compile(r"0|[1-9][0-9]{0,19}")
 
 
 def _validate_prefix(prefix: str) -> str:
@@ -90,14 +92,19 @@ def parse_model_topic(topic: str, prefix: str = DEFAULT_PREFIX) -> ModelTopic | 
     levels = topic[len(head) :].split("/")
     if len(levels) == 2 and levels[1] == "manifest":
         return ModelTopic(levels[0])
-    if len(levels) < 5 or levels[1] != "releases" or not levels[2].isdigit() or levels[3] not in PAYLOAD_KINDS:
+    if len(levels) < 5 or levels[1] != "releases" or not _canonical_number(levels[2]) or levels[3] not in PAYLOAD_KINDS:
         return None
     model, version, kind = levels[0], int(levels[2]), levels[3]
     if len(levels) == 5 and levels[4] == "manifest":
         return ModelTopic(model, version, kind)
-    if len(levels) == 6 and levels[4] == "chunks" and levels[5].isdigit():
+    if len(levels) == 6 and levels[4] == "chunks" and _canonical_number(levels[5]):
         return ModelTopic(model, version, kind, int(levels[5]))
     return None
+
+
+def _canonical_number(level: str) -> bool:
+    """ASCII digits without leading zeros, so each number has one topic (not "03", not "²")."""
+    return bool(_NUMBER.fullmatch(level))
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,8 @@ class Download:
         return bool(self.spools)
 
     def add_manifest(self, version: int, kind: str, envelope: bytes) -> bool:
-        """Take a step's retained manifest; False if no step waits for it. Raises UpdateError if it is not
-        the pinned one."""
+        """Take a step's retained manifest; False if no step waits for it. Raises IntegrityError if it is not
+        the pinned one, FormatError if the pinned one is not what its index entry says."""
         step = next((s for s in self.steps if s.key == (version, kind) and s.key not in self.manifests), None)
         if step is None:
             return False

@@ -1,8 +1,8 @@
 """When a download has stopped making progress: its deadline, the re-subscriptions, and the stall.
 
 A download without progress for its deadline D re-subscribes to its topics (the broker sends their
-retained messages again) at D, 3D, 7D, ... (doubling gaps) and is stalled from the second
-re-subscription on; anything that arrives ends the stall. D is ``least`` seconds, or ten times the mean
+retained messages again) at D, 3D, 7D, ... (doubling gaps, at most 16D apart) and is stalled from the
+second re-subscription on; anything that arrives ends the stall. D is ``least`` seconds, or ten times the mean
 gap between arrivals so far if that is longer (a slow link).
 """
 
@@ -15,6 +15,8 @@ from collections.abc import Callable
 STALLED_AFTER_RETRIES = 2
 #: Chunk times in a deadline: it is at least this many times the mean gap between arrivals.
 STALL_CHUNK_TIMES = 10
+#: The gap between re-subscriptions doubles at most this often: 16 deadlines apart at most.
+MAX_DOUBLINGS = 4
 
 
 class StallWatch:
@@ -53,6 +55,6 @@ class StallWatch:
         if now < self._retry_at:
             return False
         self._retries += 1
-        self._retry_at = now + self.deadline() * 2 ** self._retries
+        self._retry_at = now + self.deadline() * 2 ** min(self._retries, MAX_DOUBLINGS)
         self.stalled = self.stalled or self._retries >= STALLED_AFTER_RETRIES
         return True

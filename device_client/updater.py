@@ -100,8 +100,8 @@ class ModelUpdater:
         self.last_error: LastError | None = None
         #: time.monotonic() when last_error was set, so a device reports its most recent error.
         self.error_time = 0.0
-        #: How often each chunk, by (version, kind, index), arrived from the network since this process started,
-        #: and the bytes of chunks that arrived for a download in progress.
+        #: How often each chunk, by (version, kind, index), arrived from the network for the download in
+        #: progress or the last one (a newer plan of it included), and their bytes.
         self.fetched: Counter[tuple[int, str, int]] = Counter()
         self.fetched_bytes = 0
         self._manifest_digest: bytes | None = None
@@ -132,17 +132,20 @@ class ModelUpdater:
             return
         try:
             accepted = self._accept(envelope)
+            download = None if accepted is None else Download(*accepted, self._seen, self.limits)
         except (UpdateError, DeviceError) as exc:
             self._refuse(exc, _claimed_version(envelope, self.limits))
             return
         if len(self._seen) >= SEEN_MANIFESTS:
             self._seen.pop(next(iter(self._seen)))
         self._seen[digest] = envelope
-        if accepted is None:
+        if download is None:
             self._drop_download()
             self._enter(State.IDLE)
             return
-        self.download = Download(*accepted, self._seen, self.limits)
+        if self.download is None:  # a new download, not a newer plan of the one in progress
+            self.fetched, self.fetched_bytes = Counter(), 0
+        self.download = download
         self.watch.restart()
         self._progress_wall = self.clock()
         log.info("%s: release %d accepted: %s", self.model, accepted[0].version,
@@ -158,7 +161,9 @@ class ModelUpdater:
             if self.download.add_manifest(version, kind, envelope):
                 self._progressed()
                 self._open_when_known()
-        except UpdateError as exc:
+        except IntegrityError as exc:  # not the pinned manifest: a stray message, not the signed release's fault
+            log.warning("%s: ignored a manifest on release %d's topic: %s", self.model, version, exc)
+        except UpdateError as exc:  # pinned, but not what the signed index says it is
             self._refuse(exc, self.download.latest.version)
 
     def on_chunk(self, version: int, kind: str, index: int, data: bytes) -> None:

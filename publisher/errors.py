@@ -147,6 +147,7 @@ class NewModelError(ReleaseRefusedError):
 
 
 class CurrentReleaseError(ReleaseRefusedError):
-    """Deleting the current release, which devices may be downloading, without --force."""
+    """Deleting the current release or one its index lists (devices download or catch up through them),
+    without --force."""
 
-    code = "is-current"
+    code = "in-use"

@@ -36,8 +36,10 @@ def check_release(
             raise NewModelError(f"the broker holds no release of model {model!r}: check the id for a typo, or pass "
                                 "--new-model to publish its first release")
         return
-    if force or latest is None:
+    if force:
         return
+    if latest is None:  # the latest topic was cleared or holds garbage: the newest retained release stands in
+        latest = max(retained, key=lambda manifest: manifest.version)
     if candidate.key_id != latest.key_id:
         raise UntrustedKeyError(
             f"release {latest.version} of {model} was signed by key {latest.key_id}, this one by "

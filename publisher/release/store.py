@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -124,6 +123,9 @@ class ReleaseStore:
 
     def _read(self, folder: Path) -> StoredVersion:
         values = json.loads((folder / _RECORD).read_text())
+        if values.get("version") != int(folder.name):
+            raise ReleaseInputError(f"{folder / _RECORD} says version {values.get('version')}, its folder "
+                                    f"{folder.name}: the store was edited by hand; put it back")
         return StoredVersion(**values, folder=folder)
 
     def _write(self, record: StoredVersion) -> None:
@@ -137,12 +139,14 @@ def _with(record: StoredVersion, **changes: object) -> StoredVersion:
 
 
 def _copy(source: Path, target: Path) -> None:
-    temporary = target.with_name(f".{target.name}.part")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+    _write_bytes(target, Path(source).read_bytes())
 
 
 def _write_bytes(target: Path, data: bytes) -> None:
+    """``data`` at ``target`` through a synced temporary file and a rename: whole or not at all."""
     temporary = target.with_name(f".{target.name}.part")
-    temporary.write_bytes(data)
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(temporary, target)

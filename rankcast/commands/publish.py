@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument("--store", type=Path, metavar="DIR",
                       help="publish the newest version of --model that `update build --store` recorded in this "
                       "release store and that is not published yet (its update, with its model file as the full "
-                      "fallback); --version defaults to it")
+                      "fallback), or the one --version names (again, e.g. with a wider --rollout)")
     parser.add_argument("--version", type=int, metavar="N", help="release version, above the current one")
     parser.add_argument("--base-version", type=int, metavar="N", help="version the update applies to (N-1)")
     parser.add_argument("--key", required=True, type=Path, metavar="signing.key", help="release signing key")
@@ -52,9 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model-file", type=Path, metavar="FILE",
                         help="with --update: the model file the update produces (`update build --out-model`), "
                         "published as the full fallback (instead of computing it from --deployed)")
-    parser.add_argument("--index-depth", type=int, default=8, metavar="N",
-                        help="list the deltas of the N versions before this one in its index, so devices on them "
-                        "catch up by chain (default 8, devices' default max_chain); prune keeps what it lists")
+    parser.add_argument("--index-depth", type=int, default=7, metavar="N",
+                        help="list the deltas of the N versions before this one in its index, so devices up to N+1 "
+                        "deltas behind catch up by chain (default 7: devices chain at most 8 by default); prune "
+                        "keeps what it lists")
     parser.add_argument("--new-model", action="store_true",
                         help="this is the model's first release (otherwise a model id the broker has never seen "
                         "is refused as a likely typo: new-model)")
@@ -94,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     progress = _Progress(total, f"{args.model} v{args.version}")
     with broker_session(args) as session:
         release = publish_with_index(session, make, model=args.model, version=args.version, prefix=args.prefix,
-                                     fallback=fallback, depth=args.index_depth, new_model=args.new_model,
+                                     key=options["key"].verify_key, fallback=fallback, depth=args.index_depth,
+                                     new_model=args.new_model,
                                      force=args.force,
                                      on_ack=progress.update)
     progress.finish()
@@ -128,12 +130,12 @@ def _stored(args: argparse.Namespace):
         return None
     from publisher.release.store import ReleaseStore
 
-    pending = [v for v in ReleaseStore(args.store).versions(args.model) if v.update and "delta" not in v.published]
-    chosen = [v for v in pending if args.version in (None, v.version)]
+    built = [v for v in ReleaseStore(args.store).versions(args.model) if v.update]
+    chosen = [v for v in built if v.version == args.version or (args.version is None and "delta" not in v.published)]
     if not chosen:
-        raise _input_error(f"{args.store} holds no unpublished update of {args.model}"
-                           f"{'' if args.version is None else f' at version {args.version}'}: build one with "
-                           f"`rankcast update build --store {args.store} --model {args.model}`")
+        what = "no unpublished update" if args.version is None else f"no update at version {args.version}"
+        raise _input_error(f"{args.store} holds {what} of {args.model}: build one with `rankcast update build "
+                           f"--store {args.store} --model {args.model}`")
     stored = chosen[-1]
     args.update, args.version = stored.path(stored.update), stored.version
     args.model_file = args.model_file or stored.model_path

@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from publisher.release.publish import delete_release, list_releases, prune_releases
+    from publisher.release.retained import delete_release, list_releases, prune_releases
 
     with broker_session(args) as session:
         if args.action == "list":

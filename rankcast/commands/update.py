@@ -142,8 +142,9 @@ def _from_store(args: argparse.Namespace) -> _StoreBuild | None:
                                 "--weights BASE.pt`")
     if args.base is None and latest.weights is None:
         raise ReleaseInputError(f"version {latest.version} of {args.model} has no weights in the store: pass --base")
-    scratch = Path(args.store) / ".building"
-    scratch.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix=".building-", dir=args.store))  # one per run: builds may overlap
     args.base = args.base or latest.path(latest.weights)
     args.deployed = args.deployed or latest.model_path
     outputs = {"out": "update.rcu", "out_weights": "weights.pt", "out_model": f"model{latest.model_path.suffix}"}

@@ -95,16 +95,15 @@ def run_catchup(workdir: Path, devices: int = 12, last: int = 5, say: Callable[[
         wait_for(lambda: all(_settled(t, latest) for t in online.values()), "the returning devices settled", WAIT_S)
         starts = {i: homes[i].installed(MODEL)[0] for i in ids}
         start_files = {i: homes[i].model_file(MODEL) for i in ids}
-        fetched_before = {i: online[i].device.updaters[MODEL].fetched_bytes for i in ids[:-1]}
         latest, fallback = _release(broker, key, files, last, 100.0)
-        online[ids[-1]], fetched_before[ids[-1]] = DeviceThread(homes[ids[-1]]), 0
+        online[ids[-1]] = DeviceThread(homes[ids[-1]])
         say(f"version {last} published to everyone ({len(online)} devices)")
         wait_for(lambda: all(t.version(MODEL) == last for t in online.values()), f"every device on {last}", WAIT_S)
         outcomes = []
         for device_id in ids:
             thread = online[device_id]
             steps = plan_path(latest.manifest, hashlib.sha256(start_files[device_id]).digest(), starts[device_id])
-            fetched = thread.device.updaters[MODEL].fetched_bytes - fetched_before[device_id]
+            fetched = thread.device.updaters[MODEL].fetched_bytes  # counted from its download of the last release
             outcomes.append(DeviceOutcome(
                 device_id, starts[device_id], [f"{s.version}{'f' if s.kind == 'full' else ''}" for s in steps],
                 fetched, sum(s.payload_length for s in steps), thread.version(MODEL),
@@ -126,7 +125,8 @@ def _release(broker: Broker, key, files: list[bytes], version: int, rollout: flo
     fallback = full_release(files[-1], **options)
     with broker.publisher() as session:
         release = publish_with_index(session, lambda index: update_release(update, index=index, **options),
-                                     model=MODEL, version=version, prefix=broker.prefix, fallback=fallback,
+                                     model=MODEL, version=version, prefix=broker.prefix, key=key.verify_key,
+                                     fallback=fallback,
                                      new_model=version == 2)
     return release, fallback
 

@@ -108,15 +108,23 @@ def test_without_a_path_the_release_is_refused_with_what_the_device_runs(make_de
     assert "publish a full release of version 3" in error.message
 
 
-def test_a_step_manifest_other_than_the_pinned_one_is_refused(make_device, retained, history, signing) -> None:
+def test_a_step_manifest_other_than_the_pinned_one_is_ignored_until_the_pinned_one_comes(
+    make_device, retained, history, signing
+) -> None:
     _retain(retained, history)
     v3 = history[2].delta
+    topic = f"rankcast/models/{MODEL}/releases/3/delta/manifest"
     forged = sign_manifest(replace(v3.manifest, expires=v3.manifest.expires + 1), signing[0])  # validly signed
-    retained.messages[f"rankcast/models/{MODEL}/releases/3/delta/manifest"] = forged
+    retained.messages[topic] = forged  # a stray or stale message on the step's topic
     device = _on(make_device, "dev-2", history[1].model_file, 2)
     retained.pump(device)
-    assert device.status().last_error.code == "bad-hash"
+    assert device.status().state == "downloading" and device.status().last_error is None
     assert FileModelStore(device.config.model_dir).model_path(MODEL).read_bytes() == history[1].model_file
+    assert not (device.config.model_dir / ".spool" / MODEL / "refused.json").exists()
+    retained.messages[topic] = v3.envelope  # the pinned one is retained again (re-subscription delivers it)
+    device.handle(topic, v3.envelope)
+    retained.pump(device)
+    assert FileModelStore(device.config.model_dir).model_path(MODEL).read_bytes() == history[-1].model_file
 
 
 def test_a_step_whose_result_differs_from_its_manifest_is_refused_and_nothing_is_swapped(
@@ -142,3 +150,34 @@ def test_versions_rise_along_a_path_and_a_tie_takes_fewer_steps(history) -> None
     older = plan_path(latest, _sha(history[1].model_file), 3)  # v2's file on a device that says version 3
     assert [(s.version, s.kind) for s in older] == [(5, "full")], "the delta to 3 is not newer than 3"
     assert plan_path(latest, _sha(history[-1].model_file), 5) is None, "nothing newer than what runs"
+
+
+@pytest.mark.parametrize("seen_before", [False, True])
+def test_an_index_entry_that_misdescribes_its_pinned_manifest_is_refused(
+    make_device, retained, history, signing, seen_before
+) -> None:
+    _retain(retained, history)
+    latest = history[-1].delta.manifest
+    wrong = tuple(replace(e, payload_length=e.payload_length + 1) if (e.version, e.kind) == (4, "delta") else e
+                  for e in latest.index)
+    envelope = sign_manifest(replace(latest, index=wrong), signing[0])
+    retained.messages[f"rankcast/models/{MODEL}/manifest"] = envelope
+    device = _on(make_device, "dev-3", history[2].model_file, 3)
+    if seen_before:  # the device took version 4's manifest as the latest one earlier (without applying it yet)
+        device.handle(f"rankcast/models/{MODEL}/manifest", history[3].delta.envelope)
+    device.handle(f"rankcast/models/{MODEL}/manifest", envelope)
+    retained.pump(device)
+    error = device.status().last_error
+    assert error.code == "bad-format" and "differs from its entry" in error.message
+    assert FileModelStore(device.config.model_dir).model_path(MODEL).read_bytes() == history[2].model_file
+
+
+def test_a_restart_in_the_middle_of_a_chain_resumes_every_step(make_device, retained, history) -> None:
+    _retain(retained, history)
+    device = _on(make_device, "dev-1", history[0].model_file, 1)
+    total = sum(-(-r.manifest.payload_length // 256) for v in history[1:] for r in [v.delta])
+    assert retained.pump(device, max_chunks=total // 2) == total // 2  # half of the chain's chunks...
+    restarted = make_device("dev-1")  # ...then the power goes: a new process on the same directory
+    assert retained.pump(restarted) == total - total // 2, "only the missing chunks are fetched"
+    assert max(restarted.updaters[MODEL].fetched.values()) == 1
+    assert FileModelStore(restarted.config.model_dir).model_path(MODEL).read_bytes() == history[-1].model_file

@@ -77,3 +77,12 @@ def test_a_new_manifest_ends_a_stall(make_device, retained, signing, base_model)
     assert not updater.stalled
     retained.pump(device)
     assert FileModelStore(device.config.model_dir).model_path(MODEL).read_bytes() == expected
+
+
+def test_re_subscriptions_go_on_at_most_sixteen_deadlines_apart(make_device, retained, signing, base_model) -> None:
+    device, updater, *_ = _half_delivered(make_device, retained, signing, base_model)
+    start, due = updater.watch.progress_at, []
+    for second in range(0, 2000, 10):
+        if updater.resubscribe_due(start + second):
+            due.append(second)
+    assert due[:5] == [10, 30, 70, 150, 310] and {b - a for a, b in zip(due[4:], due[5:])} == {160}

@@ -8,7 +8,7 @@ import pytest
 
 from codec.topics import chunk_topic
 from publisher.release.fleet_status import read_fleet
-from publisher.release.publish import list_releases, prune_releases
+from publisher.release.retained import list_releases, prune_releases
 from simulator.testbed import synthetic
 from simulator.testbed.waits import WAIT_S, wait_for
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from codec.keys import PRIVATE_NAME
+from codec.manifest import read_manifest_unverified
 from codec.topics import chunk_topic
 from codec.update_file import UpdateFile, updated_model_file, write_update_file
 from publisher.release.publish import release_messages
@@ -95,10 +96,33 @@ def test_release_delete_clears_an_interrupted_publish_and_a_mistyped_model(
     assert f"cleared {half.manifest.chunk_count} retained topics" in capsys.readouterr().out
     assert chunk_topic(model_id, 3, "delta", 0) not in _retained(broker, model_id)
     _refused(capsys, broker, model_id, ["release", "delete", *_login(broker), "--model", model_id, "--version",
-                                        "2"], "is-current")
+                                        "2"], "in-use")
     typo = "typo-" + model_id
     with broker.publisher() as session:
         session.publish_all(release_messages(half, "rankcast")[:3])
     assert main(["release", "delete", *_login(broker), "--model", typo, "--all"]) == 0
     assert _retained(broker, typo) == {}
     assert len(_retained(broker, model_id)) > 0, "the real model is untouched"
+
+
+def test_the_index_pins_only_what_the_publishers_key_signed_and_widening_keeps_the_fallback(
+    broker, model_id, signing, tmp_path, published
+) -> None:
+    publish, v2 = published
+    (tmp_path / "v2.rcw").write_bytes(v2)
+    foreign, _ = synthetic.make_keypair(tmp_path / "foreign")
+    forged, _ = synthetic.make_delta_release(v2, 46, model_id, 3, foreign, chunk_size=256)
+    with broker.publisher() as session:  # a publisher account without the signing key, and a mistyped topic
+        session.publish_all([(f"rankcast/models/{model_id}/releases/3/delta/manifest", forged.envelope),
+                             (f"rankcast/models/{model_id}/releases/03/delta/manifest", forged.envelope)])
+    write_update_file(tmp_path / "v4.rcu", synthetic.random_update(v2, 47))
+    assert main([*publish, "--update", str(tmp_path / "v4.rcu"), "--version", "4", "--deployed",
+                 str(tmp_path / "v2.rcw")]) == 0
+
+    def indexed() -> list[tuple[int, str]]:
+        envelope = _retained(broker, model_id)[f"rankcast/models/{model_id}/manifest"]
+        return [(e.version, e.kind) for e in read_manifest_unverified(envelope).index]
+
+    assert indexed() == [(2, "delta"), (4, "full")], "the foreign release 3 is not pinned"
+    assert main([*publish, "--update", str(tmp_path / "v4.rcu"), "--version", "4", "--rollout", "50"]) == 0
+    assert indexed() == [(2, "delta"), (4, "full")], "publishing it again (a rollout changed) keeps its full fallback"

@@ -9,7 +9,8 @@ from codec.topics import status_topic
 from codec.update_file import updated_model_file
 from publisher.release.build import full_release, update_release
 from publisher.release.fleet_status import read_fleet
-from publisher.release.publish import prune_releases, publish_with_index
+from publisher.release.publish import publish_with_index
+from publisher.release.retained import prune_releases
 from simulator.testbed import synthetic
 from simulator.testbed.probe import broker_probe
 from simulator.testbed.waits import wait_for
@@ -23,7 +24,8 @@ def _publish(broker, model: str, key, files: list[bytes], version: int, seed: in
     options = dict(model=model, version=version, key=key, chunk_size=512, lifetime_s=3600)
     with broker.publisher() as session:
         publish_with_index(session, lambda index: update_release(update, index=index, **options), model=model,
-                           version=version, prefix="rankcast", fallback=full_release(files[-1], **options),
+                           version=version, prefix="rankcast", key=key.verify_key,
+                           fallback=full_release(files[-1], **options),
                            new_model=version == 2)
 
 

@@ -34,7 +34,8 @@ def test_model_topics_parse_back_to_what_they_name(model: str, version: int, kin
     "rankcast/models/m", "rankcast/models/m/releases/x/delta/chunks/1", "rankcast/models/m/releases/1/delta/chunks/-1",
     "rankcast/models/m/releases/1/delta/chunks/1/extra", "other/models/m/manifest", "rankcast/models/m/manifest/x",
     "rankcast/models/m/releases/1/chunks/1", "rankcast/models/m/releases/1/other/chunks/1",
-    "rankcast/models/m/releases/1/manifest",
+    "rankcast/models/m/releases/1/manifest", "rankcast/models/m/releases/03/delta/manifest",
+    "rankcast/models/m/releases/\u00b2/delta/manifest", "rankcast/models/m/releases/1/delta/chunks/01",
 ])
 def test_other_topics_name_nothing(topic: str) -> None:
     assert parse_model_topic(topic) is None
