@@ -162,6 +162,17 @@ def read_manifest(
     return _to_manifest(fields, signed, limits)
 
 
+def signed_digest(envelope: bytes, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """A manifest's identity: the sha256 of its signed part (the same release however the envelope around
+    it is encoded); raises FormatError or LimitError for an envelope that is not one."""
+    if len(envelope) > limits.max_manifest_bytes:
+        raise LimitError(f"manifest of {len(envelope)} bytes exceeds the limit of {limits.max_manifest_bytes}")
+    outer = _unpack(envelope, limits, "manifest envelope")
+    if not isinstance(outer, dict) or set(outer) != {"signed", "signature"} or not isinstance(outer["signed"], bytes):
+        raise FormatError("a manifest envelope is a map with exactly 'signed' and 'signature'")
+    return hashlib.sha256(outer["signed"]).digest()
+
+
 def read_manifest_unverified(envelope: bytes, limits: Limits = DEFAULT_LIMITS) -> Manifest:
     """Parse an envelope WITHOUT checking its signature: for inspection tools, never for applying."""
     signed, _, fields = _parse_envelope(envelope, limits)

@@ -22,6 +22,14 @@ from dataclasses import asdict, dataclass, field
 STATES = ("idle", "downloading", "stalled", "applying", "error", "offline")
 #: OSErrors that mean the device ran out of room for a file: no space left, a file-size limit, a quota.
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+#: The longest message a status carries (a refusal's message may quote what it refused).
+MAX_MESSAGE = 300
+
+
+def sanitised(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` as printable ASCII on one line, at most ``limit`` characters (for statuses and logs)."""
+    clean = "".join(ch if " " <= ch <= "~" else "?" for ch in text.replace("\n", " "))
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,7 @@ class LastError:
                 code = "disk-full" if exc.errno in _DISK_FULL else "io-error"
             else:
                 code = "internal-error"
-        return cls(code, str(exc) or type(exc).__name__, release, model)
+        return cls(code, sanitised(str(exc) or type(exc).__name__), release, model)
 
 
 @dataclass(frozen=True)

@@ -30,14 +30,14 @@ from codec.canary import Canary
 from codec.errors import BaseMismatchError, FloatEnvironmentError, IntegrityError, UpdateError, WrongModelError
 from codec.keys import VerifyKey
 from codec.limits import MIB, Limits
-from codec.manifest import Manifest, check_fresh, read_manifest, read_manifest_unverified
+from codec.manifest import Manifest, check_fresh, read_manifest, signed_digest
 from codec.topics import manifest_topic
 from device_client.catchup import DEFAULT_MAX_STEPS, describe_miss, plan_path
 from device_client.download import Download
 from device_client.errors import DeviceError, RolledBackError
 from device_client.spool import Spool
 from device_client.stall import StallWatch
-from device_client.status import LastError, Progress
+from device_client.status import LastError, Progress, sanitised
 from device_client.store import Installed, ModelStore
 
 log = logging.getLogger("rankcast.device")
@@ -120,25 +120,34 @@ class ModelUpdater:
         return topics
 
     def on_manifest(self, envelope: bytes) -> None:
-        """The latest manifest arrived (retained on subscribe, or newly published)."""
-        digest = hashlib.sha256(envelope).digest()
-        if digest == self._manifest_digest:
+        """The latest manifest arrived (retained on subscribe, or newly published).
+
+        One whose signature does not verify (junk, an unknown key, a forgery) is reported and changes
+        nothing else: not the download in progress, not the state, not the disk. A verified one is
+        handled once per signed content (its identity, however its envelope is encoded)."""
+        try:
+            identity = signed_digest(envelope, self.limits)
+            manifest = read_manifest(envelope, self.trusted_keys, self.limits)
+        except UpdateError as exc:
+            self._report_unverified(exc)
             return
-        self._manifest_digest = digest
-        refused = self.spool.refusal(digest)
+        if identity == self._manifest_digest:
+            return
+        self._manifest_digest = identity
+        refused = self.spool.refusal(identity)
         if refused is not None:
             self._set_error(refused)
             self._enter(State.ERROR)
             return
         try:
-            accepted = self._accept(envelope)
+            accepted = self._accept(manifest)
             download = None if accepted is None else Download(*accepted, self._seen, self.limits)
         except (UpdateError, DeviceError) as exc:
-            self._refuse(exc, _claimed_version(envelope, self.limits))
+            self._refuse(exc, manifest.version)
             return
         if len(self._seen) >= SEEN_MANIFESTS:
             self._seen.pop(next(iter(self._seen)))
-        self._seen[digest] = envelope
+        self._seen[hashlib.sha256(envelope).digest()] = envelope
         if download is None:
             self._drop_download()
             self._enter(State.IDLE)
@@ -297,10 +306,9 @@ class ModelUpdater:
         version = self.download.latest.version if self.download else 0
         self._refuse(exc, version, remember=False)
 
-    def _accept(self, envelope: bytes) -> tuple[Manifest, list] | None:
+    def _accept(self, manifest: Manifest) -> tuple[Manifest, list] | None:
         """The verified manifest and the path to it if this device should install it; None if there is
         nothing to do."""
-        manifest = read_manifest(envelope, self.trusted_keys, self.limits)
         if manifest.model != self.model:
             raise WrongModelError(f"the manifest on {self.model}'s topic is for model {manifest.model!r}")
         installed = self.installed
@@ -360,6 +368,15 @@ class ModelUpdater:
             self.download = None
         self._enter(State.ERROR)
 
+    def _report_unverified(self, exc: UpdateError) -> None:
+        """A manifest refused before its signature verified: its code, and nothing it claims (no version, no
+        text from the message); nothing is written to disk and nothing else changes."""
+        topic = manifest_topic(self.model, self.prefix)
+        self._set_error(LastError(exc.code, f"a manifest on {topic} was refused before its signature verified "
+                                            f"[{exc.code}]; the device carries on as it was", 0, self.model))
+        log.warning("%s: refused a manifest that did not verify [%s]: %s", self.model, exc.code,
+                    sanitised(str(exc)))
+
     def _set_error(self, error: LastError) -> None:
         self.last_error = error
         self.error_time = time.monotonic()
@@ -378,11 +395,3 @@ def _check_canary(path: Path, canary: Canary) -> None:
     from device_client.predictor import check_canary  # loads the TFLite runtime only for canaries
 
     check_canary(path, canary)
-
-
-def _claimed_version(envelope: bytes, limits: Limits) -> int:
-    """The version a refused manifest claims, for the status report only (0 if unreadable)."""
-    try:
-        return read_manifest_unverified(envelope, limits).version
-    except UpdateError:
-        return 0

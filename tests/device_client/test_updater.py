@@ -74,8 +74,9 @@ def test_a_download_resumes_after_a_restart_without_fetching_held_chunks(
     assert _running(restarted) == expected
 
 
-def _refused(device, retained, envelope_or_release, expect: str) -> dict:
-    """Deliver a bad release; check it was refused with ``expect`` and the model kept."""
+def _refused(device, retained, envelope_or_release, expect: str, verified: bool = True) -> dict:
+    """Deliver a bad release; check it was refused with ``expect`` and the model kept. One refused before its
+    signature verified (``verified=False``) changes nothing but the reported error, which quotes nothing of it."""
     before = _running(device)
     if isinstance(envelope_or_release, bytes):
         retained.messages[manifest_topic(MODEL)] = envelope_or_release
@@ -83,21 +84,25 @@ def _refused(device, retained, envelope_or_release, expect: str) -> dict:
         retained.add(envelope_or_release)
     retained.pump(device)
     status = json.loads(device.status().to_json())
-    assert status["state"] == "error" and status["last_error"]["code"] == expect, status
+    error = status["last_error"]
+    assert status["state"] == ("error" if verified else "idle") and error["code"] == expect, status
     assert _running(device) == before and status["models"][MODEL]["version"] == 1
-    return status["last_error"]
+    if not verified:
+        assert error["release"] == 0 and "before its signature verified" in error["message"]
+        assert not (device.config.model_dir / ".spool" / MODEL / "refused.json").exists(), "nothing written"
+    return error
 
 
 def test_a_manifest_signed_by_an_unknown_key_is_refused(make_device, retained, base_model) -> None:
     release, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, generate_signing_key())
-    _refused(make_device(), retained, release, "unknown-key")
+    _refused(make_device(), retained, release, "unknown-key", verified=False)
 
 
 def test_an_altered_manifest_is_refused(make_device, retained, signing, base_model) -> None:
     release, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0])
     envelope = msgpack.unpackb(release.envelope)
     envelope["signed"] = envelope["signed"].replace(b"\x02", b"\x03", 1)
-    _refused(make_device(), retained, msgpack.packb(envelope), "bad-signature")
+    _refused(make_device(), retained, msgpack.packb(envelope), "bad-signature", verified=False)
 
 
 def test_an_older_version_is_refused(make_device, retained, signing, base_model) -> None:
