@@ -58,3 +58,27 @@ class StallWatch:
         self._retry_at = now + self.deadline() * 2 ** min(self._retries, MAX_DOUBLINGS)
         self.stalled = self.stalled or self._retries >= STALLED_AFTER_RETRIES
         return True
+
+
+class Refetch:
+    """Topics to subscribe to again after a bad message on them: 1 s, then doubling up to a minute."""
+
+    FIRST_S, MOST_S = 1.0, 60.0
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[float, float]] = {}  # topic -> (when, the gap after that)
+
+    def schedule(self, topic: str, now: float) -> None:
+        gap = self._pending.get(topic, (0.0, self.FIRST_S))[1]
+        self._pending[topic] = (now + gap, min(2 * gap, self.MOST_S))
+
+    def forget(self, topic: str) -> None:
+        self._pending.pop(topic, None)
+
+    def due(self, now: float) -> set[str]:
+        """The topics whose time has come (each stays scheduled until ``forget`` or a new ``schedule``)."""
+        ready = {topic for topic, (when, _) in self._pending.items() if when <= now}
+        for topic in ready:
+            when, gap = self._pending[topic]
+            self._pending[topic] = (float("inf"), gap)  # once, until the next bad message reschedules it
+        return ready

@@ -1,22 +1,21 @@
-"""One followed model's update state machine; no network, no MQTT (the session feeds it messages).
+"""One followed model's update state machine (device_client.states); no network, no MQTT (the session
+feeds it messages).
 
-    idle -> downloading -> applying -> verifying -> committed -> idle
-    any step -> error (the running model untouched); error -> idle or downloading on a new manifest
-
-Every manifest is handled once per distinct envelope: a refused one is remembered (across restarts too)
-and not retried until a different manifest arrives. A device on any release the latest manifest's index
-lists reaches the latest in one swap: it picks the cheapest path (device_client.catchup: a chain of
-deltas, or the full file), fetches the steps' manifests and chunks (device_client.download), applies
-the steps in order to one staged copy, checking each step's target sha256, and commits once. A newer
-manifest arriving mid-download is planned afresh; chunks of steps on both paths are kept. Verification
-is the codec's: signature, then policy (version, expiry), then each chunk, the payload, the decoded
-records and each target sha256; then, when the manifest carries a canary, the staged file must pass it
-(device_client.predictor) before the swap, so a model that fails it never runs.
+Every manifest is handled once per signed content. One that does not verify changes nothing; a verified
+one that does not apply is reported and leaves a download in progress alone; only a release whose own
+content fails is remembered (device_client.verdicts), across restarts too. A device on any release the
+latest manifest's index lists reaches the latest in one swap: it picks the cheapest path
+(device_client.catchup: a chain of deltas, or the full file), fetches the steps' manifests and chunks
+(device_client.download), applies the steps in order to one staged copy, checking each step's target
+sha256, and commits once. A newer manifest arriving mid-download is planned afresh; chunks of steps on
+both paths are kept. A chunk that fails its sha256 is dropped and fetched again (device_client.stall).
+Verification is the codec's: signature, then policy (version, expiry), then each chunk, the payload,
+the decoded records and each target sha256; then, when the manifest carries a canary, the staged file
+must pass it (device_client.predictor) before the swap, so a model that fails it never runs.
 """
 
 from __future__ import annotations
 
-import enum
 import errno
 import hashlib
 import logging
@@ -27,44 +26,26 @@ from pathlib import Path
 
 from codec.apply import apply_payload
 from codec.canary import Canary
-from codec.errors import BaseMismatchError, FloatEnvironmentError, IntegrityError, UpdateError, WrongModelError
+from codec.errors import BaseMismatchError, ChunkError, IntegrityError, UpdateError, WrongModelError
 from codec.keys import VerifyKey
 from codec.limits import MIB, Limits
 from codec.manifest import Manifest, check_fresh, read_manifest, signed_digest
-from codec.topics import manifest_topic
+from codec.topics import chunk_topic, manifest_topic
 from device_client.catchup import DEFAULT_MAX_STEPS, describe_miss, plan_path
 from device_client.download import Download
 from device_client.errors import DeviceError, RolledBackError
 from device_client.spool import Spool
-from device_client.stall import StallWatch
+from device_client.stall import Refetch, StallWatch
+from device_client.states import NEXT, State
 from device_client.status import LastError, Progress, sanitised
 from device_client.store import Installed, ModelStore
+from device_client.verdicts import is_content_failure, replaces
 
 log = logging.getLogger("rankcast.device")
 #: Room a release leaves free besides its own files (state.json, logs, the file system's own needs).
 ROOM_MARGIN = 4 * MIB
 #: Latest manifests kept in memory to pin steps of a later path (each at most the 128 KiB manifest limit).
 SEEN_MANIFESTS = 16
-
-
-class State(enum.Enum):
-    IDLE = "idle"
-    DOWNLOADING = "downloading"
-    APPLYING = "applying"
-    VERIFYING = "verifying"
-    COMMITTED = "committed"
-    ERROR = "error"
-
-
-_NEXT = {
-    State.IDLE: {State.IDLE, State.DOWNLOADING, State.APPLYING, State.ERROR},
-    State.DOWNLOADING: {State.IDLE, State.DOWNLOADING, State.APPLYING, State.ERROR},
-    # A release waiting to be applied may still be superseded by a newer manifest.
-    State.APPLYING: {State.IDLE, State.DOWNLOADING, State.APPLYING, State.VERIFYING, State.ERROR},
-    State.VERIFYING: {State.COMMITTED, State.ERROR},
-    State.COMMITTED: {State.IDLE},
-    State.ERROR: {State.IDLE, State.DOWNLOADING, State.APPLYING, State.ERROR},
-}
 
 
 class ModelUpdater:
@@ -110,6 +91,8 @@ class ModelUpdater:
         self._seen: dict[bytes, bytes] = {}
         #: The download's progress against its stall deadline (device_client.stall).
         self.watch = StallWatch(stall_after)
+        #: Chunk topics whose message failed its sha256, to fetch again with backoff.
+        self._refetch = Refetch()
         self._progress_wall = 0.0
 
     def wanted_topics(self) -> set[str]:
@@ -139,15 +122,23 @@ class ModelUpdater:
             self._set_error(refused)
             self._enter(State.ERROR)
             return
+        current = self.download
         try:
             accepted = self._accept(manifest)
             download = None if accepted is None else Download(*accepted, self._seen, self.limits)
         except (UpdateError, DeviceError) as exc:
-            self._refuse(exc, manifest.version)
+            if current is not None:  # a release that does not apply leaves the download in progress alone
+                self._report(exc, manifest.version)
+            else:
+                self._refuse(exc, manifest.version, remember=is_content_failure(exc))
             return
         if len(self._seen) >= SEEN_MANIFESTS:
             self._seen.pop(next(iter(self._seen)))
         self._seen[hashlib.sha256(envelope).digest()] = envelope
+        if current is not None and not replaces(manifest, current.latest, download):
+            log.info("%s: release %d changes nothing: release %d is in progress", self.model, manifest.version,
+                     current.latest.version)
+            return
         if download is None:
             self._drop_download()
             self._enter(State.IDLE)
@@ -184,10 +175,12 @@ class ModelUpdater:
         self.fetched_bytes += len(data)
         try:
             new = release.put(index, data)
-        except UpdateError as exc:
-            self._refuse(exc, self.download.latest.version)
+        except ChunkError as exc:  # a bad message, not a bad release: dropped, and fetched again with backoff
+            self._report(exc, self.download.latest.version)
+            self._refetch.schedule(chunk_topic(self.model, version, kind, index, self.prefix), self.watch.monotonic())
             return
         if new:
+            self._refetch.forget(chunk_topic(self.model, version, kind, index, self.prefix))
             self._progressed()
         if self.download.complete:
             self._enter(State.APPLYING)
@@ -197,15 +190,16 @@ class ModelUpdater:
         sent again: a chunk lost on the way, or retained again after a broker lost it); else nothing."""
         if self.state is not State.DOWNLOADING or self.download is None:
             return set()
+        now = self.watch.monotonic() if now is None else now
+        again = self._refetch.due(now)
         was_stalled = self.watch.stalled
         if not self.watch.due(now):
-            return set()
+            return again
         if self.watch.stalled and not was_stalled:
             log.warning("%s: release %d stalled: no progress for %.0f s, %d still missing; the spool is kept and "
                         "the download resumes when they arrive", self.model, self.download.latest.version,
-                        (self.watch.monotonic() if now is None else now) - self.watch.progress_at,
-                        self.download.missing())
-        return self.download.wanted_topics(self.window, self.prefix)
+                        now - self.watch.progress_at, self.download.missing())
+        return again | self.download.wanted_topics(self.window, self.prefix)
 
     @property
     def stalled(self) -> bool:
@@ -234,7 +228,8 @@ class ModelUpdater:
 
     @property
     def latest_digest(self) -> bytes | None:
-        """sha256 of the last latest manifest this updater handled (None before the first)."""
+        """The identity (codec.manifest.signed_digest) of the last verified latest manifest this updater
+        handled (None before the first)."""
         return self._manifest_digest
 
     @property
@@ -275,8 +270,9 @@ class ModelUpdater:
         except (UpdateError, DeviceError, OSError) as exc:
             if staged is not None:
                 self.store.discard(staged)
-            # a full disk or this process's float environment is the device's, not the release's
-            self._refuse(exc, manifest.version, remember=not isinstance(exc, OSError | FloatEnvironmentError))
+            # only what the signed content itself gets wrong is remembered: not the device's disk or float
+            # environment, not a policy that another moment or an operator may change
+            self._refuse(exc, manifest.version, remember=is_content_failure(exc))
             return
         log.info("%s: release %d committed in %d step(s) (sha256 %s)", self.model, manifest.version,
                  len(download.steps), sha256.hex()[:16])
@@ -368,6 +364,11 @@ class ModelUpdater:
             self.download = None
         self._enter(State.ERROR)
 
+    def _report(self, exc: BaseException, release: int) -> None:
+        """Report ``exc`` in the status without changing the state or the download."""
+        self._set_error(LastError.from_exception(exc, self.model, release))
+        log.warning("%s: release %d: %s [%s]", self.model, release, sanitised(str(exc)), self.last_error.code)
+
     def _report_unverified(self, exc: UpdateError) -> None:
         """A manifest refused before its signature verified: its code, and nothing it claims (no version, no
         text from the message); nothing is written to disk and nothing else changes."""
@@ -386,7 +387,7 @@ class ModelUpdater:
         self.spool.clear()
 
     def _enter(self, state: State) -> None:
-        if state not in _NEXT[self.state]:
+        if state not in NEXT[self.state]:
             raise RuntimeError(f"{self.model}: no transition from {self.state.value} to {state.value}")
         self.state = state
 

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from codec.apply import apply_to_bytes
+from codec.manifest import signed_digest
 from codec.release import Release
 from device_client.catchup import plan_path
 from publisher.release.build import full_release, update_release
@@ -134,8 +135,7 @@ def _release(broker: Broker, key, files: list[bytes], version: int, rollout: flo
 def _settled(thread: DeviceThread, latest: Release) -> bool:
     """Whether the device has handled ``latest``'s manifest and has nothing in progress."""
     updater = thread.device.updaters[MODEL]
-    digest = hashlib.sha256(latest.envelope).digest()
-    return updater.latest_digest == digest and updater.download is None
+    return updater.latest_digest == signed_digest(latest.envelope) and updater.download is None
 
 
 def write_report(report: CatchupReport, out: Path) -> Path:

@@ -128,12 +128,27 @@ def test_an_expired_manifest_is_refused(make_device, retained, signing, base_mod
     _refused(late, retained, release, "expired")
 
 
-def test_a_corrupted_chunk_is_refused(make_device, retained, signing, base_model) -> None:
-    release, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
+def test_a_corrupted_chunk_is_reported_and_fetched_again_until_the_genuine_one_is_back(
+    make_device, retained, signing, base_model
+) -> None:
+    release, expected = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
     retained.add(release)
     topic = sorted(t for t in retained.messages if "/chunks/" in t)[3]
-    retained.messages[topic] = bytes(b ^ 0xFF for b in retained.messages[topic])
-    _refused(make_device(), retained, retained.messages[manifest_topic(MODEL)], "bad-chunk")
+    genuine = retained.messages[topic]
+    retained.messages[topic] = bytes(b ^ 0xFF for b in genuine)
+    device = make_device()
+    retained.pump(device)
+    status = json.loads(device.status().to_json())
+    assert status["state"] == "downloading" and status["last_error"]["code"] == "bad-chunk"
+    assert "chunk 3" in status["last_error"]["message"] and _running(device) == base_model
+    updater = device.updaters[MODEL]
+    assert updater.resubscribe_due(updater.watch.monotonic() + 0.5) == set(), "the first retry waits a second"
+    assert topic in updater.resubscribe_due(updater.watch.monotonic() + 1.0)
+    retained.messages[topic] = genuine  # retained again; no new signature needed
+    device.handle(topic, genuine)
+    retained.pump(device)
+    assert _running(device) == expected and device.status().last_error is None
+    assert not (device.config.model_dir / ".spool" / MODEL / "refused.json").exists(), "nothing remembered"
 
 
 def test_a_release_whose_result_differs_from_its_promise_is_refused(
@@ -154,18 +169,19 @@ def test_a_rolled_back_release_is_not_installed_again(make_device, retained, sig
     _refused(make_device(), retained, release, "rolled-back")
 
 
-def test_a_refused_manifest_is_not_retried_until_a_new_one_arrives(
+def test_a_release_whose_content_fails_is_not_retried_until_a_new_one_arrives(
     make_device, retained, signing, base_model
 ) -> None:
-    release, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
+    update = synthetic.random_update(base_model, 2)
+    lying = UpdateFile(update.payload, update.decompressed_length, "delta", update.base_sha256, b"\x00" * 32)
+    release = update_release(lying, model=MODEL, version=2, key=signing[0], lifetime_s=synthetic.DAY,
+                             chunk_size=256)
     retained.add(release)
-    topic = sorted(t for t in retained.messages if "/chunks/" in t)[0]
-    retained.messages[topic] = b"\x00" * len(retained.messages[topic])
     device = make_device()
-    assert retained.pump(device) > 0
-    assert retained.pump(device) == 0
+    assert retained.pump(device) == release.manifest.chunk_count
+    assert device.status().last_error.code == "bad-hash"
     restarted = make_device()
-    assert retained.pump(restarted) == 0 and restarted.status().last_error.code == "bad-chunk"
+    assert retained.pump(restarted) == 0 and restarted.status().last_error.code == "bad-hash", "remembered"
     fixed, expected = synthetic.make_delta_release(base_model, 4, MODEL, 3, signing[0])
     retained.add(fixed)
     retained.pump(restarted)
@@ -308,16 +324,17 @@ def test_deltas_published_back_to_back_apply_in_order(make_device, retained, sig
     assert device.running_models()[MODEL][0] == 4 and device.status().last_error is None
 
 
-def test_a_delta_for_another_base_is_still_refused_while_downloading(
+def test_a_delta_for_another_base_is_reported_and_the_download_goes_on(
     make_device, retained, signing, base_model
 ) -> None:
     device = make_device()
-    v2, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
+    v2, expected = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], chunk_size=256)
     stray, _ = synthetic.make_delta_release(synthetic.random_model_file(9), 5, MODEL, 3, signing[0], chunk_size=256)
     retained.add(v2)
     retained.pump(device, max_chunks=2)
-    retained.add(stray)
     device.handle(manifest_topic(MODEL), stray.envelope)
     status = json.loads(device.status().to_json())
-    assert status["state"] == "error" and status["last_error"]["code"] == "wrong-base"
-    assert _running(device) == base_model
+    assert status["state"] == "downloading" and status["last_error"]["code"] == "wrong-base"
+    retained.messages[manifest_topic(MODEL)] = v2.envelope
+    retained.pump(device)
+    assert _running(device) == expected and max(device.updaters[MODEL].fetched.values()) == 1
