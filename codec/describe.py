@@ -95,6 +95,7 @@ def _manifest_lines(m: Manifest, size: int, verdict: str) -> list[str]:
     return [
         f"manifest: {size:,} bytes, format {m.format}",
         f"  model          {m.model}",
+        f"  fleet          {m.fleet or 'none named (devices of any fleet take it)'}",
         f"  version        {m.version} ({m.payload_kind})",
         f"  base           {base}",
         f"  target sha256  {m.target_sha256.hex()}",

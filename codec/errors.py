@@ -68,6 +68,12 @@ class WrongModelError(UpdateError):
     code = "wrong-model"
 
 
+class WrongFleetError(UpdateError):
+    """The manifest names another fleet than the device's (a release signed for another broker)."""
+
+    code = "wrong-fleet"
+
+
 class ModelMismatchError(UpdateError):
     """A record names a tensor the model lacks, or its shape differs from the model's."""
 

@@ -26,6 +26,7 @@ from codec.errors import (
     RollbackError,
     UnknownKeyError,
     UpdateError,
+    WrongFleetError,
     WrongModelError,
 )
 from codec.keys import SigningKey, VerifyKey
@@ -53,7 +54,9 @@ def validate_id(value: object, what: str = "id") -> str:
 class Manifest:
     """Everything a device needs to decide on, fetch, check and apply one release.
 
-    ``canary`` and ``index`` (codec.release_index: the older releases a device can catch up through)
+    ``canary``, ``index`` (codec.release_index: the older releases a device can catch up through) and
+    ``fleet`` (the namespace of devices the release is for: a device configured for another fleet refuses
+    it, so a key that signs for staging and production cannot have one's releases replayed on the other)
     are optional and signed like every field, but kept beside the dataclass fields: when one is None the
     canonical encoding has no key for it at all, so manifests without them keep their exact bytes and
     ``dataclasses.asdict`` keeps its 17 keys (``signed_fields`` adds them). Equality, hashing and
@@ -79,10 +82,12 @@ class Manifest:
     format: int = field(default=MANIFEST_FORMAT)
     canary: InitVar[Canary | None] = None
     index: InitVar[tuple[IndexEntry, ...] | None] = None
+    fleet: InitVar[str | None] = None
 
-    def __post_init__(self, canary: Canary | None, index: tuple[IndexEntry, ...] | None) -> None:
+    def __post_init__(self, canary: Canary | None, index: tuple[IndexEntry, ...] | None, fleet: str | None) -> None:
         object.__setattr__(self, "canary", canary)
         object.__setattr__(self, "index", None if index is None else tuple(index))
+        object.__setattr__(self, "fleet", fleet)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Manifest):
@@ -93,11 +98,13 @@ class Manifest:
         return hash(self._values())
 
     def _values(self) -> tuple:
-        return (*(getattr(self, f.name) for f in fields(self)), self.canary, self.index)
+        return (*(getattr(self, f.name) for f in fields(self)), self.canary, self.index, self.fleet)
 
     def signed_fields(self) -> dict:
-        """The map that is signed: the fields, plus ``canary`` and ``index`` only when there are some."""
+        """The map that is signed: the fields, plus ``canary``, ``index`` and ``fleet`` only when set."""
         values = asdict(self)
+        if self.fleet is not None:
+            values["fleet"] = self.fleet
         if self.canary is not None:
             values["canary"] = self.canary.to_msgpack()
         if self.index is not None:
@@ -218,10 +225,11 @@ def _to_manifest(values: dict, signed: bytes, limits: Limits) -> Manifest:
 
 
 def check_applicable(
-    manifest: Manifest, *, model: str, current_version: int | None, current_sha256: bytes | None, now: float
+    manifest: Manifest, *, model: str, current_version: int | None, current_sha256: bytes | None, now: float,
+    fleet: str | None = None,
 ) -> None:
-    """Policy for a verified manifest on one device: right model, newer, right base, not expired."""
-    check_fresh(manifest, model=model, current_version=current_version, now=now)
+    """Policy for a verified manifest on one device: right model and fleet, newer, right base, not expired."""
+    check_fresh(manifest, model=model, current_version=current_version, now=now, fleet=fleet)
     if manifest.payload_kind == "delta" and manifest.base_sha256 != current_sha256:
         raise BaseMismatchError(
             f"release {manifest.version} applies to base version {manifest.base_version}, but this "
@@ -229,11 +237,17 @@ def check_applicable(
         )
 
 
-def check_fresh(manifest: Manifest, *, model: str, current_version: int | None, now: float) -> None:
+def check_fresh(
+    manifest: Manifest, *, model: str, current_version: int | None, now: float, fleet: str | None = None
+) -> None:
     """The policy apart from the base (a device may reach the release through its index): right model,
-    newer than the running version, not expired."""
+    right fleet (a device configured with none takes any), newer than the running version, not expired."""
     if manifest.model != model:
         raise WrongModelError(f"the manifest is for model {manifest.model!r}, not {model!r}")
+    if fleet is not None and manifest.fleet != fleet:
+        named = "names no fleet" if manifest.fleet is None else f"is for fleet {manifest.fleet!r}"
+        raise WrongFleetError(f"release {manifest.version} {named}; this device is in fleet {fleet!r} (a release "
+                              "signed for another broker, or published without --fleet)")
     if current_version is not None and manifest.version <= current_version:
         raise RollbackError(
             f"release {manifest.version} is not newer than the running version {current_version} "
@@ -265,11 +279,12 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 
 #: Keys a manifest may carry or leave out; absent means None (never an explicit nil).
-_OPTIONAL = {"canary", "index"}
+_OPTIONAL = {"canary", "index", "fleet"}
 
 
 def _validate_fields(fields: dict, limits: Limits) -> dict:
-    """Check every field against the spec; returns the validated optional fields present (canary, index)."""
+    """Check every field against the spec; returns the validated optional fields present (canary, index,
+    fleet)."""
     if set(fields) - _OPTIONAL != set(_TYPES):
         raise FormatError(f"manifest fields differ from the spec: missing {set(_TYPES) - set(fields) or '{}'}, "
                           f"unknown {set(fields) - set(_TYPES) - _OPTIONAL or '{}'}")
@@ -293,6 +308,8 @@ def _validate_fields(fields: dict, limits: Limits) -> dict:
         optional["canary"] = read_canary(fields["canary"], limits)
     if "index" in fields:
         optional["index"] = _checked_index(fields, limits)
+    if "fleet" in fields:
+        optional["fleet"] = validate_id(fields["fleet"], "fleet")
     return optional
 
 

@@ -44,9 +44,10 @@ def make_release(
     lifetime_s: int = DEFAULT_LIFETIME_S,
     canary: Canary | None = None,
     index: tuple[IndexEntry, ...] | None = None,
+    fleet: str | None = None,
 ) -> Release:
     """Cut ``payload`` into chunks and sign a manifest for it (validated before signing); ``index`` lists
-    the older releases devices may catch up through (codec.release_index)."""
+    the older releases devices may catch up through (codec.release_index), ``fleet`` the devices it is for."""
     chunks = split_payload(payload, chunk_size)
     created = int(time.time()) if created is None else created
     manifest = Manifest(
@@ -56,6 +57,6 @@ def make_release(
         decompressed_length=decompressed_length, chunk_size=chunk_size, chunk_sha256=chunk_digests(chunks),
         created=created, expires=created + lifetime_s, rollout_percent=float(rollout_percent),
         rollout_salt=secrets.token_hex(8) if rollout_salt is None else rollout_salt,
-        key_id=key.verify_key.key_id, canary=canary, index=index,
+        key_id=key.verify_key.key_id, canary=canary, index=index, fleet=fleet,
     )
     return Release(manifest, sign_manifest(manifest, key), chunks)

@@ -4,6 +4,7 @@
     model_dir = "/var/lib/rankcast/models"
     trusted_keys = ["/etc/rankcast/signing.pub"]
     models = ["digits"]
+    fleet = "production"             # optional: refuse releases signed for another fleet (publish --fleet)
 
     [broker]
     url = "mqtts://broker.example.com:8883"
@@ -17,6 +18,7 @@
     # max_chain = 8  (deltas applied in a row to catch up before the full release is taken instead)
     # stall_after = 120  (seconds without a chunk before a download re-subscribes; at least 10 chunk times)
     # heartbeat = 600  (most seconds between two statuses while online)
+    # manifest_wait = 60  (seconds after subscribing before a followed manifest that did not come is reported)
 
 Relative paths are relative to the directory of the config file.
 """
@@ -58,6 +60,7 @@ class ClientSettings:
     max_chain: int = 8
     stall_after: float = 120.0
     heartbeat: float = 600.0
+    manifest_wait: float = 60.0
     backoff_initial: float = 0.5
     backoff_max: float = 60.0
     status_interval: float = 1.0
@@ -65,7 +68,8 @@ class ClientSettings:
 
     def __post_init__(self) -> None:
         counts = (self.chunk_window, self.max_chain)
-        times = (self.backoff_initial, self.status_interval, self.connect_timeout, self.stall_after, self.heartbeat)
+        times = (self.backoff_initial, self.status_interval, self.connect_timeout, self.stall_after, self.heartbeat,
+                 self.manifest_wait)
         if min(counts) < 1 or min(times) <= 0:
             raise ConfigError("[client] values must be positive")
         if self.backoff_max < self.backoff_initial:
@@ -82,6 +86,9 @@ class DeviceConfig:
     models: tuple[str, ...]
     broker: BrokerSettings
     client: ClientSettings = field(default_factory=ClientSettings)
+    #: The fleet whose releases the device takes (a manifest naming another, or none, is refused:
+    #: wrong-fleet); None takes releases of any fleet.
+    fleet: str | None = None
 
 
 def load_config(path: Path) -> DeviceConfig:
@@ -95,7 +102,8 @@ def load_config(path: Path) -> DeviceConfig:
 
 def parse_config(data: dict, base: Path) -> DeviceConfig:
     """Validate the TOML document ``data``; relative paths are taken relative to ``base``."""
-    _check_keys(data, {"device_id", "model_dir", "trusted_keys", "models", "broker", "client"}, "device.toml")
+    _check_keys(data, {"device_id", "model_dir", "trusted_keys", "models", "fleet", "broker", "client"},
+                "device.toml")
     device_id = _id(_get(data, "device_id", str), "device_id")
     models = tuple(_id(_str(m, "models"), "models") for m in _get(data, "models", list))
     keys = tuple(_file(base, _str(k, "trusted_keys"), "trusted_keys") for k in _get(data, "trusted_keys", list))
@@ -110,6 +118,7 @@ def parse_config(data: dict, base: Path) -> DeviceConfig:
         models=models,
         broker=_broker(_get(data, "broker", dict), base, device_id),
         client=_client(data.get("client", {})),
+        fleet=_id(_get(data, "fleet", str), "fleet") if "fleet" in data else None,
     )
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from codec.keys import load_verify_key
 from codec.limits import DEFAULT_LIMITS, Limits
-from codec.topics import parse_model_topic
+from codec.topics import manifest_topic, parse_model_topic
 from device_client.config import DeviceConfig
 from device_client.predictor import Predictor
 from device_client.spool import Spool
@@ -51,7 +51,8 @@ class Device:
                 model=model, device_id=config.device_id, store=self.store,
                 spool=Spool(config.model_dir / ".spool" / model), trusted_keys=keys, limits=limits,
                 clock=clock, prefix=config.broker.prefix, window=config.client.chunk_window,
-                max_steps=config.client.max_chain, stall_after=config.client.stall_after,
+                max_steps=config.client.max_chain, stall_after=config.client.stall_after, fleet=config.fleet,
+                manifest_wait=config.client.manifest_wait,
                 on_commit=lambda installed, model=model: self._committed(model, installed),
             )
             for model in config.models
@@ -68,10 +69,13 @@ class Device:
         """Route one message to its model's updater; never raises (a failure becomes last_error)."""
         named = parse_model_topic(topic, self.config.broker.prefix)
         updater = self.updaters.get(named.model) if named else None
-        if updater is None or not payload:
+        if updater is None:
             return
         try:
-            if named.is_manifest:
+            if not payload:  # a retained message deleted: only the model's manifest going matters
+                if named.is_manifest:
+                    updater.on_manifest_deleted()
+            elif named.is_manifest:
                 updater.on_manifest(payload)
             elif named.is_chunk:
                 updater.on_chunk(named.version, named.kind, named.index, payload)
@@ -81,8 +85,17 @@ class Device:
             log.exception("%s: unexpected failure handling %s", updater.model, topic)
             updater.fail(exc)
 
+    def subscribed(self, topics: set[str]) -> None:
+        """The transport subscribed to ``topics``: models whose manifest topic is among them wait for it."""
+        for updater in self.updaters.values():
+            if manifest_topic(updater.model, self.config.broker.prefix) in topics:
+                updater.manifest_subscribed()
+
     def resubscribe_due(self) -> set[str]:
-        """Topics of stalled downloads to subscribe to again now (device_client.updater.resubscribe_due)."""
+        """Topics of stalled downloads to subscribe to again now (device_client.updater.resubscribe_due);
+        manifests that did not arrive in time after subscribing are reported meanwhile."""
+        for updater in self.updaters.values():
+            updater.notice_missing()
         return set().union(*(updater.resubscribe_due() for updater in self.updaters.values()))
 
     def has_work(self) -> bool:

@@ -25,6 +25,18 @@ class RolledBackError(DeviceError):
     code = "rolled-back"
 
 
+class ReplayedError(DeviceError):
+    """The retained manifest went back to an older signed one than the device followed (a freeze)."""
+
+    code = "replayed"
+
+
+class ManifestMissingError(DeviceError):
+    """The retained manifest the device followed was deleted, or did not arrive after subscribing."""
+
+    code = "manifest-missing"
+
+
 class NotInstalledError(DeviceError):
     """The model has no installed file (register it with `rankcast device install`)."""
 

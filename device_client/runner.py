@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import select
 import ssl
 import threading
 import time
@@ -17,6 +18,8 @@ from device_client.session import DeviceSession
 log = logging.getLogger("rankcast.device")
 _TICK = 0.2
 _FLUSH_TIMEOUT = 3.0
+#: Most seconds spent reading what the broker still sends before a clean disconnect.
+_DRAIN_S = 1.0
 
 
 def run_device(device: Device, stop: threading.Event, rng: random.Random | None = None) -> None:
@@ -58,11 +61,27 @@ def _serve(session: DeviceSession, stop: threading.Event) -> bool:
             if session.connected and session.renew_needed():
                 log.info("reconnecting so that the last will names the models now running")
                 _flush(session, session.publish_status(force=True))
+                _drain(session)
                 return True
-        _flush(session, session.publish_offline() if session.connected else None)
+        if session.connected:
+            _flush(session, session.publish_offline())
+            _drain(session)
         return False
     finally:
         session.client.disconnect()
+
+
+def _drain(session: DeviceSession) -> None:
+    """Read what the broker is still sending (acknowledgements, messages in flight) before the disconnect:
+    a socket closed with unread data sends a reset, which can make the broker drop the DISCONNECT unread,
+    take the clean disconnect for a lost connection and publish the last will."""
+    deadline = time.monotonic() + _DRAIN_S
+    while time.monotonic() < deadline:
+        sock = session.client.socket()
+        if sock is None or not select.select([sock], [], [], 0.05)[0]:
+            return
+        if session.client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+            return
 
 
 def _flush(session: DeviceSession, info: mqtt.MQTTMessageInfo | None) -> None:

@@ -97,6 +97,7 @@ class DeviceSession:
             self.client.unsubscribe(sorted(removed))
         if added:
             self.client.subscribe([(topic, _QOS) for topic in sorted(added)])
+            self.device.subscribed(added)
         self._subscribed = wanted
 
     def _on_connect(self, client, userdata, flags, reason, properties) -> None:

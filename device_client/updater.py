@@ -3,7 +3,8 @@ feeds it messages).
 
 Every manifest is handled once per signed content. One that does not verify changes nothing; a verified
 one that does not apply is reported and leaves a download in progress alone; only a release whose own
-content fails is remembered (device_client.verdicts), across restarts too. A device on any release the
+content fails is remembered (device_client.verdicts), across restarts too. One older than the newest
+followed, or a deleted or withheld one, is reported as a freeze (device_client.freeze). A device on any release the
 latest manifest's index lists reaches the latest in one swap: it picks the cheapest path
 (device_client.catchup: a chain of deltas, or the full file), fetches the steps' manifests and chunks
 (device_client.download), applies the steps in order to one staged copy, checking each step's target
@@ -16,7 +17,6 @@ must pass it (device_client.predictor) before the swap, so a model that fails it
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import time
@@ -24,17 +24,19 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from codec.apply import apply_payload
 from codec.canary import Canary
-from codec.errors import BaseMismatchError, ChunkError, IntegrityError, UpdateError, WrongModelError
+from codec.errors import ChunkError, IntegrityError, UpdateError
 from codec.keys import VerifyKey
-from codec.limits import MIB, Limits
-from codec.manifest import Manifest, check_fresh, read_manifest, signed_digest
+from codec.limits import Limits
+from codec.manifest import Manifest, read_manifest, signed_digest
 from codec.topics import chunk_topic, manifest_topic
-from device_client.catchup import DEFAULT_MAX_STEPS, describe_miss, plan_path
+from device_client.catchup import DEFAULT_MAX_STEPS
 from device_client.download import Download
-from device_client.errors import DeviceError, RolledBackError
+from device_client.errors import DeviceError, ManifestMissingError, ReplayedError
+from device_client.freeze import FreezeWatch
+from device_client.policy import DevicePolicy
 from device_client.spool import Spool
+from device_client.staging import build_staged, check_room
 from device_client.stall import Refetch, StallWatch
 from device_client.states import NEXT, State
 from device_client.status import LastError, Progress, sanitised
@@ -42,10 +44,10 @@ from device_client.store import Installed, ModelStore
 from device_client.verdicts import is_content_failure, replaces
 
 log = logging.getLogger("rankcast.device")
-#: Room a release leaves free besides its own files (state.json, logs, the file system's own needs).
-ROOM_MARGIN = 4 * MIB
 #: Latest manifests kept in memory to pin steps of a later path (each at most the 128 KiB manifest limit).
 SEEN_MANIFESTS = 16
+#: Codes of a freeze, cleared once the manifest followed is back.
+_FREEZE_CODES = (ReplayedError.code, ManifestMissingError.code)
 
 
 class ModelUpdater:
@@ -67,14 +69,19 @@ class ModelUpdater:
         on_commit: Callable[[Installed], None] | None = None,
         max_steps: int = DEFAULT_MAX_STEPS,
         stall_after: float = 120.0,
+        fleet: str | None = None,
+        manifest_wait: float = 60.0,
     ) -> None:
         """``canary_check`` runs a manifest's canary on a staged file and raises (default:
         device_client.predictor.check_canary); ``on_commit`` hears of every committed model; ``max_steps``
-        bounds the deltas applied in a row; ``stall_after`` is the least stall deadline in seconds."""
+        bounds the deltas applied in a row; ``stall_after`` is the least stall deadline in seconds;
+        ``fleet`` the fleet whose releases this device takes (None: any); ``manifest_wait`` the seconds
+        after subscribing before a manifest that did not arrive is reported."""
         self.model, self.device_id = model, device_id
         self.store, self.spool = store, spool
         self.trusted_keys, self.limits, self.clock = trusted_keys, limits, clock
-        self.prefix, self.window, self.max_steps = prefix, window, max_steps
+        self.prefix, self.window = prefix, window
+        self.policy = DevicePolicy(model, device_id, fleet, max_steps, clock)
         self.canary_check, self.on_commit = canary_check or _check_canary, on_commit
         self.state = State.IDLE
         self.download: Download | None = None
@@ -94,6 +101,8 @@ class ModelUpdater:
         #: Chunk topics whose message failed its sha256, to fetch again with backoff.
         self._refetch = Refetch()
         self._progress_wall = 0.0
+        #: The newest manifest followed, and the wait for one after subscribing (device_client.freeze).
+        self.freeze = FreezeWatch(spool.root / "followed.json", manifest_wait)
 
     def wanted_topics(self) -> set[str]:
         """The manifest topic, and while downloading the steps' manifests or next ``window`` missing chunks."""
@@ -114,9 +123,18 @@ class ModelUpdater:
         except UpdateError as exc:
             self._report_unverified(exc)
             return
+        self.freeze.arrived()
         if identity == self._manifest_digest:
             return
         self._manifest_digest = identity
+        if self.policy.follows(manifest):
+            try:
+                self.freeze.check(manifest)
+            except ReplayedError as exc:
+                self._report_freeze(exc, manifest.version)
+                return
+            if self.last_error is not None and self.last_error.code in _FREEZE_CODES:
+                self.last_error = None
         refused = self.spool.refusal(identity)
         if refused is not None:
             self._set_error(refused)
@@ -152,6 +170,24 @@ class ModelUpdater:
                  " then ".join(f"{s.version} ({s.kind}, {s.payload_length} B)" for s in accepted[1]))
         self._enter(State.DOWNLOADING)
         self._open_when_known()
+
+    def on_manifest_deleted(self) -> None:
+        """The retained manifest was deleted (an empty retained message): a freeze, once one was followed;
+        nothing else changes, and the same manifest published again is handled afresh."""
+        self._manifest_digest = None
+        error = self.freeze.deleted()
+        if error is not None:
+            self._report_freeze(error, self.freeze.mark.version)
+
+    def manifest_subscribed(self) -> None:
+        """The manifest topic was (re)subscribed: its retained manifest should arrive (device_client.freeze)."""
+        self.freeze.subscribed()
+
+    def notice_missing(self, now: float | None = None) -> None:
+        """Report the manifest as missing if none verified arrived within the wait after subscribing."""
+        error = self.freeze.overdue(now)
+        if error is not None:
+            self._report_freeze(error, self.freeze.mark.version)
 
     def on_release_manifest(self, version: int, kind: str, envelope: bytes) -> None:
         """A step's own manifest arrived from its retained topic; ignored unless the download waits for it."""
@@ -216,7 +252,7 @@ class ModelUpdater:
         if not download.manifests_known:
             return
         try:
-            self._check_room(download)
+            check_room(self.store, self.spool, self.model, download)
         except OSError as exc:  # the device's disk, not the release: not remembered
             self._refuse(exc, download.latest.version, remember=False)
             return
@@ -247,22 +283,8 @@ class ModelUpdater:
         manifest = download.latest
         staged = None
         try:
-            installed = self.installed
-            self._check_policy(manifest, installed)
-            first = download.steps[0]
-            if first.kind == "delta" and (installed is None or installed.sha256 != first.base_sha256):
-                raise BaseMismatchError(describe_miss(manifest, installed and installed.sha256,
-                                                      installed and installed.version))
-            staged = self.store.stage(self.model, copy_current=first.kind == "delta",
-                                      needs=self._staged_bytes(download) + ROOM_MARGIN)
-            for step, release in download.ordered():
-                sha256 = apply_payload(staged, release.payload(), step.decompressed_length, self.limits,
-                                       self.store.slot_reader, full=step.payload_kind == "full")
-                if sha256 != step.target_sha256:
-                    raise IntegrityError(
-                        f"release {step.version} produced a model with sha256 {sha256.hex()[:16]}…, its manifest "
-                        f"promises {step.target_sha256.hex()[:16]}…; the running model is kept"
-                    )
+            self.policy.check(manifest, self.installed, self.store.rolled_back(self.model))
+            staged, sha256 = build_staged(self.store, self.model, download, self.limits)
             self._enter(State.VERIFYING)
             if manifest.canary is not None:
                 self.canary_check(staged, manifest.canary)
@@ -305,50 +327,8 @@ class ModelUpdater:
     def _accept(self, manifest: Manifest) -> tuple[Manifest, list] | None:
         """The verified manifest and the path to it if this device should install it; None if there is
         nothing to do."""
-        if manifest.model != self.model:
-            raise WrongModelError(f"the manifest on {self.model}'s topic is for model {manifest.model!r}")
-        installed = self.installed
-        if installed is not None and manifest.target_sha256 == installed.sha256:
-            return None
-        if not manifest.in_rollout(self.device_id):
-            log.info("%s: release %d is not rolled out to this device (%.1f%%)", self.model, manifest.version,
-                     manifest.rollout_percent)
-            return None
-        self._check_policy(manifest, installed)
-        running_sha256, running_version = (installed.sha256, installed.version) if installed else (None, None)
-        steps = plan_path(manifest, running_sha256, running_version, self.max_steps)
-        if steps is None:
-            raise BaseMismatchError(describe_miss(manifest, running_sha256, running_version))
-        return manifest, steps
-
-    def _check_policy(self, manifest: Manifest, installed: Installed | None) -> None:
-        rolled_back = self.store.rolled_back(self.model)
-        if rolled_back is not None and manifest.version <= rolled_back:
-            raise RolledBackError(
-                f"release {manifest.version} was rolled back on this device (up to version {rolled_back}); "
-                "publish a newer version"
-            )
-        check_fresh(manifest, model=self.model, current_version=installed.version if installed else None,
-                    now=self.clock())
-
-    def _check_room(self, download: Download) -> None:
-        """Refuse up front (disk-full) a download the disk cannot hold: every step's chunks and the staged
-        file. Chunks already spooled (resumed, or another release's that opening the download frees) count
-        as room."""
-        need = download.payload_bytes + self._staged_bytes(download) + ROOM_MARGIN
-        room = self.store.room(self.model) + self.spool.held_bytes()
-        if room < need:
-            raise OSError(errno.ENOSPC, f"release {download.latest.version} needs {need >> 20} MiB on disk, "
-                          f"{room >> 20} MiB are free; free space and restart the client")
-
-    def _staged_bytes(self, download: Download) -> int:
-        """The staged file's size: the running file's when the path starts with a delta, at most the full
-        payload's document when it starts with the full file."""
-        first = download.manifests[download.steps[0].key]
-        installed = self.installed
-        if first.payload_kind == "full" or installed is None:
-            return first.decompressed_length
-        return installed.path.stat().st_size
+        steps = self.policy.plan(manifest, self.installed, self.store.rolled_back(self.model))
+        return None if steps is None else (manifest, steps)
 
     def _refuse(self, exc: BaseException, release: int, remember: bool = True) -> None:
         """Enter error for ``exc``. A refusal of the release is remembered and its chunks dropped; a fault
@@ -368,6 +348,16 @@ class ModelUpdater:
         """Report ``exc`` in the status without changing the state or the download."""
         self._set_error(LastError.from_exception(exc, self.model, release))
         log.warning("%s: release %d: %s [%s]", self.model, release, sanitised(str(exc)), self.last_error.code)
+
+    def _report_freeze(self, exc: DeviceError, release: int) -> None:
+        """Report a freeze: the download in progress goes on; without one the device is in error (it runs
+        its model, but the operator should know)."""
+        if self.download is not None:
+            self._report(exc, release)
+            return
+        self._set_error(LastError.from_exception(exc, self.model, release))
+        log.warning("%s: [%s] %s", self.model, exc.code, exc)
+        self._enter(State.ERROR)
 
     def _report_unverified(self, exc: UpdateError) -> None:
         """A manifest refused before its signature verified: its code, and nothing it claims (no version, no

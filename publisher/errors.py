@@ -140,6 +140,12 @@ class UntrustedKeyError(ReleaseRefusedError):
     code = "untrusted-key"
 
 
+class OtherFleetError(ReleaseRefusedError):
+    """The release names another fleet than the broker's current release: its devices would refuse it."""
+
+    code = "other-fleet"
+
+
 class NewModelError(ReleaseRefusedError):
     """The first release of a model id the broker has never seen, without --new-model (a typo?)."""
 

@@ -3,7 +3,8 @@
 Refused, each with its own code (publisher.errors) and nothing sent: a version not above the current
 one, a different payload under the current version, a delta whose base is no file a retained release
 makes or starts from (the flashed first version is the base of the first delta), a key other than the
-one that signed the current release, and a first release of a model id the broker has never seen,
+one that signed the current release, another fleet than the one the current release names (its devices
+would refuse it: wrong-fleet), and a first release of a model id the broker has never seen,
 without ``new_model`` (a typo would make a topic tree nobody follows). Publishing the current release
 again with the same payload is allowed: that is how a staged rollout widens. ``force`` skips the
 checks of an existing model for deliberate exceptions (going back to an older model as a new version
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from codec.manifest import Manifest
 from publisher.errors import (
     NewModelError,
+    OtherFleetError,
     UnknownBaseError,
     UntrustedKeyError,
     VersionNotNewerError,
@@ -45,6 +47,13 @@ def check_release(
             f"release {latest.version} of {model} was signed by key {latest.key_id}, this one by "
             f"{candidate.key_id}: devices trust the key they were given, so they would refuse it (unknown-key); "
             "sign with that key, or pass --force once the devices trust the new one"
+        )
+    if latest.fleet is not None and candidate.fleet != latest.fleet:  # naming a fleet for the first time is fine
+        named = "no fleet" if candidate.fleet is None else f"fleet {candidate.fleet!r}"
+        raise OtherFleetError(
+            f"release {latest.version} of {model} is for fleet {latest.fleet!r}, this one names {named}: that "
+            f"fleet's devices would refuse it (wrong-fleet); pass --fleet {latest.fleet}, or --force to move the "
+            "model to another fleet"
         )
     if candidate.version == latest.version and candidate.payload_sha256 != latest.payload_sha256:
         raise VersionTakenError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -20,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "on any indexed version catches up by the cheapest chain of deltas or by the full file. To widen a "
         "staged rollout, publish the same version again with a higher --rollout. Before it sends anything it "
         "reads the broker's current release and refuses (one line with a code) a version below it, another "
-        "payload under its version, a delta for a file no release produces, another signing key, and a model id "
-        "the broker has never seen (without --new-model).",
+        "payload under its version, a delta for a file no release produces, another signing key, another fleet "
+        "than the current release's, and a model id the broker has never seen (without --new-model).",
     )
     add_broker_arguments(parser)
     parser.add_argument("--model", required=True, metavar="ID", help="model id (one topic level)")
@@ -56,6 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="list the deltas of the N versions before this one in its index, so devices up to N+1 "
                         "deltas behind catch up by chain (default 7: devices chain at most 8 by default); prune "
                         "keeps what it lists")
+    parser.add_argument("--fleet", default=os.environ.get("RANKCAST_FLEET"), metavar="NAME",
+                        help="sign the fleet the release is for into its manifest (default: $RANKCAST_FLEET, else "
+                        "none); devices whose device.toml names another fleet refuse it (wrong-fleet), so a key "
+                        "that signs for staging and production cannot have releases replayed across brokers")
     parser.add_argument("--new-model", action="store_true",
                         help="this is the model's first release (otherwise a model id the broker has never seen "
                         "is refused as a likely typo: new-model)")
@@ -74,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     options = dict(
         model=args.model, version=args.version, key=load_release_key(args.key),
         chunk_size=check_chunk_size(args.chunk_size),
-        rollout_percent=args.rollout, lifetime_s=parse_duration(args.expires),
+        rollout_percent=args.rollout, lifetime_s=parse_duration(args.expires), fleet=_fleet(args.fleet),
     )
     fallback = None
     if args.full is not None:
@@ -113,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     if fallback is None and manifest.payload_kind == "delta":
         print(f"{args.model} v{args.version}: no full fallback was published (pass --deployed or --model-file); "
               "devices no chain of deltas reaches will report wrong-base", file=sys.stderr)
-    print(f"published {args.model} release {manifest.version} ({manifest.payload_kind}): {manifest.chunk_count} "
+    fleet = "" if manifest.fleet is None else f" for fleet {manifest.fleet}"
+    print(f"published {args.model} release {manifest.version}{fleet} ({manifest.payload_kind}): {manifest.chunk_count} "
           f"chunks, {manifest.payload_length} bytes, rollout {manifest.rollout_percent:g}%, key {manifest.key_id}, "
           f"expires {manifest.expires}, index of {len(manifest.index or ())} releases{extra}{canary}")
     return 0
@@ -140,6 +146,20 @@ def _stored(args: argparse.Namespace):
     args.update, args.version = stored.path(stored.update), stored.version
     args.model_file = args.model_file or stored.model_path
     return stored
+
+
+def _fleet(name: str | None) -> str | None:
+    """--fleet checked as devices check it (one topic level's characters)."""
+    if name is None:
+        return None
+    from codec.errors import FormatError
+    from codec.manifest import validate_id
+    from publisher.errors import ConfigError
+
+    try:
+        return validate_id(name, "--fleet")
+    except FormatError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _checked_update(path: Path, update):

@@ -215,8 +215,19 @@ class _Link:
         ]
         try:
             await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
+        except BaseException:
             self.abort()
+            raise
+        self.close()
+
+    def close(self) -> None:
+        """One side ended: close both after what they were sent (an abort would reset them, and a broker
+        reset right after a DISCONNECT may never read it, taking a clean disconnect for a dropped one)."""
+        for writer in (self.device, self.broker):
+            if writer is not None:
+                writer.close()
+        for task in self._tasks:
+            task.cancel()
 
 
 class _Pump:

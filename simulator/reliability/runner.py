@@ -1,6 +1,6 @@
 """`rankcast selftest`: run every reliability and security case, print a table, write selftest.json.
 
-The cases come from the seven modules below (a missing module is an error: the suite is only complete
+The cases come from the eight modules below (a missing module is an error: the suite is only complete
 with all of them). Each case runs in a temp work directory of its own; a case that raises is reported
 as a case that did not hold (0 of 1), and the suite carries on with the next one.
 """
@@ -21,7 +21,8 @@ from pathlib import Path
 
 from simulator.reliability.case import Case, Outcome
 
-MODULES = ("hostile", "topic_ids", "acl_matrix", "load", "power_loss", "broker_restart", "disk_full")
+MODULES = ("hostile", "hostile_download", "topic_ids", "acl_matrix", "load", "power_loss", "broker_restart",
+           "disk_full")
 
 
 def all_cases(modules: tuple[str, ...] = MODULES) -> list[Case]:

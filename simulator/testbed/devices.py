@@ -41,9 +41,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def device_config(home: Path, broker: Broker, device_id: str, models: str | Sequence[str],
                   trusted_keys: Path | Sequence[Path], *, url: str | None = None,
-                  client: ClientSettings = QUICK_CLIENT) -> DeviceConfig:
+                  client: ClientSettings = QUICK_CLIENT, fleet: str | None = None) -> DeviceConfig:
     """A device of ``broker`` with its models in HOME/models, on the broker's TLS listener unless ``url``
-    names another way in (the plain listener, a link in front of it)."""
+    names another way in (the plain listener, a link in front of it), in ``fleet`` if given."""
     broker_url = BrokerUrl.parse(url or broker.url)
     return DeviceConfig(
         device_id=device_id,
@@ -53,6 +53,7 @@ def device_config(home: Path, broker: Broker, device_id: str, models: str | Sequ
         broker=BrokerSettings(broker_url, device_id, broker.device_password,
                               broker.layout.ca_cert if broker_url.tls else None, prefix=broker.prefix),
         client=client,
+        fleet=fleet,
     )
 
 
@@ -64,7 +65,9 @@ def render_config(config: DeviceConfig) -> str:
     client = {field.name: getattr(config.client, field.name) for field in fields(config.client)}
     lines = [f"device_id = {_toml(config.device_id)}", f"model_dir = {_toml(config.model_dir)}",
              f"trusted_keys = [{', '.join(_toml(key) for key in config.trusted_keys)}]",
-             f"models = [{', '.join(_toml(model) for model in config.models)}]", "", "[broker]"]
+             f"models = [{', '.join(_toml(model) for model in config.models)}]"]
+    lines += [] if config.fleet is None else [f"fleet = {_toml(config.fleet)}"]
+    lines += ["", "[broker]"]
     lines += [f"{key} = {_toml(value)}" for key, value in broker.items() if value is not None]
     lines += ["", "[client]", *(f"{key} = {_toml(value)}" for key, value in client.items())]
     return "\n".join(lines) + "\n"
@@ -83,11 +86,12 @@ class DeviceHome:
     @classmethod
     def create(cls, root: Path, broker: Broker, device_id: str, models: str | Sequence[str],
                trusted_keys: Path | Sequence[Path], *, url: str | None = None,
-               client: ClientSettings = QUICK_CLIENT) -> DeviceHome:
+               client: ClientSettings = QUICK_CLIENT, fleet: str | None = None) -> DeviceHome:
         """Write ROOT/device.toml for ``device_config``'s device."""
         home = cls(Path(root).resolve())
         home.root.mkdir(parents=True, exist_ok=True)
-        config = device_config(home.root, broker, device_id, models, trusted_keys, url=url, client=client)
+        config = device_config(home.root, broker, device_id, models, trusted_keys, url=url, client=client,
+                               fleet=fleet)
         home.config_path.write_text(render_config(config))
         return home
 

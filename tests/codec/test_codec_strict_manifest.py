@@ -32,6 +32,17 @@ def test_the_reference_fields_are_valid(fields: dict, signing_key: SigningKey, t
     assert dataclasses.asdict(read_manifest(signed_envelope(canonical(fields), signing_key), trusted)) == fields
 
 
+def test_a_fleet_is_signed_and_a_manifest_without_one_keeps_its_bytes(
+    fields: dict, signing_key: SigningKey, trusted: dict[str, VerifyKey]
+) -> None:
+    plain = read_manifest(signed_envelope(canonical(fields), signing_key), trusted)
+    assert plain.fleet is None and "fleet" not in plain.signed_fields()
+    named = read_manifest(signed_envelope(canonical({**fields, "fleet": "production"}), signing_key), trusted)
+    assert named.fleet == "production" and named != plain
+    assert named.canonical_bytes() == canonical({**fields, "fleet": "production"})
+    assert dataclasses.replace(named, fleet=None) == plain
+
+
 # ---------------------------------------------------------------------------------------------- envelope
 
 
@@ -93,7 +104,8 @@ FORMAT_ERRORS: dict[str, dict] = {
     "percent-over": {"rollout_percent": 100.5}, "percent-nan": {"rollout_percent": float("nan")},
     "percent-inf": {"rollout_percent": float("inf")}, "percent-int": {"rollout_percent": 50},
     "salt-long": {"rollout_salt": "s" * 65}, "salt-bytes": {"rollout_salt": b"salt"},
-    "created-negative": {"created": -1},
+    "created-negative": {"created": -1}, "fleet-slash": {"fleet": "prod/eu"}, "fleet-empty": {"fleet": ""},
+    "fleet-nil": {"fleet": None}, "fleet-bytes": {"fleet": b"prod"}, "fleet-long": {"fleet": "f" * 65},
 }
 
 

@@ -105,7 +105,8 @@ def test_describe_recognises_each_file_kind(
     assert all(record.name in summary for record in sample_records)
     envelope = build_release().envelope
     assert "signature valid" in describe(envelope, trusted)
-    assert "not checked" in describe(envelope)
+    assert "not checked" in describe(envelope) and "devices of any fleet" in describe(envelope)
+    assert "fleet          production" in describe(build_release(fleet="production").envelope)
     weights = describe(encode_weights({"fc.weight": np.ones((3, 4)), "fc.bias": np.ones(3)}))
     assert "fc.weight" in weights and "2 tensors, 15 parameters" in weights
     assert "update file: delta update" in describe(UpdateFile(payload, length).to_bytes())

@@ -63,15 +63,18 @@ def base_model() -> bytes:
 
 @pytest.fixture
 def make_device(tmp_path: Path, signing, base_model) -> Callable[..., Device]:
-    """A Device for MODEL with ``base_model`` installed as version 1 (``installed=False``: nothing)."""
+    """A Device for MODEL with ``base_model`` installed as version 1 (``installed=False``: nothing), in
+    ``fleet`` if given."""
 
-    def make(device_id: str = "dev-1", installed: bool = True, trusted: Path | None = None, **options) -> Device:
+    def make(device_id: str = "dev-1", installed: bool = True, trusted: Path | None = None, fleet: str | None = None,
+             **options) -> Device:
         model_dir = tmp_path / device_id
         if installed and not (model_dir / MODEL).exists():
             install_model(model_dir, MODEL, base_model, 1)
         config = DeviceConfig(
             device_id=device_id, model_dir=model_dir, trusted_keys=(trusted or signing[1],), models=(MODEL,),
             broker=BrokerSettings(BrokerUrl.parse("mqtt://127.0.0.1:1")), client=ClientSettings(chunk_window=4),
+            fleet=fleet,
         )
         return Device(config, **options)
 

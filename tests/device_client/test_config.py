@@ -45,7 +45,9 @@ def test_a_valid_config_resolves_paths_next_to_it(config_dir: Path) -> None:
     broker = config.broker
     assert (broker.url.host, broker.url.port, broker.url.tls) == ("broker.example.com", 8883, True)
     assert broker.password() == "x" and broker.prefix == "rankcast"
-    assert config.client.chunk_window == 8
+    assert config.client.chunk_window == 8 and config.fleet is None
+    fleet = _load(config_dir, VALID.replace("[broker]", 'fleet = "production"\n[broker]'))
+    assert fleet.fleet == "production"
 
 
 @pytest.mark.parametrize(
@@ -58,6 +60,8 @@ def test_a_valid_config_resolves_paths_next_to_it(config_dir: Path) -> None:
         (('url = "mqtts://broker.example.com"', 'url = "http://broker"'), "url"),
         (("[broker]", "colour = 1\n[broker]"), "unknown key"),
         (("[broker]", "[client]\nchunk_window = 0\n[broker]"), "positive"),
+        (("[broker]", 'fleet = "prod/eu"\n[broker]'), "fleet"),
+        (("[broker]", "fleet = 7\n[broker]"), "fleet must be a str"),
     ],
 )
 def test_mistakes_are_refused_with_the_key_named(config_dir: Path, change, complaint) -> None:

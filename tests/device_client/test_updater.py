@@ -14,9 +14,9 @@ import pytest
 from codec.keys import generate_signing_key
 from codec.topics import manifest_topic
 from codec.update_file import UpdateFile
-from device_client import updater
+from device_client import staging
+from device_client.staging import ROOM_MARGIN
 from device_client.store import FileModelStore
-from device_client.updater import ROOM_MARGIN
 from publisher.release.build import update_release
 from simulator.testbed import synthetic
 from simulator.testbed.history import release_history
@@ -292,7 +292,7 @@ def test_a_fault_of_the_device_while_applying_keeps_the_downloaded_chunks(
     def disk_fills_up(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(updater, "apply_payload", disk_fills_up)
+    monkeypatch.setattr(staging, "apply_payload", disk_fills_up)
     assert retained.pump(device) == release.manifest.chunk_count
     assert device.status().last_error.code == "disk-full" and _running(device) == base_model
     monkeypatch.undo()

@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from rankcast.cli import main
 from simulator.testbed import synthetic
 from simulator.testbed.broker import PUBLISHER, Broker
 from simulator.testbed.devices import DeviceHome
+from simulator.testbed.probe import broker_probe
 from simulator.testbed.waits import wait_for
 
 
@@ -122,19 +124,22 @@ def test_device_run_follows_releases_and_says_offline_when_stopped(broker, devic
     process = subprocess.Popen([sys.executable, "-m", "rankcast", "device", "run", "--config", str(config)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        release, expected = synthetic.make_delta_release(base, 3, model_id, 2, signing[0])
-        broker.publish(release)
-
-        def status() -> dict:
-            with broker.publisher() as session:
-                found = session.retained([status_topic(device_id)])
-            return json.loads(found.get(status_topic(device_id), b"{}"))
-
-        wait_for(lambda: status().get("models", {}).get(model_id, {}).get("version") == 2, "version 2 reported")
-        assert (tmp_path / "models" / model_id / "model.rcw").read_bytes() == expected
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0
-        assert status()["state"] == "offline"
+        with broker_probe(broker) as probe:
+            probe.subscribe(status_topic(device_id))
+            probe.wait_status(device_id, lambda s: s.get("state") == "idle", "the device online")
+            release, expected = synthetic.make_delta_release(base, 3, model_id, 2, signing[0])
+            broker.publish(release)
+            probe.wait_status(device_id, lambda s: s.get("models", {}).get(model_id, {}).get("version") == 2,
+                              "version 2 reported")
+            assert (tmp_path / "models" / model_id / "model.rcw").read_bytes() == expected
+            time.sleep(1.0)  # the reconnect that renews the last will, and its first status
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=15) == 0
+            final = probe.wait_status(device_id, lambda s: s.get("state") == "offline", "offline when stopped")
+            states = [json.loads(p)["state"] for t, p, _ in probe.messages if t == status_topic(device_id) and p]
+            # renewing the will is a clean disconnect: the broker must not publish the old will meanwhile
+            assert states.count("offline") == 1 and states[-1] == "offline", states
+            assert final["models"][model_id]["version"] == 2
     finally:
         if process.poll() is None:
             process.kill()

@@ -79,8 +79,18 @@ def test_each_guardrail_refuses_and_leaves_the_broker_unchanged(
                                         "--version", "3"], "untrusted-key")
     _refused(capsys, broker, model_id, [*publish, *update("flipped.rcu"), "--version", "3", "--deployed",
                                         str(tmp_path / "v2.rcw")], "bad-update")
-    assert main([*publish, *update("other.rcu"), "--version", "3", "--deployed", str(tmp_path / "v2.rcw")]) == 0
-    assert main([*publish, *update("other.rcu"), "--version", "3", "--rollout", "50"]) == 0, "same payload: allowed"
+    assert main([*publish, *update("other.rcu"), "--version", "3", "--deployed", str(tmp_path / "v2.rcw"),
+                 "--fleet", "production"]) == 0, "naming a fleet for the first time: allowed"
+    _refused(capsys, broker, model_id, [*publish, *update("other.rcu"), "--version", "3", "--rollout", "50"],
+             "other-fleet")
+    _refused(capsys, broker, model_id, [*publish, *update("other.rcu"), "--version", "3", "--rollout", "50",
+                                        "--fleet", "staging"], "other-fleet")
+    _refused(capsys, broker, model_id, [*publish, *update("other.rcu"), "--version", "3", "--fleet", "eu/prod"],
+             "bad-config")
+    assert main([*publish, *update("other.rcu"), "--version", "3", "--rollout", "50", "--fleet", "production"]) == 0, \
+        "same payload: allowed"
+    manifest = read_manifest_unverified(_retained(broker, model_id)[f"rankcast/models/{model_id}/manifest"])
+    assert (manifest.fleet, manifest.rollout_percent) == ("production", 50.0)
 
 
 def test_release_delete_clears_an_interrupted_publish_and_a_mistyped_model(
