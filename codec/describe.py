@@ -87,9 +87,13 @@ def describe_manifest(envelope: bytes, trusted_keys: Mapping[str, VerifyKey] | N
     return "\n".join(_manifest_lines(manifest, len(envelope), verdict))
 
 
+def iso_time(ts: float) -> str:
+    """A Unix time as people read it: ISO 8601 in UTC, to the second (``2026-12-03T16:02:41Z``)."""
+    return datetime.datetime.fromtimestamp(int(ts), datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _manifest_lines(m: Manifest, size: int, verdict: str) -> list[str]:
-    def when(ts: int) -> str:
-        return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    when = iso_time
 
     base = "none (full release)" if m.base_sha256 is None else f"version {m.base_version}, sha256 {m.base_sha256.hex()}"
     return [

@@ -244,10 +244,7 @@ def check_fresh(
     right fleet (a device configured with none takes any), newer than the running version, not expired."""
     if manifest.model != model:
         raise WrongModelError(f"the manifest is for model {manifest.model!r}, not {model!r}")
-    if fleet is not None and manifest.fleet != fleet:
-        named = "names no fleet" if manifest.fleet is None else f"is for fleet {manifest.fleet!r}"
-        raise WrongFleetError(f"release {manifest.version} {named}; this device is in fleet {fleet!r} (a release "
-                              "signed for another broker, or published without --fleet)")
+    check_fleet(manifest, fleet)
     if current_version is not None and manifest.version <= current_version:
         raise RollbackError(
             f"release {manifest.version} is not newer than the running version {current_version} "
@@ -255,6 +252,14 @@ def check_fresh(
         )
     if now >= manifest.expires:
         raise ExpiredError(f"release {manifest.version} expired at {manifest.expires} (now {int(now)})")
+
+
+def check_fleet(manifest: Manifest, fleet: str | None) -> None:
+    """Raise WrongFleetError unless ``manifest`` is for ``fleet`` (a device configured with none takes any)."""
+    if fleet is not None and manifest.fleet != fleet:
+        named = "names no fleet" if manifest.fleet is None else f"is for fleet {manifest.fleet!r}"
+        raise WrongFleetError(f"release {manifest.version} {named}; this device is in fleet {fleet!r} (a release "
+                              "signed for another broker, or published without --fleet)")
 
 
 def _unpack(data: bytes, limits: Limits, what: str) -> object:

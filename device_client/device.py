@@ -16,6 +16,7 @@ from codec.keys import load_verify_key
 from codec.limits import DEFAULT_LIMITS, Limits
 from codec.topics import manifest_topic, parse_model_topic
 from device_client.config import DeviceConfig
+from device_client.errors import RolledBackError
 from device_client.predictor import Predictor
 from device_client.spool import Spool
 from device_client.status import DeviceStatus
@@ -29,7 +30,17 @@ _REPORTED = {
     State.APPLYING: "applying", State.VERIFYING: "applying", State.DOWNLOADING: "downloading",
     State.ERROR: "error", State.COMMITTED: "idle", State.IDLE: "idle",
 }
-_PRIORITY = ("applying", "stalled", "downloading", "error", "idle")
+_PRIORITY = ("applying", "stalled", "downloading", "error", "rolled-back", "idle")
+
+
+def _reported(updater: ModelUpdater) -> str:
+    """The state one model's updater reports: an operator's rollback holding a release back is not an error."""
+    if updater.stalled:
+        return "stalled"
+    error = updater.last_error
+    if updater.state is State.ERROR and error is not None and error.code == RolledBackError.code:
+        return "rolled-back"
+    return _REPORTED[updater.state]
 
 
 class Device:
@@ -130,7 +141,7 @@ class Device:
     def status(self, online: bool = True) -> DeviceStatus:
         """The status to publish now (or, with ``online=False``, the last will)."""
         updaters = list(self.updaters.values())
-        states = {"stalled" if u.stalled else _REPORTED[u.state] for u in updaters}
+        states = {_reported(u) for u in updaters}
         state = next(s for s in _PRIORITY if s in states) if online else "offline"
         progress = next((p for p in (u.progress() for u in updaters) if p is not None), None)
         failed = [u for u in updaters if u.last_error is not None]

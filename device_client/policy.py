@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from codec.errors import BaseMismatchError, WrongModelError
-from codec.manifest import Manifest, check_fresh
+from codec.manifest import Manifest, check_fleet, check_fresh
 from device_client.catchup import Step, describe_miss, plan_path
 from device_client.errors import RolledBackError
 from device_client.store import Installed
@@ -27,16 +27,20 @@ class DevicePolicy:
     max_steps: int
     clock: Callable[[], float]
 
+    def addressed(self, manifest: Manifest) -> bool:
+        """Whether a verified manifest is meant for this device: its model and its fleet."""
+        return manifest.model == self.model and (self.fleet is None or manifest.fleet == self.fleet)
+
     def follows(self, manifest: Manifest) -> bool:
-        """Whether a verified manifest is one this device follows: its model, its fleet, not expired."""
-        fleet_ok = self.fleet is None or manifest.fleet == self.fleet
-        return manifest.model == self.model and fleet_ok and self.clock() < manifest.expires
+        """Whether a verified manifest is one this device follows: meant for it and not expired."""
+        return self.addressed(manifest) and self.clock() < manifest.expires
 
     def plan(self, manifest: Manifest, installed: Installed | None, rolled_back: int | None) -> list[Step] | None:
         """The steps from the running file to ``manifest``'s, or None if there is nothing to do (it runs
         already, or the device is outside the rollout); raises the refusal otherwise."""
         if manifest.model != self.model:
             raise WrongModelError(f"the manifest on {self.model}'s topic is for model {manifest.model!r}")
+        check_fleet(manifest, self.fleet)  # before "nothing to do": another fleet's release is always reported
         if installed is not None and manifest.target_sha256 == installed.sha256:
             return None
         if not manifest.in_rollout(self.device_id):

@@ -78,7 +78,8 @@ def _drain(session: DeviceSession) -> None:
     deadline = time.monotonic() + _DRAIN_S
     while time.monotonic() < deadline:
         sock = session.client.socket()
-        if sock is None or not select.select([sock], [], [], 0.05)[0]:
+        buffered = sock is not None and hasattr(sock, "pending") and sock.pending() > 0  # TLS holds decrypted bytes
+        if sock is None or not (buffered or select.select([sock], [], [], 0.05)[0]):
             return
         if session.client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
             return

@@ -1,6 +1,6 @@
 """The status a device publishes, retained, on {prefix}/devices/<id>/status (its last will: offline).
 
-    {"device": str, "state": "idle|downloading|stalled|applying|error|offline",
+    {"device": str, "state": "idle|downloading|stalled|applying|error|rolled-back|offline",
      "models": {"<model>": {"version": int, "sha256": hex}},
      "progress": {"model", "release", "chunks_done", "chunks_total", "bytes_done", "bytes_total",
                   "missing", "last_progress"} | null,
@@ -10,7 +10,9 @@
 ``sent`` is the device's Unix time when it sent the status, ``heartbeat`` the most seconds it lets pass
 between two statuses while online, so a reader can tell a silent device from a quiet one. In
 ``progress``, ``missing`` counts the chunks (and catch-up manifests) still to come and ``last_progress``
-is the Unix time the last of them arrived; ``stalled`` means nothing arrived for the stall deadline.
+is the Unix time the last of them arrived; ``stalled`` means nothing arrived for the stall deadline;
+``rolled-back`` that an operator rolled the model back and the device holds the undone release back
+(``last_error`` names it) until a newer one is published.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import errno
 import json
 from dataclasses import asdict, dataclass, field
 
-STATES = ("idle", "downloading", "stalled", "applying", "error", "offline")
+STATES = ("idle", "downloading", "stalled", "applying", "error", "rolled-back", "offline")
 #: OSErrors that mean the device ran out of room for a file: no space left, a file-size limit, a quota.
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 #: The longest message a status carries (a refusal's message may quote what it refused).

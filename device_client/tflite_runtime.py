@@ -7,13 +7,21 @@ model was exported with (PyTorch's: N×F or NCHW); the first axis is the batch, 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 #: The runtimes rankcast runs .tflite files with, in the order a device prefers them.
 RUNTIMES = ("tflite_runtime", "ai_edge_litert")
+#: File descriptor 2 is the process's: one redirection at a time.
+_STDERR_LOCK = threading.Lock()
 
 
 def installed_runtimes() -> tuple[str, ...]:
@@ -79,17 +87,39 @@ class TFLiteModel:
         """Allocate for ``rows`` inputs; on a graph with a fixed batch, reload it and return False."""
         try:
             self._interpreter.resize_tensor_input(self._input["index"], [rows, *self.input_shape[1:]])
-            self._interpreter.allocate_tensors()
+            with native_info_kept_quiet():
+                self._interpreter.allocate_tensors()
             self._batch = rows
             return True
         except (RuntimeError, ValueError):
             self._interpreter = self._load()
-            self._interpreter.allocate_tensors()
+            with native_info_kept_quiet():
+                self._interpreter.allocate_tensors()
             self._batch, self._resizable = self.input_shape[0], False
             return False
 
     def _load(self) -> object:
         return interpreter_class(self._runtime)(model_path=self._path, num_threads=self._num_threads)
+
+
+@contextlib.contextmanager
+def native_info_kept_quiet() -> Iterator[None]:
+    """Keep the runtime's native INFO lines (``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.``,
+    written by C++ straight to file descriptor 2 when tensors are allocated) out of the output; every
+    other line it writes (warnings, errors) is passed on to stderr afterwards."""
+    with _STDERR_LOCK, tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                    if not line.startswith("INFO: ")]
+            sys.stderr.write("".join(kept))
 
 
 def run(model_path: Path, inputs: np.ndarray, runtime: str | None = None) -> np.ndarray:

@@ -93,6 +93,8 @@ class ModelUpdater:
         self.fetched: Counter[tuple[int, str, int]] = Counter()
         self.fetched_bytes = 0
         self._manifest_digest: bytes | None = None
+        #: The identity of the latest manifest of the download in progress (what a refusal of it is kept under).
+        self._download_digest: bytes | None = None
         #: Latest manifests seen in this process (sha256 -> envelope): a newer index pins them, so a burst of
         #: releases needs no manifest fetched twice.
         self._seen: dict[bytes, bytes] = {}
@@ -123,7 +125,8 @@ class ModelUpdater:
         except UpdateError as exc:
             self._report_unverified(exc)
             return
-        self.freeze.arrived()
+        if self.policy.addressed(manifest):  # a manifest for this device came: not missing
+            self.freeze.arrived()
         if identity == self._manifest_digest:
             return
         self._manifest_digest = identity
@@ -163,7 +166,7 @@ class ModelUpdater:
             return
         if self.download is None:  # a new download, not a newer plan of the one in progress
             self.fetched, self.fetched_bytes = Counter(), 0
-        self.download = download
+        self.download, self._download_digest = download, identity
         self.watch.restart()
         self._progress_wall = self.clock()
         log.info("%s: release %d accepted: %s", self.model, accepted[0].version,
@@ -187,6 +190,7 @@ class ModelUpdater:
         """Report the manifest as missing if none verified arrived within the wait after subscribing."""
         error = self.freeze.overdue(now)
         if error is not None:
+            self._manifest_digest = None  # the same manifest arriving late is handled afresh, and clears this
             self._report_freeze(error, self.freeze.mark.version)
 
     def on_release_manifest(self, version: int, kind: str, envelope: bytes) -> None:
@@ -336,8 +340,9 @@ class ModelUpdater:
         restart resumes the download instead of fetching it again."""
         self._set_error(LastError.from_exception(exc, self.model, release))
         log.warning("%s: release %d refused [%s]: %s", self.model, release, self.last_error.code, exc)
-        if remember and self._manifest_digest is not None:
-            self.spool.refuse(self._manifest_digest, self.last_error)
+        digest = self._download_digest if self.download is not None else self._manifest_digest
+        if remember and digest is not None:
+            self.spool.refuse(digest, self.last_error)
         if remember:
             self._drop_download()
         else:

@@ -19,6 +19,12 @@ class ConfigError(PublisherError):
     code = "bad-config"
 
 
+class UnknownModelError(ConfigError):
+    """A model id that no device or release the command looked at knows (a likely typo)."""
+
+    code = "unknown-model"
+
+
 class BrokerUrlError(ConfigError):
     """A broker address that is not ``mqtts://HOST:PORT`` or ``mqtt://HOST:PORT``."""
 
@@ -144,6 +150,13 @@ class OtherFleetError(ReleaseRefusedError):
     """The release names another fleet than the broker's current release: its devices would refuse it."""
 
     code = "other-fleet"
+
+
+class ClockBehindError(ReleaseRefusedError):
+    """The release would be signed earlier than the current release of the same version (this host's clock
+    is behind): devices would take it for a replay."""
+
+    code = "clock-behind"
 
 
 class NewModelError(ReleaseRefusedError):

@@ -4,7 +4,8 @@ Refused, each with its own code (publisher.errors) and nothing sent: a version n
 one, a different payload under the current version, a delta whose base is no file a retained release
 makes or starts from (the flashed first version is the base of the first delta), a key other than the
 one that signed the current release, another fleet than the one the current release names (its devices
-would refuse it: wrong-fleet), and a first release of a model id the broker has never seen,
+would refuse it: wrong-fleet), the current version signed again at an earlier time than its current
+signing (a clock behind: devices would report replayed), and a first release of a model id the broker has never seen,
 without ``new_model`` (a typo would make a topic tree nobody follows). Publishing the current release
 again with the same payload is allowed: that is how a staged rollout widens. ``force`` skips the
 checks of an existing model for deliberate exceptions (going back to an older model as a new version
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 
 from codec.manifest import Manifest
 from publisher.errors import (
+    ClockBehindError,
     NewModelError,
     OtherFleetError,
     UnknownBaseError,
@@ -54,6 +56,12 @@ def check_release(
             f"release {latest.version} of {model} is for fleet {latest.fleet!r}, this one names {named}: that "
             f"fleet's devices would refuse it (wrong-fleet); pass --fleet {latest.fleet}, or --force to move the "
             "model to another fleet"
+        )
+    if candidate.version == latest.version and candidate.created < latest.created:
+        raise ClockBehindError(
+            f"release {latest.version} of {model} was signed at {latest.created}, {latest.created - candidate.created} "
+            "s later than this host's clock says now: devices would take this signing for a replay of an older one "
+            "(replayed); set the clock (NTP), or publish from the host that signed it"
         )
     if candidate.version == latest.version and candidate.payload_sha256 != latest.payload_sha256:
         raise VersionTakenError(

@@ -37,8 +37,13 @@ def release_messages(release: Release, prefix: str, latest: bool = True) -> list
 def publish_release(
     session: BrokerSession, release: Release, prefix: str, on_ack: Callable[[int], None] | None = None
 ) -> None:
-    """Publish ``release`` retained at QoS 1 and return once the broker acknowledged every message."""
-    session.publish_all(release_messages(release, prefix), on_ack=on_ack)
+    """Publish ``release`` retained at QoS 1 and return once the broker acknowledged every message. The
+    model's manifest goes out only once everything before it is acknowledged, so a publish interrupted
+    before that leaves devices nothing new to see."""
+    messages = release_messages(release, prefix)
+    session.publish_all(messages[:-1], on_ack=on_ack)
+    last = None if on_ack is None else lambda done: on_ack(len(messages) - 1 + done)
+    session.publish_all(messages[-1:], on_ack=last)
 
 
 def publish_with_index(

@@ -99,6 +99,12 @@ class BrokerSession:
             raise lost_before_connack(url, self._lost, self.timeout) from None
         if self._connack.is_failure:
             self.close()
+            if self._connack.value in (_BAD_CREDENTIALS, _NOT_AUTHORIZED) and self.login.username is None:
+                raise CredentialsRefusedError(
+                    f"{url} refused a connection without a user name: {self._connack}; pass --username and "
+                    "--password-file (the broker's publisher account, from `rankcast broker adduser NAME --role "
+                    "publisher`)"
+                )
             if self._connack.value in (_BAD_CREDENTIALS, _NOT_AUTHORIZED):
                 raise CredentialsRefusedError(
                     f"{url} refused user {self.login.username!r}: {self._connack}; check --username and "

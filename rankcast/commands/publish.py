@@ -71,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from codec.describe import iso_time
     from codec.update_file import read_update_file
     from publisher.release.build import check_chunk_size, full_release, load_release_key, parse_duration, update_release
     from publisher.release.publish import publish_with_index
@@ -98,12 +99,15 @@ def run(args: argparse.Namespace) -> int:
     payload = len(release.chunks) if args.full is not None else -(-len(update.payload) // args.chunk_size)
     total = payload + 2 + (0 if fallback is None else len(fallback.chunks) + 1)
     progress = _Progress(total, f"{args.model} v{args.version}")
-    with broker_session(args) as session:
-        release = publish_with_index(session, make, model=args.model, version=args.version, prefix=args.prefix,
-                                     key=options["key"].verify_key, fallback=fallback, depth=args.index_depth,
-                                     new_model=args.new_model,
-                                     force=args.force,
-                                     on_ack=progress.update)
+    try:
+        with broker_session(args) as session:
+            release = publish_with_index(session, make, model=args.model, version=args.version, prefix=args.prefix,
+                                         key=options["key"].verify_key, fallback=fallback, depth=args.index_depth,
+                                         new_model=args.new_model, force=args.force, on_ack=progress.update)
+    except KeyboardInterrupt:
+        progress.finish()
+        print(_interrupted(args, progress.done, total), file=sys.stderr)
+        return 130
     progress.finish()
     if stored is not None:
         from publisher.release.store import ReleaseStore
@@ -121,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     fleet = "" if manifest.fleet is None else f" for fleet {manifest.fleet}"
     print(f"published {args.model} release {manifest.version}{fleet} ({manifest.payload_kind}): {manifest.chunk_count} "
           f"chunks, {manifest.payload_length} bytes, rollout {manifest.rollout_percent:g}%, key {manifest.key_id}, "
-          f"expires {manifest.expires}, index of {len(manifest.index or ())} releases{extra}{canary}")
+          f"expires {iso_time(manifest.expires)}, index of {len(manifest.index or ())} releases{extra}{canary}")
     return 0
 
 
@@ -220,14 +224,34 @@ def _input_error(message: str) -> Exception:
     return ReleaseInputError(message)
 
 
+def _interrupted(args: argparse.Namespace, done: int, total: int) -> str:
+    """What the broker holds after Ctrl-C, and how to finish or clear it."""
+    release = f"{args.model} v{args.version}"
+    if done >= total:
+        return f"interrupted after the broker acknowledged all {total} messages: {release} is published"
+    clear = (f"`rankcast release delete --model {args.model} --version {args.version}` with the same broker options "
+             "clears what was sent")
+    if done == total - 1:
+        return (f"interrupted while the model's manifest of {release} was on its way (everything else is on the "
+                f"broker): `rankcast release list --model {args.model}` shows whether it is published; if not, run the "
+                "same command again")
+    held = "nothing" if done == 0 else f"{done} of {total} messages"
+    return (f"interrupted: the broker acknowledged {held} of {release}, and the model's manifest (sent only after "
+            f"all the rest) was not sent, so devices have not seen this release; run the same command again to "
+            f"finish it, or {clear}")
+
+
 class _Progress:
-    """An acknowledgement counter on stderr: a redrawn bar on a terminal, nothing otherwise."""
+    """An acknowledgement counter on stderr: a redrawn bar on a terminal, nothing otherwise; ``done`` is the
+    count so far."""
 
     def __init__(self, total: int, label: str) -> None:
         self.total, self.label = total, label
         self.shown = sys.stderr.isatty()
+        self.done = 0
 
     def update(self, done: int) -> None:
+        self.done = done
         if self.shown:
             filled = 30 * done // self.total
             sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} acknowledged")

@@ -89,9 +89,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _describe(release) -> str:
+    from codec.describe import iso_time
+
     m = release.manifest
     return f"{m.model} release {m.version} ({m.payload_kind}): {m.chunk_count} chunks, {m.payload_length} bytes, " \
-        f"expires {m.expires}"
+        f"expires {iso_time(m.expires)}"
 
 
 def _init(args: argparse.Namespace) -> int:

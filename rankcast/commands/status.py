@@ -28,5 +28,18 @@ def run(args: argparse.Namespace) -> int:
 
     with broker_session(args) as session:
         report = read_fleet(session, args.prefix, args.model)
+        if args.model is not None and not report.devices:
+            _check_model_known(read_fleet(session, args.prefix), args.model)
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     return 0
+
+
+def _check_model_known(fleet, model: str) -> None:
+    """Refuse --model MODEL when devices report but none follows it (a likely typo)."""
+    if not fleet.devices:
+        return
+    from publisher.errors import UnknownModelError
+
+    known = sorted({name for row in fleet.devices for name in row.versions})
+    raise UnknownModelError(f"no device follows model {model!r}; the {len(fleet.devices)} devices report "
+                      f"{', '.join(known) or 'no model yet'}: check the id, or leave out --model")

@@ -214,11 +214,14 @@ class _Link:
             asyncio.ensure_future(_Pump(proxy, "down", tap).run(broker_reader, self.device)),
         ]
         try:
-            await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             self.abort()
             raise
-        self.close()
+        if any(task.exception() is not None for task in done):  # a reset or a failure: drop the link as it dropped
+            self.abort()
+        else:
+            self.close()
 
     def close(self) -> None:
         """One side ended: close both after what they were sent (an abort would reset them, and a broker

@@ -177,6 +177,11 @@ def other_fleet(scene: Scene) -> list[str]:
     for topic, payload in release_messages(staging, scene.prefix):
         scene.attacker.publish(topic, payload, retain=True)
     error = scene.wait_error("wrong-fleet", after, "the other fleet's release refused")["last_error"]
+    hidden = make_full_release(random_model_file(8000 + version), scene.model, version + 60, scene.key,
+                               chunk_size=scene.release.manifest.chunk_size, fleet="staging", rollout_percent=0.0)
+    scene.attacker.publish(_manifest_topic(scene), hidden.envelope, retain=True)  # outside every rollout
+    scene.attacker.wait_status(scene.device_id, lambda s: (s.get("last_error") or {}).get("release") == version + 60,
+                               "the other fleet's release outside the rollout refused too", 30, after=after)
     scene.facts.update(code=error["code"], release=error["release"])
     failures = [] if "staging" in error["message"] else [f"wrong-fleet does not name the fleet: {error}"]
     failures += _still_downloading(scene, after)
@@ -206,8 +211,11 @@ def replayed_manifest(scene: Scene) -> list[str]:
     after = scene.attacker.seen
     scene.attacker.publish(_manifest_topic(scene), scene.previous.envelope, retain=True)
     error = scene.wait_error("replayed", after, "the replay noticed")["last_error"]
-    scene.facts.update(code=error["code"], replayed=scene.previous.manifest.version)
-    return _still_downloading(scene, after)
+    scene.facts.update(code=error["code"], replayed=error["release"])
+    old, new = scene.previous.manifest.version, scene.release.manifest.version
+    named = f"back to release {old} " in error["message"] and f"after release {new} " in error["message"]
+    failures = [] if named else [f"replayed does not name releases {old} and {new}: {error['message']}"]
+    return failures + _still_downloading(scene, after)
 
 
 #: (case name, attack, what is checked besides completion), in the order selftest runs them.
@@ -222,8 +230,8 @@ ATTACKS: list[tuple[str, Attack, str]] = [
      "version: release list and prune ignore them, the device stays connected"),
     ("download-forged-status", forged_status_manifest, "forged version 2^64-1 and a 1,000-character key id: "
      "neither reaches the status (release 0, fixed message)"),
-    ("download-other-fleet", other_fleet, "a genuinely signed release of fleet staging: wrong-fleet, none of its "
-     "chunks fetched"),
+    ("download-other-fleet", other_fleet, "genuinely signed releases of fleet staging, one outside every rollout: "
+     "wrong-fleet for both, none of their chunks fetched"),
     ("download-deleted-manifest", deleted_manifest, "manifest deleted: manifest-missing, live and after a restart; "
      "restored: resumes from the spool"),
     ("download-replayed-manifest", replayed_manifest, "the previous release's genuine manifest again: replayed"),

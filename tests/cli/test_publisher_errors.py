@@ -3,6 +3,7 @@ saying what to change (a real Mosquitto for the broker mistakes; no torch needed
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,6 +69,29 @@ def test_nothing_listening_is_one_line(broker, operator_error) -> None:
 
     assert _status(broker, f"mqtt://127.0.0.1:{free_port()}") == 1
     assert "is the broker running" in operator_error("broker-unreachable")
+
+
+def test_a_missing_user_name_says_to_pass_one(broker, operator_error) -> None:
+    assert main(["status", "--broker", broker.url, "--cafile", str(broker.layout.ca_cert), "--timeout", "10"]) == 1
+    line = operator_error("bad-credentials")
+    assert "without a user name" in line and "pass --username and --password-file" in line and "None" not in line
+
+
+def test_a_model_no_device_follows_is_named_with_the_ones_they_do(broker, operator_error, capsys) -> None:
+    from codec.topics import status_topic
+
+    status = {"device": PUBLISHER, "state": "idle", "models": {"digits": {"version": 2, "sha256": "00"}}}
+    with broker.publisher() as session:  # a status as a device publishes it (on the one topic the ACL lets us)
+        session.publish_all([(status_topic(PUBLISHER), json.dumps(status).encode())])
+    try:
+        assert _status(broker, broker.url, "--cafile", str(broker.layout.ca_cert), "--model", "digit") == 1
+        line = operator_error("unknown-model")
+        assert "no device follows model 'digit'" in line and "report digits" in line
+        assert _status(broker, broker.url, "--cafile", str(broker.layout.ca_cert), "--model", "digits") == 0
+        assert "1 devices" in capsys.readouterr().out
+    finally:
+        with broker.publisher() as session:
+            session.publish_all([(status_topic(PUBLISHER), b"")])
 
 
 def test_the_right_options_reach_the_broker(broker, capsys) -> None:

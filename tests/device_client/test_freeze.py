@@ -7,8 +7,11 @@ import os
 
 import pytest
 
+from codec.manifest import signed_digest
 from codec.topics import manifest_topic
+from codec.update_file import UpdateFile
 from device_client.store import FileModelStore
+from publisher.release.build import update_release
 from simulator.testbed import synthetic
 
 MODEL = "digits"
@@ -141,3 +144,53 @@ def test_a_thousand_junk_manifests_cost_no_fsync(make_device, retained, signing,
     device.handle(manifest_topic(MODEL), release.envelope)
     retained.pump(device)
     assert _running(device) == expected and syncs, "the genuine release still commits durably"
+
+
+def test_the_followed_manifest_arriving_late_clears_the_missing_report(
+    make_device, retained, signing, base_model
+) -> None:
+    v2, on_v2 = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0])
+    retained.add(v2)
+    retained.pump(device := make_device())
+    updater, topic = device.updaters[MODEL], manifest_topic(MODEL)
+    device.subscribed({topic})  # a reconnect on a slow link: the retained manifest is still on its way
+    updater.notice_missing(updater.freeze.monotonic() + device.config.client.manifest_wait)
+    assert (device.status().state, device.status().last_error.code) == ("error", "manifest-missing")
+    device.handle(topic, v2.envelope)  # the same manifest as before, late
+    assert device.status().state == "idle" and device.status().last_error is None and _running(device) == on_v2
+
+
+@pytest.mark.parametrize("what", ["outside the rollout", "the running file"])
+def test_another_fleets_release_is_reported_even_when_there_would_be_nothing_to_do(
+    make_device, retained, signing, base_model, what
+) -> None:
+    if what == "outside the rollout":
+        other, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], fleet="staging",
+                                                rollout_percent=0.0)
+    else:
+        other = synthetic.make_full_release(base_model, MODEL, 2, signing[0], fleet="staging")
+    device = make_device(fleet="production")
+    device.handle(manifest_topic(MODEL), other.envelope)
+    assert (device.status().state, device.status().last_error.code) == ("error", "wrong-fleet")
+
+
+@pytest.mark.parametrize("meanwhile", ["deleted", "replayed"])
+def test_a_content_failure_is_remembered_for_its_own_release_whatever_came_meanwhile(
+    make_device, retained, signing, base_model, meanwhile
+) -> None:
+    update = synthetic.random_update(base_model, 3)
+    lying = UpdateFile(update.payload, update.decompressed_length, "delta", update.base_sha256, b"\x00" * 32)
+    bad = update_release(lying, model=MODEL, version=3, key=signing[0], lifetime_s=synthetic.DAY, chunk_size=256)
+    older = synthetic.make_full_release(base_model, MODEL, 2, signing[0])
+    retained.add(bad)
+    device = make_device()
+    retained.pump(device, max_chunks=1)
+    retained.messages[manifest_topic(MODEL)] = b"" if meanwhile == "deleted" else older.envelope  # stays so
+    retained.pump(device)
+    assert device.status().last_error.code == "bad-hash"
+    assert device.updaters[MODEL].spool.refusal(signed_digest(bad.envelope)) is not None, "kept under its identity"
+    retained.messages[manifest_topic(MODEL)] = bad.envelope  # the refused release is retained again
+    for restarted in (device, make_device()):
+        restarted.handle(manifest_topic(MODEL), b"")
+        assert retained.pump(restarted) == 0, "the refused release is not fetched again"
+        assert restarted.status().last_error.code == "bad-hash"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -145,3 +146,32 @@ def test_device_run_follows_releases_and_says_offline_when_stopped(broker, devic
             process.kill()
         output = process.communicate(timeout=5)[0]
     assert "release 2 committed" in output
+
+
+def test_an_interrupted_publish_says_what_the_broker_holds_and_how_to_finish(
+    broker, model_id, signing, tmp_path, capsys, monkeypatch
+) -> None:
+    from rankcast.commands import publish
+
+    (tmp_path / "v1.rcw").write_bytes(synthetic.random_model_file(11))
+    argv = ["publish", *_publisher_args(broker), "--model", model_id, "--full", str(tmp_path / "v1.rcw"), "--version",
+            "1", "--key", str(signing[1].parent / PRIVATE_NAME), "--chunk-size", "512", "--new-model"]
+    real_update = publish._Progress.update
+
+    def ctrl_c_after_three(self, done: int) -> None:
+        real_update(self, done)
+        if done == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(publish._Progress, "update", ctrl_c_after_three)
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "acknowledged 3 of " in err and "devices have not seen this release" in err and err.count("\n") == 1
+    assert f"rankcast release delete --model {model_id} --version 1" in err
+    with broker.publisher() as session:
+        held = session.retained([f"rankcast/models/{model_id}/#"])
+    assert held and f"rankcast/models/{model_id}/manifest" not in held, "chunks only, not the model's manifest"
+    monkeypatch.setattr(publish._Progress, "update", real_update)
+    assert main(argv) == 0, "the same command finishes it"
+    out = capsys.readouterr().out
+    assert re.search(r"expires \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", out), out

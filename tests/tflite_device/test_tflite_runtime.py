@@ -98,3 +98,17 @@ def test_a_patched_model_runs_the_reconstructed_weights(mlp, tmp_path: Path) -> 
     apply_payload(rcw, payload, length)
     x = rng.standard_normal((9, 16)).astype(np.float32)
     np.testing.assert_allclose(run(path, x), _forward(load_weights(rcw), x), atol=1e-5, rtol=0)
+
+
+def test_the_runtimes_info_lines_stay_out_of_the_output_and_its_warnings_do_not(mlp, tmp_path: Path, capfd) -> None:
+    import os
+
+    from device_client.tflite_runtime import native_info_kept_quiet
+
+    path = mlp.write(tmp_path / "mlp.tflite")
+    capfd.readouterr()
+    run(path, np.zeros((2, 16), np.float32))
+    assert "INFO: " not in capfd.readouterr().err, "the XNNPACK delegate's INFO line is kept out"
+    with native_info_kept_quiet():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nWARNING: something real\n")
+    assert capfd.readouterr().err == "WARNING: something real\n"
