@@ -20,7 +20,8 @@
     # heartbeat = 600  (most seconds between two statuses while online)
     # manifest_wait = 60  (seconds after subscribing before a followed manifest that did not come is reported)
 
-Relative paths are relative to the directory of the config file.
+Relative paths are relative to the directory of the config file. docs/device.md documents every key,
+its default and an example (its tests parse that example and check its table against these classes).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ own back-pressure. An outage aborts both sides of every connection and refuses n
 
 All figures are in link time. A ``LinkClock`` with ``scale`` X runs the link X times faster than the
 wall clock: rates are multiplied by X, latencies and stalls divided by X, and ``clock.now()`` reports
-link time (wall time × X) for the measurements.
+link time (wall time × X, less the time the event loop was behind when a LoopLag is given: while it is
+behind no link moves) for the measurements.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from simulator.fleet.links import LinkProfile
+from simulator.fleet.loop_lag import LoopLag
 
 #: TCP maximum segment size on a 1500-byte MTU; loss is drawn per segment of this size.
 MSS = 1460
@@ -32,16 +34,18 @@ Tap = Callable[[], Callable[[bytes], None]]
 
 
 class LinkClock:
-    """Link time: wall time since ``start`` multiplied by ``scale``."""
+    """Link time: wall time since the clock was made, less ``lag``'s total (if given), times ``scale``."""
 
-    def __init__(self, scale: float = 1.0) -> None:
+    def __init__(self, scale: float = 1.0, lag: LoopLag | None = None) -> None:
         if not (math.isfinite(scale) and scale > 0):
             raise ValueError(f"the time scale must be a positive number, got {scale!r}")
-        self.scale = float(scale)
+        self.scale, self.lag = float(scale), lag
         self._origin = time.monotonic()
+        self._lag_before = lag.total_s if lag else 0.0
 
     def now(self) -> float:
-        return (time.monotonic() - self._origin) * self.scale
+        behind = self.lag.total_s - self._lag_before if self.lag else 0.0
+        return (time.monotonic() - self._origin - behind) * self.scale
 
     def wall(self, link_seconds: float) -> float:
         """Wall seconds for ``link_seconds`` of link time."""

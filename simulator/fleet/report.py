@@ -1,14 +1,19 @@
 """What a fleet run leaves behind: report.json, report.png, devices.csv and the table printed at the end.
 
 report.json:
-    {"devices": int, "applied": int, "failed": int,
+    {"devices": int, "applied": int, "failed": int, "cpu_bound": bool,
      "strategies": [{"name": str, "update_bytes": int, "wire_bytes_down": int, "wire_bytes_up": int,
-                     "applied": int, "completion_s": {"p50": float, "p95": float, "max": float}}]}
+                     "applied": int, "completion_s": {"p50": float, "p95": float, "max": float},
+                     "loop_lag": {"total_s", "worst_s", "wall_s", "share", "link_s", "cpu_bound", "max_share",
+                                  "min_link_s"}}]}
 
 ``devices`` is the fleet size; each strategy runs the whole fleet, so the top-level ``applied`` and
 ``failed`` add up the strategies' runs (with one strategy they count devices). ``failed`` includes
 devices that did not finish before the timeout. Completion times are link seconds from the start of
-publishing to the device running the new model, over the devices that applied it (null if none did).
+publishing to the device running the new model, over the devices that applied it (null if none did, and
+null when the run was CPU-bound). The event loop's lag is left out of link time; a run whose loop fell
+behind more than ``loop_lag.max_share`` of the wall time (and at least ``loop_lag.min_link_s`` link
+seconds) is CPU-bound and reports no times (simulator.fleet.loop_lag).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import math
 from pathlib import Path
 
+from simulator.fleet.loop_lag import MAX_LAG_SHARE
 from simulator.fleet.results import FleetResult, StrategyResult
 
 
@@ -31,8 +37,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 def completion(strategy: StrategyResult) -> dict[str, float | None]:
+    """p50, p95 and max link seconds to the new model; None where there are none, or none that are link time."""
     times = strategy.completion_times()
-    if not times:
+    if not times or not strategy.times_valid:
         return {"p50": None, "p95": None, "max": None}
     return {"p50": round(percentile(times, 0.5), 3), "p95": round(percentile(times, 0.95), 3),
             "max": round(times[-1], 3)}
@@ -43,6 +50,7 @@ def report_dict(result: FleetResult) -> dict:
         {
             "name": s.name, "update_bytes": s.update_bytes, "wire_bytes_down": s.wire_bytes_down,
             "wire_bytes_up": s.wire_bytes_up, "applied": s.applied, "completion_s": completion(s),
+            "loop_lag": s.loop_lag.to_dict() if s.loop_lag else None,
         }
         for s in result.strategies
     ]
@@ -50,8 +58,23 @@ def report_dict(result: FleetResult) -> dict:
         "devices": result.config.devices,
         "applied": sum(s.applied for s in result.strategies),
         "failed": sum(s.failed for s in result.strategies),
+        "cpu_bound": not all(s.times_valid for s in result.strategies),
         "strategies": strategies,
     }
+
+
+def cpu_bound_warning(result: FleetResult) -> str | None:
+    """What to tell the user when a strategy's times are not link time, or None."""
+    bound = [s for s in result.strategies if not s.times_valid]
+    if not bound:
+        return None
+    worst = max(bound, key=lambda s: s.loop_lag.share).loop_lag
+    config = result.config
+    return (f"WARNING: the simulator could not keep up: its event loop fell behind {worst.total_s:.1f} s of "
+            f"{worst.wall_s:.1f} s ({100 * worst.share:.0f}%, more than {100 * MAX_LAG_SHARE:.0f}%): too much to leave "
+            "out of link time (what overlaps on real links ran one after another), so times are not reported "
+            f"({', '.join(s.name for s in bound)}); lower "
+            f"--time-scale (now {config.time_scale:g}) or --devices (now {config.devices}), or run on an idle machine")
 
 
 def write_report(result: FleetResult, out: Path) -> dict:
@@ -79,46 +102,91 @@ def write_devices_csv(result: FleetResult, path: Path) -> None:
                                  d.bytes_up, d.reconnects, d.lost_segments, d.cuts))
 
 
+def link_counts(result: FleetResult) -> dict[str, int]:
+    """Devices per link profile, in the order the mix gives them."""
+    counts: dict[str, int] = {}
+    for device in result.strategies[0].devices if result.strategies else ():
+        counts[device.link] = counts.get(device.link, 0) + 1
+    return counts
+
+
 def plot_report(result: FleetResult, path: Path) -> None:
-    """Completion-time CDF per strategy (left) and wire bytes per device per strategy (right)."""
+    """Completion-time CDF per strategy and link profile (left; none when the run was CPU-bound) and the
+    bytes each strategy costs, labelled, with how many times fewer the factorised update sends (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (cdf, bars) = plt.subplots(1, 2, figsize=(11, 4.2))
-    devices = result.config.devices
-    for strategy in result.strategies:
-        times = strategy.completion_times()
-        if times:
-            fractions = [(i + 1) / devices for i in range(len(times))]
-            cdf.step([0.0, *times], [0.0, *fractions], where="post", label=f"{strategy.name} ({strategy.applied}/"
-                     f"{devices})")
-    cdf.set_xlabel("time to running the release (link seconds)")
-    cdf.set_ylabel("fraction of the fleet")
-    cdf.set_ylim(0, 1.02)
-    cdf.grid(alpha=0.3)
-    cdf.legend(loc="lower right")
-    cdf.set_title(f"{devices} devices: completion-time CDF")
-    names = [s.name for s in result.strategies]
-    x = range(len(names))
-    per_device = max(1, devices)
-    down = [s.wire_bytes_down / per_device / 1024 for s in result.strategies]
-    up = [s.wire_bytes_up / per_device / 1024 for s in result.strategies]
-    update = [s.update_bytes / 1024 for s in result.strategies]
-    width = 0.27
-    bars.bar([i - width for i in x], update, width, label="update payload")
-    bars.bar(list(x), down, width, label="wire down / device")
-    bars.bar([i + width for i in x], up, width, label="wire up / device")
-    bars.set_xticks(list(x), names)
-    bars.set_ylabel("KiB")
-    bars.set_yscale("log")
-    bars.grid(alpha=0.3, axis="y")
-    bars.legend()
-    bars.set_title("bytes per strategy")
+    figure, (cdf, bars) = plt.subplots(1, 2, figsize=(12, 4.8))
+    devices, counts = result.config.devices, link_counts(result)
+    mix = ", ".join(f"{count} on {name}" for name, count in counts.items())
+    figure.suptitle(f"{devices} devices ({mix}); links run {result.config.time_scale:g}x faster than the wall "
+                    "clock, times are link time", fontsize=10)
+    _plot_cdf(cdf, result, counts)
+    _plot_bytes(bars, result)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _plot_cdf(axes, result: FleetResult, counts: dict[str, int]) -> None:
+    styles = ("-", "--", ":", "-.")
+    for number, strategy in enumerate(result.strategies):
+        if not strategy.times_valid:
+            continue
+        colour = f"C{number}"
+        for link_number, link in enumerate(counts):
+            times = sorted(d.completion_s for d in strategy.devices if d.link == link and d.completion_s is not None)
+            if times:
+                fractions = [(i + 1) / counts[link] for i in range(len(times))]
+                axes.step([0.0, *times], [0.0, *fractions], where="post", color=colour,
+                          linestyle=styles[link_number % len(styles)],
+                          label=f"{strategy.name} on {link} ({len(times)}/{counts[link]})")
+    if any(not s.times_valid for s in result.strategies):
+        axes.text(0.5, 0.5, "times not shown: the simulator was CPU-bound\n(see the warning in the report)",
+                  ha="center", va="center", transform=axes.transAxes, color="C3")
+    axes.set_xlabel("time to running the release (link seconds)")
+    axes.set_ylabel("fraction of the devices on that link")
+    axes.set_ylim(0, 1.02)
+    axes.grid(alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="lower right", fontsize=8)
+    axes.set_title("completion time, per strategy and link")
+
+
+def _plot_bytes(axes, result: FleetResult) -> None:
+    names = [s.name for s in result.strategies]
+    per_device = max(1, result.config.devices)
+    series = [("update payload", [s.update_bytes for s in result.strategies]),
+              ("on the air, down, per device", [s.wire_bytes_down / per_device for s in result.strategies]),
+              ("on the air, up, per device", [s.wire_bytes_up / per_device for s in result.strategies])]
+    width = 0.27
+    colours = ("#4d4d4d", "#2ca02c", "#9467bd")  # not the strategies' colours of the CDF beside it
+    for offset, (label, values), colour in zip((-width, 0.0, width), series, colours, strict=True):
+        drawn = axes.bar([i + offset for i in range(len(names))], values, width, label=label, color=colour)
+        axes.bar_label(drawn, labels=[_bytes(v) for v in values], fontsize=7, padding=2)
+    axes.set_xticks(list(range(len(names))), names)
+    axes.set_ylabel("bytes (log scale)")
+    axes.set_yscale("log")
+    axes.set_ylim(top=max(max(v) for _, v in series) * 8)
+    axes.grid(alpha=0.3, axis="y")
+    axes.legend(fontsize=8, loc="upper right")
+    by_name = {s.name: s for s in result.strategies}
+    title = "bytes per strategy"
+    full, factorised = by_name.get("full"), by_name.get("factorised")
+    if full and factorised and factorised.wire_bytes_down and factorised.update_bytes:
+        title = (f"the factorised update is {full.update_bytes / factorised.update_bytes:,.0f}x smaller;\n"
+                 f"{full.wire_bytes_down / factorised.wire_bytes_down:,.1f}x fewer bytes down per device "
+                 "(MQTT, TCP and manifest included)")
+    axes.set_title(title, fontsize=10)
+
+
+def _bytes(value: float) -> str:
+    for unit, size in (("MB", 1e6), ("kB", 1e3)):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value:.0f} B"
 
 
 def report_table(result: FleetResult) -> str:
@@ -134,10 +202,7 @@ def report_table(result: FleetResult) -> str:
             f"{s.name:<12} {s.update_bytes:>10,} {s.wire_bytes_down // devices:>11,} {s.wire_bytes_up // devices:>9,} "
             f"{f'{s.applied}/{devices}':>9} {' '.join(cells)} {sum(d.reconnects for d in s.devices):>7}"
         )
-    links: dict[str, int] = {}
-    for d in result.strategies[0].devices if result.strategies else ():
-        links[d.link] = links.get(d.link, 0) + 1
-    lines.append(f"links: {', '.join(f'{n} x{c}' for n, c in links.items())}; time scale "
+    lines.append(f"links: {', '.join(f'{n} x{c}' for n, c in link_counts(result).items())}; time scale "
                  f"{result.config.time_scale:g} (times are link time)")
     failures = {}
     for s in result.strategies:
@@ -146,4 +211,7 @@ def report_table(result: FleetResult) -> str:
                 failures[(s.name, d.error or d.outcome)] = failures.get((s.name, d.error or d.outcome), 0) + 1
     for (name, why), count in sorted(failures.items()):
         lines.append(f"{name}: {count} device(s) did not apply: {why}")
+    warning = cpu_bound_warning(result)
+    if warning:
+        lines.append(warning)
     return "\n".join(lines)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from simulator.fleet.config import FleetConfig
+from simulator.fleet.loop_lag import LagReport
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,13 @@ class StrategyResult:
     model: str = ""
     #: With FleetConfig.keep_devices: each device's model directory is devices_dir/<device id>/models.
     devices_dir: Path | None = None
+    #: How far the event loop fell behind while the release went out (simulator.fleet.loop_lag).
+    loop_lag: LagReport | None = None
+
+    @property
+    def times_valid(self) -> bool:
+        """Whether completion times are link time: False when the loop was CPU-bound (they count CPU waits)."""
+        return self.loop_lag is None or not self.loop_lag.cpu_bound
 
     @property
     def applied(self) -> int:

@@ -5,7 +5,9 @@ For each strategy a fresh fleet (every device running the base file as version 1
 connects through its link proxy; once the devices are online (or a bounded wait has passed) the release
 is published as version 2, and each device is followed until it runs the target file, refuses the
 release, or the run times out. Bytes are counted at each device's proxy from the moment publishing
-starts; times are link time (wall time × the time scale) from the same moment.
+starts; times are link time (wall time less the event loop's lag, × the time scale) from the same
+moment, and the lag over that span says whether they can be trusted (simulator.fleet.loop_lag: a
+CPU-bound run's are not reported).
 
 The broker's plain listener on 127.0.0.1 is used, with the same passwords and ACL as the TLS one: a
 TLS handshake in paho blocks its caller, which one event loop serving the whole fleet cannot afford
@@ -34,6 +36,7 @@ from simulator.fleet.config import FleetConfig
 from simulator.fleet.inputs import FleetInputs, Strategy
 from simulator.fleet.link_proxy import LinkClock, LinkProxy, LinkStats
 from simulator.fleet.links import LinkProfile
+from simulator.fleet.loop_lag import LoopLag
 from simulator.fleet.results import DeviceResult, FleetResult, StrategyResult, Usage
 from simulator.testbed.broker import Broker
 from simulator.testbed.devices import device_config
@@ -86,7 +89,8 @@ class _StrategyRun:
         self.home = ram_scratch_dir("rankcast-sim-", workdir) / strategy.name
         self.model = f"sim-{strategy.name}"
         self.progress = progress
-        self.clock = LinkClock(config.time_scale)
+        self.lag = LoopLag(config.time_scale)
+        self.clock = LinkClock(config.time_scale, self.lag)
         self.proxies: list[LinkProxy] = []
         self.clients: list[FleetClient] = []
         self.t0: float | None = None
@@ -100,19 +104,23 @@ class _StrategyRun:
         # The publisher connects first: paho's own loop thread uses select(), which needs a low descriptor.
         session = self.broker.publisher(self.broker.dev_url, timeout=60.0)
         session.connect()
+        self.lag.start()
         try:
             await self._start_fleet()
             await self._wait_online()
             before = [proxy.stats.snapshot() for proxy in self.proxies]
             self.t0 = self.clock.now()
+            mark = self.lag.mark()
             await asyncio.get_running_loop().run_in_executor(None, publish_release, session, release,
                                                               self.broker.prefix)
             await self._wait_done()
             link_s = self.clock.now() - self.t0
+            loop_lag = self.lag.since(mark)
             devices = self._results(before)
         finally:
             session.close()
             await self._stop_fleet()
+            await self.lag.stop()
         broker_cpu, broker_rss = self.broker.usage()
         usage = Usage(time.monotonic() - started_wall, own_cpu_s() - started_cpu, own_peak_rss_mib(), broker_cpu,
                       broker_rss)
@@ -120,8 +128,11 @@ class _StrategyRun:
             shutil.rmtree(self.home.parent, ignore_errors=True)
         kept = self.home if self.config.keep_devices else None
         release_bytes = sum(map(len, release.chunks)) + 2 * len(release.envelope)
+        if loop_lag.cpu_bound:
+            log.warning("%s: the event loop fell behind %.1f s of %.1f s (%.0f%%): too much to leave out of link time",
+                        self.strategy.name, loop_lag.total_s, loop_lag.wall_s, 100 * loop_lag.share)
         return StrategyResult(self.strategy.name, self.strategy.update_bytes, release_bytes, len(release.chunks),
-                              tuple(devices), link_s, usage, model=self.model, devices_dir=kept)
+                              tuple(devices), link_s, usage, model=self.model, devices_dir=kept, loop_lag=loop_lag)
 
     # -- the fleet --------------------------------------------------------------------------------------------
 

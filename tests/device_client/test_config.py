@@ -67,3 +67,37 @@ def test_a_valid_config_resolves_paths_next_to_it(config_dir: Path) -> None:
 def test_mistakes_are_refused_with_the_key_named(config_dir: Path, change, complaint) -> None:
     with pytest.raises(ConfigError, match=complaint):
         _load(config_dir, VALID.replace(*change))
+
+
+def _documented() -> tuple[str, str]:
+    """docs/device.md: its example device.toml, and its table of keys."""
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "device.md").read_text()
+    (example,) = re.findall(r"```toml\n(.*?)```", text, re.S)
+    return example, text.split("## Every key", 1)[1]
+
+
+def test_the_documented_example_parses_and_shows_the_defaults(tmp_path: Path) -> None:
+    from device_client.config import ClientSettings
+
+    example, _ = _documented()
+    for name in ("signing.pub", "pump-0042.password", "ca.crt"):
+        (tmp_path / name).write_text("x\n")
+    config = _load(tmp_path, example)
+    assert config.client == ClientSettings(), "the example's [client] values are the defaults"
+    assert (config.fleet, config.broker.prefix, config.broker.keepalive) == ("production", "rankcast", 60)
+
+
+def test_the_documented_table_names_every_key_the_parser_accepts() -> None:
+    import re
+    from dataclasses import fields
+
+    from device_client.config import BrokerSettings, ClientSettings, DeviceConfig
+
+    _, table = _documented()
+    documented = set(re.findall(r"^\| `((?:\[\w+\] )?\w+)` \|", table, re.M))
+    top = {f.name for f in fields(DeviceConfig)} - {"broker", "client"}
+    expected = top | {f"[broker] {f.name}" for f in fields(BrokerSettings)} | {
+        f"[client] {f.name}" for f in fields(ClientSettings)}
+    assert documented == expected

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 
 import pytest
 
@@ -31,11 +33,13 @@ def test_ten_devices_on_two_links_apply_both_strategies_and_the_report_has_the_s
     assert report["devices"] == 10 and report["applied"] == 20 and report["failed"] == 0
     assert json.loads((tmp_path / "out" / "report.json").read_text()) == report
     assert (tmp_path / "out" / "report.png").stat().st_size > 10_000
-    assert set(report) == {"devices", "applied", "failed", "strategies"}
+    assert set(report) == {"devices", "applied", "failed", "cpu_bound", "strategies"}
     by_name = {s["name"]: s for s in report["strategies"]}
     assert set(by_name) == {"full", "factorised"}
     for entry in by_name.values():
-        assert set(entry) == {"name", "update_bytes", "wire_bytes_down", "wire_bytes_up", "applied", "completion_s"}
+        assert set(entry) == {"name", "update_bytes", "wire_bytes_down", "wire_bytes_up", "applied", "completion_s",
+                              "loop_lag"}
+        assert not entry["loop_lag"]["cpu_bound"], entry["loop_lag"]
         assert entry["applied"] == 10
         assert entry["wire_bytes_down"] > entry["update_bytes"] > 0 and entry["wire_bytes_up"] > 0
         times = entry["completion_s"]
@@ -56,3 +60,25 @@ def test_a_device_whose_link_is_cut_reconnects_and_still_applies_the_release(tmp
     for device in full.devices:
         assert device.cuts >= 1 and device.reconnects >= 1
         assert device.completion_s > 1.5
+
+
+def test_a_run_the_simulator_cannot_keep_up_with_is_flagged_and_reports_no_link_times(tmp_path, inputs, monkeypatch):
+    from simulator.fleet import clients
+    from simulator.fleet.report import report_table
+
+    real_tick = clients.FleetClient.tick
+
+    def loaded(self) -> None:  # the CPU taken by something else, as the loop sees it: every round runs late
+        time.sleep(0.3)
+        real_tick(self)
+
+    monkeypatch.setattr(clients.FleetClient, "tick", loaded)
+    config = FleetConfig(devices=4, links=parse_link_mix("ltem"), time_scale=2, timeout_s=600, wall_limit_s=60)
+    one = dataclasses.replace(inputs, strategies=inputs.strategies[-1:])
+    result = run_fleet(config, one, tmp_path / "work")
+    report = write_report(result, tmp_path / "out")
+    assert report["cpu_bound"] and all(s["loop_lag"]["cpu_bound"] for s in report["strategies"])
+    assert all(s["completion_s"] == {"p50": None, "p95": None, "max": None} for s in report["strategies"])
+    assert report["applied"] == 4 * len(report["strategies"]), "the devices still applied it"
+    table = report_table(result)
+    assert "WARNING: the simulator could not keep up" in table and "lower --time-scale (now 2)" in table
