@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 from collections.abc import Mapping
 
@@ -11,7 +10,7 @@ import zstandard
 
 from codec.errors import FormatError
 from codec.keys import VerifyKey
-from codec.manifest import Manifest, read_manifest, read_manifest_unverified
+from codec.manifest import Manifest, iso_time, read_manifest, read_manifest_unverified
 from codec.model_files import model_kind, read_model_slots
 from codec.payload import iter_records
 from codec.records import DenseRecord, FullRecord, LowRankRecord, Record, SparseRecord
@@ -85,11 +84,6 @@ def describe_manifest(envelope: bytes, trusted_keys: Mapping[str, VerifyKey] | N
     else:
         manifest, verdict = read_manifest(envelope, trusted_keys), "valid"
     return "\n".join(_manifest_lines(manifest, len(envelope), verdict))
-
-
-def iso_time(ts: float) -> str:
-    """A Unix time as people read it: ISO 8601 in UTC, to the second (``2026-12-03T16:02:41Z``)."""
-    return datetime.datetime.fromtimestamp(int(ts), datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _manifest_lines(m: Manifest, size: int, verdict: str) -> list[str]:

@@ -8,6 +8,7 @@ fields. Policy checks (version, base, expiry) are separate and need the device's
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import math
 import re
@@ -251,7 +252,8 @@ def check_fresh(
             "(replayed or rolled-back release); publish a higher version"
         )
     if now >= manifest.expires:
-        raise ExpiredError(f"release {manifest.version} expired at {manifest.expires} (now {int(now)})")
+        raise ExpiredError(f"release {manifest.version} expired at {iso_time(manifest.expires)} (the device's clock "
+                           f"says {iso_time(now)})")
 
 
 def check_fleet(manifest: Manifest, fleet: str | None) -> None:
@@ -260,6 +262,11 @@ def check_fleet(manifest: Manifest, fleet: str | None) -> None:
         named = "names no fleet" if manifest.fleet is None else f"is for fleet {manifest.fleet!r}"
         raise WrongFleetError(f"release {manifest.version} {named}; this device is in fleet {fleet!r} (a release "
                               "signed for another broker, or published without --fleet)")
+
+
+def iso_time(ts: float) -> str:
+    """A Unix time as people read it: ISO 8601 in UTC, to the second (``2026-12-03T16:02:41Z``)."""
+    return datetime.datetime.fromtimestamp(int(ts), datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _unpack(data: bytes, limits: Limits, what: str) -> object:

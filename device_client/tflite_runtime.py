@@ -109,9 +109,13 @@ def native_info_kept_quiet() -> Iterator[None]:
     other line it writes (warnings, errors) is passed on to stderr afterwards."""
     with _STDERR_LOCK, tempfile.TemporaryFile() as captured:
         sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(captured.fileno(), 2)
         try:
+            saved = os.dup(2)
+        except OSError:  # no stderr to keep quiet
+            yield
+            return
+        try:
+            os.dup2(captured.fileno(), 2)
             yield
         finally:
             os.dup2(saved, 2)

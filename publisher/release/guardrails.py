@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from codec.manifest import Manifest
+from codec.manifest import Manifest, iso_time
 from publisher.errors import (
     ClockBehindError,
     NewModelError,
@@ -59,9 +59,10 @@ def check_release(
         )
     if candidate.version == latest.version and candidate.created < latest.created:
         raise ClockBehindError(
-            f"release {latest.version} of {model} was signed at {latest.created}, {latest.created - candidate.created} "
-            "s later than this host's clock says now: devices would take this signing for a replay of an older one "
-            "(replayed); set the clock (NTP), or publish from the host that signed it"
+            f"release {latest.version} of {model} was signed at {iso_time(latest.created)}, "
+            f"{latest.created - candidate.created} s later than this host's clock says now: devices would take this "
+            "signing for a replay of an older one (replayed); set the clock (NTP), or publish from the host that "
+            "signed it"
         )
     if candidate.version == latest.version and candidate.payload_sha256 != latest.payload_sha256:
         raise VersionTakenError(

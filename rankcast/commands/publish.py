@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from codec.describe import iso_time
+    from codec.manifest import iso_time
     from codec.update_file import read_update_file
     from publisher.release.build import check_chunk_size, full_release, load_release_key, parse_duration, update_release
     from publisher.release.publish import publish_with_index

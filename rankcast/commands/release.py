@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _describe(release) -> str:
-    from codec.describe import iso_time
+    from codec.manifest import iso_time
 
     m = release.manifest
     return f"{m.model} release {m.version} ({m.payload_kind}): {m.chunk_count} chunks, {m.payload_length} bytes, " \

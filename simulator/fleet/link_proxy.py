@@ -41,18 +41,24 @@ class LinkClock:
             raise ValueError(f"the time scale must be a positive number, got {scale!r}")
         self.scale, self.lag = float(scale), lag
         self._origin = time.monotonic()
-        self._lag_before = lag.total_s if lag else 0.0
+        self._lag_before = lag.behind_s() if lag else 0.0
+        self._latest = 0.0
 
     def now(self) -> float:
-        behind = self.lag.total_s - self._lag_before if self.lag else 0.0
-        return (time.monotonic() - self._origin - behind) * self.scale
+        """Link seconds since the clock was made; never less than it said before."""
+        behind = self.lag.behind_s() - self._lag_before if self.lag else 0.0
+        self._latest = max(self._latest, (time.monotonic() - self._origin - behind) * self.scale)
+        return self._latest
 
     def wall(self, link_seconds: float) -> float:
         """Wall seconds for ``link_seconds`` of link time."""
         return link_seconds / self.scale
 
     async def sleep(self, link_seconds: float) -> None:
-        await asyncio.sleep(max(0.0, link_seconds) / self.scale)
+        """Wait ``link_seconds`` of link time (longer in wall time when the loop falls behind meanwhile)."""
+        until = self.now() + max(0.0, link_seconds)
+        while (left := until - self.now()) > 1e-9:
+            await asyncio.sleep(left / self.scale)
 
 
 class TokenBucket:

@@ -59,10 +59,17 @@ class LoopLag:
         self.scale, self.period_s = scale, period_s
         self.total_s = 0.0
         self._worst = 0.0
+        self._due: float | None = None  # when the monitor should wake next
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    def behind_s(self) -> float:
+        """The lag so far, including the loop's current delay if the monitor is overdue right now (a callback
+        reading the clock after a block, before the monitor has woken to count it)."""
+        pending = 0.0 if self._due is None else max(0.0, time.monotonic() - self._due)
+        return self.total_s + pending
 
     def mark(self) -> tuple[float, float]:
         """A point to measure from: (wall time, lag so far); it also resets the worst lag seen."""
@@ -82,8 +89,10 @@ class LoopLag:
     async def _watch(self) -> None:
         while True:
             asked = time.monotonic()
+            self._due = asked + self.period_s
             await asyncio.sleep(self.period_s)
-            late = time.monotonic() - asked - self.period_s
+            late = time.monotonic() - self._due
+            self._due = None
             if late > 0:
                 self.total_s += late
                 self._worst = max(self._worst, late)

@@ -97,8 +97,9 @@ def write_devices_csv(result: FleetResult, path: Path) -> None:
         writer.writerow(columns)
         for strategy in result.strategies:
             for d in strategy.devices:
+                shown = d.completion_s is not None and strategy.times_valid  # a CPU-bound run reports no times
                 writer.writerow((strategy.name, d.device_id, d.link, d.outcome, d.error or "",
-                                 "" if d.completion_s is None else f"{d.completion_s:.3f}", d.bytes_down,
+                                 f"{d.completion_s:.3f}" if shown else "", d.bytes_down,
                                  d.bytes_up, d.reconnects, d.lost_segments, d.cuts))
 
 

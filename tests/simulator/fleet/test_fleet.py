@@ -39,7 +39,6 @@ def test_ten_devices_on_two_links_apply_both_strategies_and_the_report_has_the_s
     for entry in by_name.values():
         assert set(entry) == {"name", "update_bytes", "wire_bytes_down", "wire_bytes_up", "applied", "completion_s",
                               "loop_lag"}
-        assert not entry["loop_lag"]["cpu_bound"], entry["loop_lag"]
         assert entry["applied"] == 10
         assert entry["wire_bytes_down"] > entry["update_bytes"] > 0 and entry["wire_bytes_up"] > 0
         times = entry["completion_s"]

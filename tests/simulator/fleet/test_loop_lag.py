@@ -49,11 +49,37 @@ def test_link_time_leaves_out_the_time_the_loop_was_behind() -> None:
         clock = LinkClock(10.0, lag)
         plain = LinkClock(10.0)
         await asyncio.sleep(0.05)
+        before = clock.now()
         time.sleep(0.3)  # the loop held: no link moved
+        right_after = clock.now()  # read before the monitor has woken to count the hold
         await asyncio.sleep(0.05)
         measured = clock.now(), plain.now()
         await lag.stop()
+        assert before <= right_after <= measured[0] and right_after - before < 0.5, (before, right_after)
         return measured
 
     corrected, uncorrected = asyncio.run(run())
     assert uncorrected > 3.9 and 0.9 < corrected < 2.0, (corrected, uncorrected)
+
+
+def test_a_link_sleep_lasts_its_link_time_when_the_loop_falls_behind_meanwhile() -> None:
+    from simulator.fleet.link_proxy import LinkClock
+
+    async def run() -> float:
+        lag = LoopLag(scale=10.0)
+        lag.start()
+        clock = LinkClock(10.0, lag)
+
+        async def hold() -> None:
+            await asyncio.sleep(0.03)
+            time.sleep(0.05)  # in the middle of the sleep below
+
+        holder = asyncio.get_running_loop().create_task(hold())
+        start = clock.now()
+        await clock.sleep(1.5)
+        slept = clock.now() - start
+        await holder
+        await lag.stop()
+        return slept
+
+    assert 1.5 <= asyncio.run(run()) < 1.8
