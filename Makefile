@@ -21,7 +21,7 @@ ready = @printf '==> %s: ready (set up %s; `make clean` rebuilds it)\n' "$(2)" "
 .PHONY: demo test test-quick lint bench-codec mosquitto aarch64 clean server-env device-env aarch64-env
 
 demo: server-env mosquitto
-	@echo "==> rankcast demo: train an update, publish it, a simulated fleet downloads it (about a minute)"
+	@echo "==> rankcast demo: train an update, publish it, a simulated fleet downloads it (under two minutes)"
 	$(VENV)/bin/rankcast demo --out demo-out
 
 test: server-env device-env aarch64-env mosquitto

@@ -39,7 +39,7 @@ class DemoConfig:
 
     devices: int = 50
     links: str = "nbiot:0.5,ltem"
-    time_scale: float = 4.0
+    time_scale: float = 2.0
     scenario: str = "drift"
     rank: int = 8
     epochs: int = 30

@@ -19,8 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--devices", type=int, default=50, help="fleet size (default 50)")
     parser.add_argument("--link", default="nbiot:0.5,ltem", metavar="PROFILE[:FRACTION],...",
                         help="link mix (default nbiot:0.5,ltem; see `rankcast simulate --list-links`)")
-    parser.add_argument("--time-scale", type=float, default=4.0, metavar="X",
-                        help="run links X times faster; times are reported as link time (default 4: on two cores "
+    parser.add_argument("--time-scale", type=float, default=2.0, metavar="X",
+                        help="run links X times faster; times are reported as link time (default 2: on two cores "
                         "higher scales leave the simulator CPU-bound, and it then reports no times)")
     parser.set_defaults(run=run)
 
