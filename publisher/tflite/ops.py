@@ -3,9 +3,11 @@
 Values keep their logical (PyTorch) shape. A 4-D value (N, C, H, W) is stored NHWC in the TFLite
 graph, so the model input, given NCHW like PyTorch's, is transposed once at the start, and a 4-D
 output is transposed back. Flatten transposes NHWC back to NCHW before reshaping, so the following
-Linear sees PyTorch's element order and keeps its weights as they are. Kernels are stored in TFLite's
-layouts and the binding records each permutation: Linear [out, in] as is, Conv2d OIHW as OHWI,
-depthwise Conv2d (C·M, 1, H, W) as [1, H, W, C·M].
+Linear sees PyTorch's element order and keeps its weights as they are; any reshape does the same, and
+a dimension given in PyTorch's terms (mean, concatenation, padding) is mapped to its stored axis.
+Kernels are stored in TFLite's layouts and the binding records each permutation: Linear [out, in] as
+is, Conv2d OIHW as OHWI, depthwise Conv2d (C·M, 1, H, W) as [1, H, W, C·M]; a channel affine's scale
+and shift as 1-D tensors on the channel axis, which NHWC stores last.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from publisher.errors import ExportError, UnsupportedLayerError
 from publisher.tflite.writer import SAME, VALID, Graph, serialize
 
 TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
+_LOWEST = float(np.finfo(np.float32).min)
 
 
 @dataclass(frozen=True)
@@ -103,38 +106,119 @@ class Lowering:
         return self._op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", name, inputs, shape, **options)
 
     def pool2d(self, name: str, x: Value, window: Window, average: bool) -> Value:
-        """Max or average pooling; an average pool's padding counts as zeros (count_include_pad)."""
+        """Max or average pooling; an average pool's padding counts as zeros (count_include_pad), a max pool's
+        as the lowest float32, which no input is below (PyTorch pads with -inf)."""
         self._need_4d(name, "AvgPool2d" if average else "MaxPool2d", x)
-        if not average and window.padding != (0, 0, 0, 0):
-            raise UnsupportedLayerError([f"{name} (MaxPool2d): padding (PyTorch pads with -inf, PAD with zeros)"])
-        x, padding, window = self._pad(name, x, window, allow_same=False)
+        x, padding, window = self._pad(name, x, window, allow_same=False, fill=0.0 if average else _LOWEST)
         shape = (x.shape[0], x.shape[1], *window.output_size(*x.shape[2:]))
         return self._op("AVERAGE_POOL_2D" if average else "MAX_POOL_2D", name, [x.tensor], shape, padding=padding,
                         stride_h=window.stride[0], stride_w=window.stride[1],
                         filter_height=window.kernel[0], filter_width=window.kernel[1])
 
     def relu(self, name: str, x: Value, six: bool = False) -> Value:
-        return self._op("RELU6" if six else "RELU", name, [x.tensor], x.shape)
+        return self.unary("RELU6" if six else "RELU", name, x)
+
+    def unary(self, kind: str, name: str, x: Value) -> Value:
+        """An elementwise operator of one input: RELU, RELU6, HARD_SWISH, LOGISTIC or TANH."""
+        return self._op(kind, name, [x.tensor], x.shape)
+
+    def binary(self, kind: str, name: str, a: Value | float, b: Value | float) -> Value:
+        """ADD, SUB, MUL or DIV of two values of one rank (broadcast like PyTorch) or a value and a number."""
+        shapes = [v.shape for v in (a, b) if isinstance(v, Value)]
+        if len(shapes) == 2 and len(shapes[0]) != len(shapes[1]):
+            raise UnsupportedLayerError([f"{name} ({kind.lower()}): shapes {shapes[0]} and {shapes[1]} have "
+                                         "different ranks; broadcast only between tensors of one rank"])
+        shape = tuple(np.broadcast_shapes(*shapes))
+        inputs = [v.tensor if isinstance(v, Value) else self.graph.constant(
+            f"{name}_{side}", np.array([v], np.float32)) for side, v in (("a", a), ("b", b))]
+        return self._op(kind, name, inputs, shape)
 
     def add(self, name: str, a: Value, b: Value) -> Value:
-        if a.shape != b.shape:
-            raise UnsupportedLayerError([f"{name} (add): shapes {a.shape} and {b.shape} differ (no broadcasting)"])
-        return self._op("ADD", name, [a.tensor, b.tensor], a.shape)
+        return self.binary("ADD", name, a, b)
+
+    def hardsigmoid(self, name: str, x: Value) -> Value:
+        """relu6(x + 3) / 6, as PyTorch defines it (TFLite has no such operator)."""
+        shifted = self.unary("RELU6", f"{name}_relu6", self.binary("ADD", f"{name}_plus3", x, 3.0))
+        return self.binary("DIV", name, shifted, 6.0)
+
+    def silu(self, name: str, x: Value) -> Value:
+        """x · sigmoid(x)."""
+        return self.binary("MUL", name, x, self.unary("LOGISTIC", f"{name}_sigmoid", x))
+
+    def affine(self, name: str, x: Value, weight: np.ndarray, bias: np.ndarray) -> Value:
+        """x · weight + bias per channel (dimension 1), the channel being TFLite's last axis."""
+        if len(x.shape) not in (2, 4) or x.shape[1] != len(weight):
+            raise UnsupportedLayerError([f"{name} (channel affine): input of shape {x.shape}; only N×C or NCHW "
+                                         f"with {len(weight)} channels"])
+        scaled = self._op("MUL", f"{name}_scaled", [x.tensor, self._weight(f"{name}.weight", weight, (0,))], x.shape)
+        return self._op("ADD", name, [scaled.tensor, self._weight(f"{name}.bias", bias, (0,))], x.shape)
 
     def flatten(self, name: str, x: Value) -> Value:
         """Flatten from dimension 1, in PyTorch's (NCHW) element order."""
-        if len(x.shape) == 2:
+        return x if len(x.shape) == 2 else self.reshape(name, x, (x.shape[0], math.prod(x.shape[1:])))
+
+    def reshape(self, name: str, x: Value, shape: tuple[int, ...]) -> Value:
+        """Any reshape in PyTorch's element order: through NCHW when the layout would reorder elements."""
+        if math.prod(shape) != math.prod(x.shape) or shape[0] != x.shape[0]:
+            raise UnsupportedLayerError([f"{name} (reshape): {x.shape} to {shape}; only reshapes that keep the "
+                                         "batch dimension"])
+        if tuple(shape) == x.shape:
             return x
-        nchw = self._transpose(f"{name}_nchw", x.tensor, TO_NCHW, x.shape)
-        flat = math.prod(x.shape[1:])
-        shape_tensor = self.graph.constant(f"{name}_shape", np.array([-1, flat], np.int32))
-        return self._op("RESHAPE", name, [nchw, shape_tensor], (x.shape[0], flat), new_shape=(-1, flat))
+        tensor = x.tensor
+        if len(x.shape) == 4 and not _keeps_order(x.shape, TO_NCHW, TO_NHWC):
+            tensor = self._transpose(f"{name}_nchw", tensor, TO_NCHW, x.shape)
+        after_nchw = len(shape) == 4 and not _keeps_order(shape, TO_NHWC, (0, 1, 2, 3))
+        target = tuple(shape) if after_nchw or len(shape) != 4 else _stored(shape)
+        new_shape = (-1, *target[1:])
+        shape_tensor = self.graph.constant(f"{name}_shape", np.array(new_shape, np.int32))
+        reshaped = self._op("RESHAPE", f"{name}_nchw" if after_nchw else name, [tensor, shape_tensor], target,
+                            new_shape=new_shape)
+        if not after_nchw:
+            return Value(reshaped.tensor, tuple(shape))
+        return Value(self._transpose(name, reshaped.tensor, TO_NHWC, _stored(shape)), tuple(shape))
+
+    def mean(self, name: str, x: Value, dims: tuple[int, ...], keepdim: bool) -> Value:
+        """The mean over PyTorch dimensions ``dims`` (global average pooling is dims (2, 3))."""
+        dims = tuple(sorted({d % len(x.shape) for d in dims}))
+        axes = self.graph.constant(f"{name}_axes", np.array([_stored_axis(len(x.shape), d) for d in dims], np.int32))
+        kept = tuple(1 if d in dims else size for d, size in enumerate(x.shape))
+        if keepdim:
+            return self._op("MEAN", name, [x.tensor, axes], kept, keep_dims=True)
+        remaining = tuple(size for d, size in enumerate(x.shape) if d not in dims)
+        order = [d for d in (TO_NHWC if len(x.shape) == 4 else range(len(x.shape))) if d not in dims]
+        if order == sorted(order):
+            return self._op("MEAN", name, [x.tensor, axes], remaining, keep_dims=False)
+        reduced = self._op("MEAN", f"{name}_keep", [x.tensor, axes], kept, keep_dims=True)
+        return self.reshape(name, reduced, remaining)
+
+    def concat(self, name: str, values: list[Value], dim: int) -> Value:
+        """torch.cat along PyTorch dimension ``dim``."""
+        rank = len(values[0].shape)
+        dim %= rank
+        if any(len(v.shape) != rank or v.shape[:dim] + v.shape[dim + 1:] != values[0].shape[:dim] +
+               values[0].shape[dim + 1:] for v in values):
+            raise UnsupportedLayerError([f"{name} (cat): shapes {[v.shape for v in values]} do not line up"])
+        shape = (*values[0].shape[:dim], sum(v.shape[dim] for v in values), *values[0].shape[dim + 1:])
+        return self._op("CONCATENATION", name, [v.tensor for v in values], shape, axis=_stored_axis(rank, dim))
+
+    def pad(self, name: str, x: Value, pads: list[tuple[int, int]]) -> Value:
+        """Zero padding: (before, after) for each PyTorch dimension."""
+        if any(before < 0 or after < 0 for before, after in pads):
+            raise UnsupportedLayerError([f"{name} (pad): negative padding (cropping)"])
+        stored = [pads[d] for d in (TO_NHWC if len(x.shape) == 4 else range(len(x.shape)))]
+        paddings = self.graph.constant(f"{name}_paddings", np.array(stored, np.int32))
+        shape = tuple(size + before + after for size, (before, after) in zip(x.shape, pads, strict=True))
+        return self._op("PAD", name, [x.tensor, paddings], shape)
 
     def softmax(self, name: str, x: Value, dim: int) -> Value:
         """Softmax over the features of N×F or the channels of NCHW (TFLite's last axis)."""
         if dim % len(x.shape) != 1:
             raise UnsupportedLayerError([f"{name} (Softmax): dim {dim} of a {len(x.shape)}-D input; only dim 1"])
         return self._op("SOFTMAX", name, [x.tensor], x.shape, beta=1.0)
+
+    def stand_in(self, name: str, shape: tuple[int, ...]) -> Value:
+        """A tensor no operator computes, for a call that cannot be exported, so the calls after it are checked."""
+        return Value(self.graph.activation(name, _stored(shape)), tuple(shape))
 
     def finish(self) -> tuple[bytes, Binding]:
         """The .tflite bytes, with the binding stored as "rankcast.binding" metadata, and the binding."""
@@ -153,14 +237,20 @@ class Lowering:
             return self.graph.constant(f"{name}.zero_bias", np.zeros(channels, np.float32))
         return self._weight(f"{name}.bias", bias, (0,))
 
-    def _pad(self, name: str, x: Value, window: Window, allow_same: bool) -> tuple[Value, int, Window]:
-        """The input, TFLite padding and window to use: VALID, SAME, or an explicit PAD op then VALID."""
+    def _pad(self, name: str, x: Value, window: Window, allow_same: bool,
+             fill: float = 0.0) -> tuple[Value, int, Window]:
+        """The input, TFLite padding and window to use: VALID, SAME, or an explicit PAD (PADV2 for a
+        ``fill`` other than zero) then VALID."""
         if window.padding == (0, 0, 0, 0) or (allow_same and window.is_tflite_same()):
             return x, VALID if window.padding == (0, 0, 0, 0) else SAME, window
         top, bottom, left, right = window.padding
         paddings = self.graph.constant(f"{name}_paddings", np.array([[0, 0], [top, bottom], [left, right], [0, 0]]))
         shape = (x.shape[0], x.shape[1], x.shape[2] + top + bottom, x.shape[3] + left + right)
-        return self._op("PAD", f"{name}_padded", [x.tensor, paddings], shape), VALID, replace(window, padding=(0,) * 4)
+        inputs = [x.tensor, paddings]
+        if fill != 0.0:
+            inputs.append(self.graph.constant(f"{name}_fill", np.array(fill, np.float32)))
+        padded = self._op("PADV2" if fill != 0.0 else "PAD", f"{name}_padded", inputs, shape)
+        return padded, VALID, replace(window, padding=(0,) * 4)
 
     def _transpose(self, name: str, tensor: int, permutation: tuple[int, ...], shape: tuple[int, ...]) -> int:
         """A TRANSPOSE op at a layout change; returns its output tensor, stored as ``shape``."""
@@ -183,3 +273,16 @@ class Lowering:
 def _stored(logical: tuple[int, ...]) -> tuple[int, ...]:
     """The TFLite shape of a logical shape: NCHW is stored NHWC, anything else as is."""
     return tuple(logical[axis] for axis in TO_NHWC) if len(logical) == 4 else tuple(logical)
+
+
+def _stored_axis(rank: int, dim: int) -> int:
+    """Where PyTorch dimension ``dim`` of a value of this rank is in the TFLite tensor."""
+    return TO_NHWC.index(dim) if rank == 4 else dim
+
+
+def _keeps_order(shape: tuple[int, ...], permutation: tuple[int, ...], stored_as: tuple[int, ...]) -> bool:
+    """True when transposing a tensor of logical ``shape`` stored by ``stored_as`` with ``permutation``
+    moves no element: the axes longer than one keep their order."""
+    stored = [shape[axis] for axis in stored_as]
+    moved = [axis for axis in permutation if stored[axis] > 1]
+    return moved == sorted(moved)

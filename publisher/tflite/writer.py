@@ -23,6 +23,7 @@ _POOL = {"padding": (0, "b"), "stride_w": (1, "i"), "stride_h": (2, "i"), "filte
          "filter_height": (4, "i"), "fused_activation_function": (5, "b")}
 _CONV = {"padding": (0, "b"), "stride_w": (1, "i"), "stride_h": (2, "i"), "fused_activation_function": (3, "b"),
          "dilation_w_factor": (4, "i"), "dilation_h_factor": (5, "i")}
+_FUSED = {"fused_activation_function": (0, "b")}
 _DEPTHWISE = {"padding": (0, "b"), "stride_w": (1, "i"), "stride_h": (2, "i"), "depth_multiplier": (3, "i"),
               "fused_activation_function": (4, "b"), "dilation_w_factor": (5, "i"), "dilation_h_factor": (6, "i")}
 
@@ -35,18 +36,27 @@ class _OperatorKind:
 
 
 OPERATORS = {
-    "ADD": _OperatorKind(0, 11, {"fused_activation_function": (0, "b")}),
+    "ADD": _OperatorKind(0, 11, _FUSED),
     "AVERAGE_POOL_2D": _OperatorKind(1, 5, _POOL),
+    "CONCATENATION": _OperatorKind(2, 10, {"axis": (0, "i"), "fused_activation_function": (1, "b")}),
     "CONV_2D": _OperatorKind(3, 1, _CONV),
     "DEPTHWISE_CONV_2D": _OperatorKind(4, 2, _DEPTHWISE),
     "FULLY_CONNECTED": _OperatorKind(9, 8, {"fused_activation_function": (0, "b"), "keep_num_dims": (2, "b")}),
+    "LOGISTIC": _OperatorKind(14, 0, {}),
     "MAX_POOL_2D": _OperatorKind(17, 5, _POOL),
-    "PAD": _OperatorKind(34, 22, {}),
+    "MUL": _OperatorKind(18, 21, _FUSED),
     "RELU": _OperatorKind(19, 0, {}),
     "RELU6": _OperatorKind(21, 0, {}),
     "RESHAPE": _OperatorKind(22, 17, {"new_shape": (0, "v")}),
     "SOFTMAX": _OperatorKind(25, 9, {"beta": (0, "f")}),
+    "TANH": _OperatorKind(28, 0, {}),
+    "PAD": _OperatorKind(34, 22, {}),
     "TRANSPOSE": _OperatorKind(39, 26, {}),
+    "MEAN": _OperatorKind(40, 27, {"keep_dims": (0, "b")}),
+    "SUB": _OperatorKind(41, 28, _FUSED),
+    "DIV": _OperatorKind(42, 29, _FUSED),
+    "PADV2": _OperatorKind(60, 43, {}),
+    "HARD_SWISH": _OperatorKind(117, 0, {}),
 }
 
 

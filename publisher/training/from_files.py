@@ -13,6 +13,7 @@ from torch import nn
 from codec.errors import UpdateError
 from codec.update_file import UpdateFile, write_update_file
 from publisher.errors import ConfigError, DataError, ModelError
+from publisher.models.folding import fold_batchnorm
 from publisher.training.factorised import DEFAULT_FACTORS, FactorConfig
 from publisher.training.loop import Progress, check_data
 from publisher.training.reconstruct import load_file
@@ -72,7 +73,7 @@ def build_from_files(
         raise ConfigError("--out-model writes the --deployed file with the update applied: give --deployed FILE, "
                           "the model file devices run")
     config = UpdateConfig(rank=rank, budget=budget, epochs=epochs, lr=DEFAULT_LR if lr is None else lr, factors=factors)
-    model = load_state(load_architecture(arch), base)
+    model = fold_batchnorm(load_state(load_architecture(arch), base))
     base_file = None if deployed is None else _deployed_file(model, deployed)
     train_data, eval_data = load_data(train), load_data(evaluate)
     check_fits(model, train_data, train)

@@ -23,6 +23,7 @@ from codec.apply import apply_to_bytes
 from codec.payload import encode_payload
 from codec.quantise import full_record
 from publisher.errors import BudgetError, ConfigError
+from publisher.models.folding import fold_batchnorm
 from publisher.training.balanced_ranks import balanced_ranks_under_budget
 from publisher.training.delta_set import DeltaSet
 from publisher.training.factorised import DEFAULT_FACTORS, FactorConfig, factorise, uniform_ranks
@@ -77,7 +78,9 @@ class BuiltUpdate:
 
 
 def wrap(model: nn.Module, rank: int = DEFAULT_RANK, config: FactorConfig = DEFAULT_FACTORS) -> DeltaSet:
-    """A copy of ``model`` with rank-``rank`` factors on every Linear and Conv2d (outputs unchanged)."""
+    """A copy of ``model``, batch norm folded as in its .tflite file, with rank-``rank`` factors on every
+    Linear and Conv2d (outputs unchanged)."""
+    model = fold_batchnorm(model)
     return factorise(model, uniform_ranks(model, rank), config)
 
 
@@ -91,9 +94,11 @@ def build_update(
 ) -> BuiltUpdate:
     """Train factors on ``train_data`` and measure the device-rebuilt model on ``eval_data``.
 
-    ``base_file`` is the deployed RCW or .tflite file (it must hold ``model``'s weights); by default it is
-    written from ``model``'s state. ``progress`` hears of each training and each of its epochs.
+    Batch norm is folded first, as the exporter folds it. ``base_file`` is the deployed RCW or .tflite
+    file (it must hold the folded model's weights); by default it is written from that model's state.
+    ``progress`` hears of each training and each of its epochs.
     """
+    model = fold_batchnorm(model)
     base_file = model_file(model.state_dict()) if base_file is None else base_file
     deployed = load_file(model, base_file)
     train_config = TrainConfig(epochs=config.epochs, lr=config.lr)

@@ -18,6 +18,7 @@ from torch import nn
 
 from codec.model_files import SUFFIXES, file_kind
 from publisher.errors import ModelError
+from publisher.models.folding import fold_batchnorm
 
 #: What else torch.load raises for a file that is not a PyTorch save (its messages can span many lines).
 _LOAD_ERRORS = (RuntimeError, ValueError, TypeError, AttributeError, KeyError, IndexError, EOFError)
@@ -45,7 +46,9 @@ def load_architecture(spec: str) -> nn.Module:
 
 
 def load_state(model: nn.Module, path: Path, option: str = "--base") -> nn.Module:
-    """``model`` holding the state_dict saved at ``path`` (every key and shape must match), in eval mode."""
+    """``model`` holding the state_dict saved at ``path`` (every key and shape must match), in eval mode; a
+    state_dict of the model with batch norm folded (what `update build --out-weights` writes) loads into
+    the folded model."""
     kind = file_kind(path)
     if kind is not None:
         elsewhere = ", and the model file goes to --deployed" if option == "--base" else ""
@@ -64,10 +67,18 @@ def load_state(model: nn.Module, path: Path, option: str = "--base") -> nn.Modul
         hint = f"if it is a checkpoint, torch.save(checkpoint[{nested[0]!r}], PATH)" if nested else _SAVE_HINT
         raise ModelError(f"{option} {path} holds a {type(state).__name__}, not a state_dict of tensors; {hint}")
     mismatch = _mismatch(model.state_dict(), state)
+    if mismatch and _has_batchnorm(model):  # weights written after folding (update build --out-weights)
+        folded = fold_batchnorm(model)
+        if not _mismatch(folded.state_dict(), state):
+            model, mismatch = folded, ""
     if mismatch:
         raise ModelError(f"{option} {path} is not a state_dict of this architecture: {mismatch}")
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def _has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules())
 
 
 def _mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str:

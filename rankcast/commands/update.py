@@ -54,6 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--codes", choices=("trit", "b1", "i4", "i8"), default="trit",
         help="codes of the sent factors: trit (-1/0/+1, 1.6 bits; default), b1 (signs, 1 bit), i4 or i8",
     )
+    build.add_argument(
+        "--train-biases", action="store_true",
+        help="also train every bias and norm parameter, sent as small dense i8 records (batch norm is folded into "
+        "the layer before it, so its shift is that layer's bias); budgets count them",
+    )
     build.add_argument("--epochs", type=int, default=20, help="training epochs, all on the codes devices receive")
     build.add_argument("--lr", type=float, help="Adam learning rate of the factors (default 3e-2)")
     build.add_argument("--deployed", type=Path, metavar="FILE",
@@ -87,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     built = build_from_files(
         arch=args.arch, base=args.base, train=args.train, evaluate=args.eval, out=args.out,
         rank=args.rank, budget=args.budget, epochs=args.epochs, lr=args.lr, deployed=args.deployed,
-        factors=FactorConfig(dtype=args.codes, seeded=not args.both_factors),
+        factors=FactorConfig(dtype=args.codes, seeded=not args.both_factors, train_small=args.train_biases),
         out_weights=args.out_weights, out_model=args.out_model, progress=_EpochLog(),
     )
     if stored is not None:
@@ -163,7 +168,8 @@ def _summary(args: argparse.Namespace, built, seconds: float) -> str:
     lines = [
         f"wrote {args.out}: an update of {size:,} bytes in {_duration(seconds)} (a full release of the model "
         f"is {built.full_model_bytes:,} bytes, {built.full_model_bytes / size:.0f}x more)",
-        f"  ranks      {describe_ranks(built.ranks)} ({args.codes} codes of {sent})",
+        f"  ranks      {describe_ranks(built.ranks)} ({args.codes} codes of {sent})"
+        + ("; every bias and norm parameter as i8 deltas" if args.train_biases else ""),
         f"  accuracy   {built.accuracy_before:.1%} -> {built.accuracy_after:.1%} on {args.eval} (the model a device "
         "rebuilds)",
         f"  applies to {args.deployed} (sha256 {_sha256(args.deployed.read_bytes())[:16]}), which becomes sha256 "

@@ -21,7 +21,7 @@ print(json.dumps(failed))
 """
 
 #: The publisher's torch line (publisher/__init__.py, docs/architecture.md): these need torch ...
-PUBLISHER_TORCH = ("publisher.training", "publisher.tflite.export")
+PUBLISHER_TORCH = ("publisher.training", "publisher.models", "publisher.tflite.export", "publisher.tflite.nodes")
 #: ... except these plain-data modules.
 PUBLISHER_TORCH_FREE = ("publisher.training.rank_policy",)
 #: The harness's training parts need torch too; the device environment never imports them. The codec and
@@ -29,7 +29,8 @@ PUBLISHER_TORCH_FREE = ("publisher.training.rank_policy",)
 HARNESS_TORCH = ("simulator.bench.scenarios", "simulator.bench.methods", "simulator.bench.updates",
                  "simulator.bench.trained", "simulator.bench.baselines.full_finetune",
                  "simulator.bench.baselines.bitdelta", "simulator.bench.baselines.konecny",
-                 "simulator.bench.baselines.topk", "simulator.bench.runtimes", "simulator.demo")
+                 "simulator.bench.baselines.topk", "simulator.bench.runtimes", "simulator.bench.architectures",
+                 "simulator.demo")
 
 
 def _under(name: str, prefixes: tuple[str, ...]) -> bool:

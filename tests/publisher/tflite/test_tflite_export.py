@@ -100,21 +100,28 @@ def test_the_returned_binding_is_the_one_in_the_file(cnn: nn.Module, tmp_path: P
 
 
 def test_unsupported_layers_are_each_named() -> None:
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3, groups=2), nn.GELU()).eval()
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.LayerNorm(14), nn.Conv2d(4, 4, 3, groups=2), nn.GELU()).eval()
     with pytest.raises(UnsupportedLayerError) as caught:
         export_tflite_bytes(model, (1, 3, 16, 16))
     assert caught.value.code == "unsupported-layer"
     assert [layer.split(" ")[0] for layer in caught.value.layers] == ["1", "2", "3"]
-    assert "BatchNorm2d" in str(caught.value) and "GELU" in str(caught.value) and "groups=2" in str(caught.value)
+    assert "LayerNorm" in str(caught.value) and "GELU" in str(caught.value) and "groups=2" in str(caught.value)
+
+
+class _Functions(nn.Module):
+    """Calls the exporter refuses: exp, a slice, dropout left in training, a mean over the batch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.exp(x)[:, :2]
+        return torch.nn.functional.dropout(x, 0.5) + x.mean(0, keepdim=True)
 
 
 def test_unsupported_functions_and_shapes_are_named() -> None:
-    class Scaled(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(x) * 2
-
-    with pytest.raises(UnsupportedLayerError, match="sigmoid"):
-        export_tflite_bytes(Scaled(), (1, 4))
+    with pytest.raises(UnsupportedLayerError) as caught:
+        export_tflite_bytes(_Functions(), (1, 4))
+    assert [layer.split(" ")[0] for layer in caught.value.layers] == ["exp", "getitem", "dropout", "mean"]
+    assert "function exp" in str(caught.value) and "training=self.training" in str(caught.value)
+    assert "batch dimension" in str(caught.value)
     with pytest.raises(UnsupportedLayerError, match="Linear"):
         export_tflite_bytes(nn.Sequential(nn.Linear(16, 2)), (1, 3, 16, 16))
 

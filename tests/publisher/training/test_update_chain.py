@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from codec.payload import decode_payload
 from codec.update_file import read_update_file, updated_model_file
 from publisher.training.reconstruct import load_file
 from rankcast.cli import main
@@ -60,3 +61,41 @@ def test_v3_builds_on_the_files_v2_wrote(files, monkeypatch, capsys, kind: str) 
     v3 = read_update_file(folder / "v3.rcu")
     assert v3.base_sha256 == _sha256(folder / f"v2.{kind}") == v2.target_sha256
     assert summary["accuracy_before"] == v2.info["accuracy_after"]  # v3 starts from exactly the model v2 made
+
+
+_BNNET = """
+from torch import nn
+
+def build():
+    return nn.Sequential(nn.Unflatten(1, (1, 4, 4)), nn.Conv2d(1, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6),
+                         nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4))
+"""
+
+
+@pytest.mark.slow
+def test_a_batch_norm_model_chains_on_its_folded_weights_with_biases(files, monkeypatch, capsys) -> None:
+    folder = files["base.pt"].parent
+    monkeypatch.chdir(folder)
+    (folder / "bnnet.py").write_text(_BNNET)
+    monkeypatch.syspath_prepend(str(folder))
+    import bnnet  # noqa: PLC0415 - written by this test
+
+    model = bnnet.build()
+    model.train()(torch.randn(64, 16))  # batch norm with statistics of its own
+    torch.save(model.eval().state_dict(), "base.pt")
+    monkeypatch.delitem(__import__("sys").modules, "bnnet")
+    common = [*_COMMON[:2], "--arch", "bnnet:build", *_COMMON[4:]]
+    assert main(["export-tflite", "--arch", "bnnet:build", "--weights", "base.pt", "--input-shape", "1,16",
+                 "--out", "v1.tflite"]) == 0
+    assert main([*common, "--base", "base.pt", "--deployed", "v1.tflite", "--train-biases", "--out", "v2.rcu",
+                 "--out-weights", "v2.pt", "--out-model", "v2.tflite"]) == 0
+    assert "every bias and norm parameter as i8 deltas" in capsys.readouterr().out
+
+    v2 = read_update_file(folder / "v2.rcu")
+    sent = {record.name for record in decode_payload(v2.payload, v2.decompressed_length)}
+    assert {"1.bias", "6.bias"} <= sent  # the bias batch norm's shift was folded into, and the linear's
+    state = torch.load("v2.pt")
+    assert "2.running_mean" not in state and "1.bias" in state  # the folded state_dict
+    assert main([*common, "--base", "v2.pt", "--deployed", "v2.tflite", "--out", "v3.rcu", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy_before"] == v2.info["accuracy_after"]
+    assert read_update_file(folder / "v3.rcu").base_sha256 == v2.target_sha256
