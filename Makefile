@@ -18,7 +18,7 @@ step = @printf '==> %s\n' "$(1)"; started=$$(date +%s); $(2) && printf '    done
 # $(call ready,DIR,WHAT): a line saying DIR is set up already and how to rebuild it.
 ready = @printf '==> %s: ready (set up %s; `make clean` rebuilds it)\n' "$(2)" "$$(date -r $(1)/.ready '+%Y-%m-%d %H:%M')"
 
-.PHONY: demo test test-quick lint bench-codec mosquitto aarch64 clean server-env device-env aarch64-env
+.PHONY: demo test test-quick lint bench-codec tflite-fixtures mosquitto aarch64 clean server-env device-env aarch64-env
 
 demo: server-env mosquitto
 	@echo "==> rankcast demo: train an update, publish it, a simulated fleet downloads it (under two minutes)"
@@ -42,6 +42,11 @@ lint: $(VENV)/.ready
 
 bench-codec: $(VENV)/.ready
 	$(VENV)/bin/rankcast bench codec
+
+# The TensorFlow-made .tflite files of tests/fixtures/tflite, made again in their own environment .venv-tf
+# (tensorflow-cpu; no test needs it).
+tflite-fixtures:
+	bash tests/fixtures/tflite/make_fixtures.sh
 
 # aarch64 Pythons under qemu-user with NumPy 1.x + tflite-runtime and NumPy 2.x + ai-edge-litert (.ci/aarch64-env).
 aarch64: aarch64-env

@@ -15,6 +15,7 @@ import math
 from codec.errors import FormatError, ModelMismatchError
 from codec.limits import DEFAULT_LIMITS, Limits
 from codec.tflite_binding import METADATA_NAME, Binding, BoundTensor, binding_from_bytes
+from codec.tflite_graph import graph_binding
 from codec.tflite_model import FLOAT32, BufferSpan, TFLiteModel, parse_tflite
 from codec.weights import SlotReader, TensorSlot
 
@@ -25,8 +26,11 @@ def read_binding(buffer: bytes | memoryview, limits: Limits = DEFAULT_LIMITS) ->
 
 
 def tflite_slots(buffer: memoryview, limits: Limits = DEFAULT_LIMITS) -> dict[str, TensorSlot]:
-    """Slots of every parameter named by the file's own binding (a codec.apply SlotReader)."""
+    """Slots of every parameter named by the file's own binding, or, in a file without one, of the weights
+    of its conv, depthwise and fully connected operators (codec.tflite_graph); a codec.apply SlotReader."""
     model = parse_tflite(buffer)
+    if METADATA_NAME not in model.metadata:
+        return _slots(model, graph_binding(buffer), reserved=[])
     binding = _embedded_binding(model, buffer, limits)
     return _slots(model, binding, reserved=[model.buffers[model.metadata[METADATA_NAME]]])
 

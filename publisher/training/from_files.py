@@ -11,9 +11,11 @@ import torch
 from torch import nn
 
 from codec.errors import UpdateError
+from codec.model_files import TFLITE, file_kind
 from codec.update_file import UpdateFile, write_update_file
 from publisher.errors import ConfigError, DataError, ModelError
 from publisher.models.folding import fold_batchnorm
+from publisher.models.imported import import_tflite
 from publisher.training.factorised import DEFAULT_FACTORS, FactorConfig
 from publisher.training.loop import Progress, check_data
 from publisher.training.reconstruct import load_file
@@ -60,26 +62,28 @@ def check_fits(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], path: 
 
 
 def build_from_files(
-    *, arch: str, base: Path, train: Path, evaluate: Path, out: Path,
+    *, arch: str | None, base: Path | None, train: Path, evaluate: Path, out: Path,
     rank: int | None, budget: int | None, epochs: int, lr: float | None, deployed: Path | None,
     factors: FactorConfig = DEFAULT_FACTORS, out_weights: Path | None = None, out_model: Path | None = None,
     progress: Progress | None = None,
 ) -> BuiltUpdate:
     """Build the update and write ``out``; ``out_weights`` gets the updated state_dict (the next ``base``),
-    ``out_model`` the deployed file with the update applied (the next ``deployed``)."""
+    ``out_model`` the deployed file with the update applied (the next ``deployed``). Without ``arch``, the
+    model is imported from the ``deployed`` .tflite file's own graph and weights (publisher.models.imported)."""
     _check_outputs({"--base": base, "--deployed": deployed}, {"--out": out, "--out-weights": out_weights,
                                                             "--out-model": out_model})
     if out_model is not None and deployed is None:
         raise ConfigError("--out-model writes the --deployed file with the update applied: give --deployed FILE, "
                           "the model file devices run")
     config = UpdateConfig(rank=rank, budget=budget, epochs=epochs, lr=DEFAULT_LR if lr is None else lr, factors=factors)
-    model = fold_batchnorm(load_state(load_architecture(arch), base))
+    model = _imported(deployed, base) if arch is None else fold_batchnorm(load_state(load_architecture(arch), base))
     base_file = None if deployed is None else _deployed_file(model, deployed)
     train_data, eval_data = load_data(train), load_data(evaluate)
     check_fits(model, train_data, train)
     check_fits(model, eval_data, evaluate)
     built = build_update(model, train_data, eval_data, config, base_file, progress)
-    info = {**summary(built), "arch": arch, "ranks": ",".join(f"{name}={r}" for name, r in built.ranks.items())}
+    info = {**summary(built), "arch": arch or f"imported from {Path(deployed).name}",
+            "ranks": ",".join(f"{name}={r}" for name, r in built.ranks.items())}
     write_update_file(out, UpdateFile(
         payload=built.payload, decompressed_length=built.decompressed_length, payload_kind="delta",
         base_sha256=None if base_file is None else _sha256(base_file),
@@ -110,6 +114,16 @@ def _check_outputs(inputs: dict[str, Path | None], outputs: dict[str, Path | Non
         if Path(path).resolve() in seen:
             raise ConfigError(f"{name} {path} would overwrite {seen[Path(path).resolve()]}; give another file")
         seen[Path(path).resolve()] = name
+
+
+def _imported(deployed: Path | None, base: Path | None) -> nn.Module:
+    """The torch module of the deployed .tflite file (no --arch, no --base: the file holds both)."""
+    if deployed is None or file_kind(deployed) != TFLITE:
+        raise ConfigError("--arch MODULE:FACTORY is needed, unless --deployed is the .tflite file devices run: "
+                          "then the model is imported from its graph")
+    if base is not None:
+        raise ConfigError("--base goes with --arch; a model imported from --deployed takes its weights from the file")
+    return import_tflite(Path(deployed).read_bytes())
 
 
 def _deployed_file(model: nn.Module, path: Path) -> bytes:

@@ -26,13 +26,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train an update and write UPDATE.rcu",
         description="Shows each training epoch on stderr, then what it built: bytes, ranks, and the accuracy on "
         "EVAL.npz before and after, measured on the model a device rebuilds. TRAIN.npz and EVAL.npz hold x "
-        "(float32, one example a row: N×F or N×C×H×W) and y (integer class labels); README.md shows how to make "
+        "(float32, one example a row: N×F or N×C×H×W, or the layout of a --deployed .tflite imported without "
+        "--arch) and y (integer class labels); README.md shows how to make "
         "them. With --out-weights and --out-model the next update builds on this one; with --store it is "
         "recorded as the next version of --model, and --base and --deployed default to the latest one there.",
     )
-    build.add_argument("--arch", required=True, metavar="MODULE:FACTORY",
+    build.add_argument("--arch", metavar="MODULE:FACTORY",
                        help="function of no arguments that builds the nn.Module; MODULE is looked for in the "
-                       "current directory, then on PYTHONPATH")
+                       "current directory, then on PYTHONPATH (leave it out, and --base too, to import the model "
+                       "from the --deployed .tflite file's own graph: `rankcast import-tflite`)")
     build.add_argument("--base", type=Path, metavar="BASE.pt",
                        help="state_dict of the deployed model: torch.save(model.state_dict(), 'BASE.pt') (default "
                        "with --store: the latest version's)")
@@ -132,7 +134,8 @@ def _from_store(args: argparse.Namespace) -> _StoreBuild | None:
     from publisher.release.store import ReleaseStore
 
     if args.store is None:
-        missing = [name for name in ("base", "out") if getattr(args, name) is None]
+        missing = [name for name in ("base", "out") if getattr(args, name) is None
+                   and (name == "out" or args.arch is not None)]
         if missing:
             raise ReleaseInputError(f"--{missing[0]} is needed (or --store DIR --model ID, to build on the latest "
                                     "version in a release store)")
@@ -145,12 +148,13 @@ def _from_store(args: argparse.Namespace) -> _StoreBuild | None:
         raise ReleaseInputError(f"{args.store} holds no version of {args.model}: record the one devices run with "
                                 f"`rankcast release init --store {args.store} --model {args.model} --deployed FILE "
                                 "--weights BASE.pt`")
-    if args.base is None and latest.weights is None:
+    if args.base is None and latest.weights is None and args.arch is not None:
         raise ReleaseInputError(f"version {latest.version} of {args.model} has no weights in the store: pass --base")
     import tempfile
 
     scratch = Path(tempfile.mkdtemp(prefix=".building-", dir=args.store))  # one per run: builds may overlap
-    args.base = args.base or latest.path(latest.weights)
+    if args.arch is not None:
+        args.base = args.base or latest.path(latest.weights)
     args.deployed = args.deployed or latest.model_path
     outputs = {"out": "update.rcu", "out_weights": "weights.pt", "out_model": f"model{latest.model_path.suffix}"}
     defaulted = [name for name in outputs if getattr(args, name) is None]
