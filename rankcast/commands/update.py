@@ -180,7 +180,8 @@ def _summary(args: argparse.Namespace, built, seconds: float) -> str:
         f"{_sha256(built.target_file)[:16]}" if args.deployed else "  applies to no --deployed file, so it cannot "
         "be published: build it again with --deployed FILE, the model file devices run",
     ]
-    written = [(args.out_weights, "updated state_dict: the next --base"),
+    weights = "updated state_dict: the next --base" if args.arch else "the imported module's updated state_dict"
+    written = [(args.out_weights, weights),
                (args.out_model, "updated model file: the next --deployed")]
     lines += [f"  also wrote {path} ({what})" for path, what in written if path is not None]
     return "\n".join(lines)
