@@ -25,7 +25,7 @@ def inputs(tmp_path_factory):
 
 
 def test_ten_devices_on_two_links_apply_both_strategies_and_the_report_has_the_schema(tmp_path, inputs):
-    config = FleetConfig(devices=10, links=parse_link_mix("ltem:0.5,3g"), time_scale=10, timeout_s=600,
+    config = FleetConfig(devices=10, links=parse_link_mix("ltem:0.5,3g"), time_scale=4, timeout_s=600,
                          wall_limit_s=60)
     result = run_fleet(config, inputs, tmp_path / "work")
     report = write_report(result, tmp_path / "out")
@@ -42,7 +42,10 @@ def test_ten_devices_on_two_links_apply_both_strategies_and_the_report_has_the_s
         assert entry["applied"] == 10
         assert entry["wire_bytes_down"] > entry["update_bytes"] > 0 and entry["wire_bytes_up"] > 0
         times = entry["completion_s"]
-        assert 0 < times["p50"] <= times["p95"] <= times["max"]
+        if entry["loop_lag"]["cpu_bound"]:  # loaded machine: no times rather than wrong ones
+            assert times["p50"] is None and report["cpu_bound"]
+        else:
+            assert 0 < times["p50"] <= times["p95"] <= times["max"]
     assert by_name["factorised"]["update_bytes"] < by_name["full"]["update_bytes"]
     assert by_name["factorised"]["wire_bytes_down"] < by_name["full"]["wire_bytes_down"]
     assert {d.link for d in result.strategies[0].devices} == {"ltem", "3g"}
