@@ -62,7 +62,8 @@ def add_devices(layout: BrokerLayout, names: Sequence[str], password: str, prefi
 
 
 def _grant_publisher(acl: Path, name: str, prefix: str) -> None:
-    block = f"user {name}\ntopic readwrite {prefix}/models/#\ntopic read {prefix}/devices/#\n"
+    block = (f"user {name}\ntopic readwrite {prefix}/models/#\ntopic readwrite {prefix}/trust/#\n"
+             f"topic read {prefix}/devices/#\n")
     text = acl.read_text()
     if block not in text:
         acl.write_text(text + ("" if text.endswith("\n") else "\n") + block)

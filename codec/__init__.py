@@ -25,11 +25,12 @@ from codec.errors import (
 )
 from codec.keys import SigningKey, VerifyKey, generate_signing_key, load_signing_key, load_verify_key
 from codec.limits import DEFAULT_LIMITS, Limits
-from codec.manifest import Manifest, check_applicable, read_manifest, validate_id
+from codec.manifest import Manifest, read_manifest, validate_id
 from codec.payload import decode_payload, encode_payload, iter_records
 from codec.quantise import dense_record, full_record, lowrank_record, sparse_record
 from codec.records import DenseRecord, FullRecord, LowRankRecord, Record, SparseRecord
 from codec.release import Release, make_release
+from codec.release_policy import check_applicable
 from codec.weights import TensorSlot, encode_weights, load_weights, read_slots, write_weights
 
 __all__ = [

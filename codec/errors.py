@@ -50,6 +50,30 @@ class UnknownKeyError(SignatureError):
     code = "unknown-key"
 
 
+class RevokedKeyError(SignatureError):
+    """The document is signed by a key the device's trust root revoked."""
+
+    code = "revoked-key"
+
+
+class KeyNotAllowedError(SignatureError):
+    """The signing key is trusted, but the trust root does not let it sign for this model."""
+
+    code = "key-not-allowed"
+
+
+class ThresholdError(SignatureError):
+    """Fewer distinct trusted keys signed the document than its threshold asks for."""
+
+    code = "below-threshold"
+
+
+class RootError(UpdateError):
+    """A trust root that does not follow the one the device holds: not the next version, or a rollback."""
+
+    code = "bad-root"
+
+
 class RollbackError(UpdateError):
     """The release is not newer than the model the device runs (replay or rollback attempt)."""
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -30,15 +31,64 @@ class VerifyKey:
     key_id: str
     public_key: Ed25519PublicKey
 
-    def verify(self, signature: bytes, message: bytes) -> None:
+    @property
+    def raw(self) -> bytes:
+        """The 32-byte public key, as trust roots carry it."""
+        return self.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    @classmethod
+    def from_raw(cls, raw: bytes) -> VerifyKey:
+        """The key of 32 raw bytes; raises SignatureError for anything else."""
+        if not isinstance(raw, bytes) or len(raw) != 32:
+            raise SignatureError("a public key is 32 raw bytes")
+        try:
+            public = Ed25519PublicKey.from_public_bytes(raw)
+        except ValueError as exc:
+            raise SignatureError(f"not an Ed25519 public key: {exc}") from None
+        return cls(key_id(public), public)
+
+    def verify(self, signature: bytes, message: bytes, what: str = "manifest") -> None:
         """Raise SignatureError unless ``signature`` is this key's signature of ``message``."""
         try:
             self.public_key.verify(signature, message)
         except InvalidSignature:
             raise SignatureError(
-                f"the manifest signature does not verify with key {self.key_id}: the manifest was "
+                f"the {what} signature does not verify with key {self.key_id}: the {what} was "
                 "altered or signed by another key"
             ) from None
+
+    def signs(self, signature: bytes, message: bytes) -> bool:
+        """Whether ``signature`` is this key's signature of ``message``."""
+        try:
+            self.public_key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class ReleaseKeys:
+    """The keys a device takes releases from: ``threshold`` distinct ones must sign each manifest, and a key
+    listed in ``models`` signs only for those model ids. ``revoked`` names keys an earlier trust root listed
+    and a newer one dropped (refused as revoked-key rather than unknown-key). Simple mode (trusted_keys in
+    device.toml) is every key, threshold 1, any model."""
+
+    keys: Mapping[str, VerifyKey]
+    threshold: int = 1
+    models: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    revoked: frozenset[str] = frozenset()
+    #: Where the keys come from, for refusals: "trusted_keys" or "trust root v3".
+    source: str = "trusted_keys"
+
+    @classmethod
+    def of(cls, keys: ReleaseKeys | Mapping[str, VerifyKey]) -> ReleaseKeys:
+        """``keys`` as ReleaseKeys: a plain mapping of key id to key is simple mode."""
+        return keys if isinstance(keys, ReleaseKeys) else cls(dict(keys))
+
+    def may_sign(self, key_id: str, model: str) -> bool:
+        """Whether key ``key_id`` is trusted and allowed to sign releases of ``model``."""
+        allowed = self.models.get(key_id)
+        return key_id in self.keys and (allowed is None or model in allowed)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """The signed release manifest: fields, canonical encoding, signing, and verification in a fixed order.
 
-The envelope is the msgpack map {"signed": bin, "signature": bin}. ``signed`` is the canonical
-msgpack encoding of the manifest fields; the Ed25519 signature covers ``SIGNATURE_DOMAIN + signed``.
+The envelope is the msgpack map {"signed": bin, "signature": bin}, with {"cosignatures": {key id: bin}}
+when a trust root asks for more than one release key (codec.root). ``signed`` is the canonical msgpack
+encoding of the manifest fields; every Ed25519 signature covers ``SIGNATURE_DOMAIN + signed``.
 Verification parses the envelope, finds the key by id, checks the signature, and only then trusts the
-fields. Policy checks (version, base, expiry) are separate and need the device's own state.
+fields; then that the key may sign for the model and the threshold (codec.keys.ReleaseKeys). Policy
+checks (version, base, expiry) need the device's own state: codec.release_policy.
 """
 
 from __future__ import annotations
@@ -12,25 +14,24 @@ import datetime
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import InitVar, asdict, dataclass, field, fields
 
 import msgpack
 
 from codec.canary import Canary, read_canary
 from codec.errors import (
-    BaseMismatchError,
-    ExpiredError,
     FormatError,
     IntegrityError,
+    KeyNotAllowedError,
     LimitError,
-    RollbackError,
+    RevokedKeyError,
+    SignatureError,
+    ThresholdError,
     UnknownKeyError,
     UpdateError,
-    WrongFleetError,
-    WrongModelError,
 )
-from codec.keys import SigningKey, VerifyKey
+from codec.keys import ReleaseKeys, SigningKey, VerifyKey
 from codec.limits import DEFAULT_LIMITS, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Limits
 from codec.release_index import IndexEntry, index_to_msgpack, read_index
 
@@ -39,6 +40,8 @@ SIGNATURE_DOMAIN = b"rankcast-manifest-v1\x00"
 PAYLOAD_KINDS = ("delta", "full")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _UINT64_MAX = 2**64 - 1
+#: The most signatures besides the named key's that a manifest envelope carries.
+MAX_COSIGNATURES = 8
 
 
 def validate_id(value: object, what: str = "id") -> str:
@@ -140,13 +143,20 @@ class Manifest:
         return int.from_bytes(digest[:8], "big") / 2**64 * 100 < self.rollout_percent
 
 
-def sign_manifest(manifest: Manifest, key: SigningKey) -> bytes:
-    """The envelope bytes that travel: the canonical manifest and its signature."""
+def sign_manifest(manifest: Manifest, key: SigningKey, cosigners: Sequence[SigningKey] = ()) -> bytes:
+    """The envelope bytes that travel: the canonical manifest, its signature by the key it names, and the
+    signatures of ``cosigners`` (for a trust root whose release threshold is above 1)."""
     if manifest.key_id != key.verify_key.key_id:
         raise FormatError(f"manifest names key {manifest.key_id} but is signed with {key.verify_key.key_id}")
+    others = {signer.verify_key.key_id: signer for signer in cosigners}
+    if manifest.key_id in others or len(others) != len(cosigners) or len(others) > MAX_COSIGNATURES:
+        raise FormatError(f"cosigners must be up to {MAX_COSIGNATURES} distinct keys other than the signing key")
     _validate_fields(manifest.signed_fields(), DEFAULT_LIMITS)
     signed = manifest.canonical_bytes()
-    envelope = msgpack.packb({"signed": signed, "signature": key.sign(SIGNATURE_DOMAIN + signed)})
+    outer: dict = {"signed": signed, "signature": key.sign(SIGNATURE_DOMAIN + signed)}
+    if others:
+        outer["cosignatures"] = {kid: signer.sign(SIGNATURE_DOMAIN + signed) for kid, signer in sorted(others.items())}
+    envelope = msgpack.packb(outer)
     if len(envelope) > DEFAULT_LIMITS.max_manifest_bytes:
         raise LimitError(
             f"the manifest would be {len(envelope)} bytes; devices refuse more than "
@@ -156,18 +166,39 @@ def sign_manifest(manifest: Manifest, key: SigningKey) -> bytes:
 
 
 def read_manifest(
-    envelope: bytes, trusted_keys: Mapping[str, VerifyKey], limits: Limits = DEFAULT_LIMITS
+    envelope: bytes, trusted_keys: ReleaseKeys | Mapping[str, VerifyKey], limits: Limits = DEFAULT_LIMITS
 ) -> Manifest:
-    """Parse and verify an envelope; raises FormatError, LimitError or a SignatureError."""
-    signed, signature, fields = _parse_envelope(envelope, limits)
-    key = trusted_keys.get(fields["key_id"])
+    """Parse and verify an envelope: the named key's signature, then the fields, then that the key may sign
+    for the model and that enough trusted keys signed; raises FormatError, LimitError or a SignatureError."""
+    trust = ReleaseKeys.of(trusted_keys)
+    signed, signature, cosignatures, fields = _parse_envelope(envelope, limits)
+    key = trust.keys.get(fields["key_id"])
     if key is None:
-        raise UnknownKeyError(
-            f"the manifest is signed by key {fields['key_id']!r}, which this device does not trust; "
-            "add its .pub to trusted_keys if the release is genuine"
-        )
+        raise _untrusted(fields["key_id"], trust)
     key.verify(signature, SIGNATURE_DOMAIN + signed)
-    return _to_manifest(fields, signed, limits)
+    manifest = _to_manifest(fields, signed, limits)
+    if not trust.may_sign(key.key_id, manifest.model):
+        raise KeyNotAllowedError(f"key {key.key_id} may not sign releases of model {manifest.model!r} under "
+                                 f"{trust.source}; sign with a key it lists for this model")
+    signers = {key.key_id} | {
+        kid for kid, cosignature in cosignatures.items()
+        if trust.may_sign(kid, manifest.model) and trust.keys[kid].signs(cosignature, SIGNATURE_DOMAIN + signed)
+    }
+    if len(signers) < trust.threshold:
+        raise ThresholdError(f"release {manifest.version} is signed by {len(signers)} trusted key(s); {trust.source} "
+                             f"asks for {trust.threshold} (publish with more --key options)")
+    return manifest
+
+
+def _untrusted(key_id: str, trust: ReleaseKeys) -> SignatureError:
+    if key_id in trust.revoked:
+        return RevokedKeyError(f"the manifest is signed by key {key_id!r}, which {trust.source} revoked; the "
+                               "device takes only releases signed by the keys the root lists")
+    if trust.source == "trusted_keys":
+        return UnknownKeyError(f"the manifest is signed by key {key_id!r}, which this device does not trust; "
+                               "add its .pub to trusted_keys if the release is genuine")
+    return UnknownKeyError(f"the manifest is signed by key {key_id!r}, which {trust.source} does not list; add it "
+                           "with `rankcast trust add-key` and publish the new root if the release is genuine")
 
 
 def signed_digest(envelope: bytes, limits: Limits = DEFAULT_LIMITS) -> bytes:
@@ -176,14 +207,15 @@ def signed_digest(envelope: bytes, limits: Limits = DEFAULT_LIMITS) -> bytes:
     if len(envelope) > limits.max_manifest_bytes:
         raise LimitError(f"manifest of {len(envelope)} bytes exceeds the limit of {limits.max_manifest_bytes}")
     outer = _unpack(envelope, limits, "manifest envelope")
-    if not isinstance(outer, dict) or set(outer) != {"signed", "signature"} or not isinstance(outer["signed"], bytes):
-        raise FormatError("a manifest envelope is a map with exactly 'signed' and 'signature'")
+    if not isinstance(outer, dict) or set(outer) - {"cosignatures"} != {"signed", "signature"} or not isinstance(
+            outer["signed"], bytes):
+        raise FormatError(_ENVELOPE)
     return hashlib.sha256(outer["signed"]).digest()
 
 
 def read_manifest_unverified(envelope: bytes, limits: Limits = DEFAULT_LIMITS) -> Manifest:
     """Parse an envelope WITHOUT checking its signature: for inspection tools, never for applying."""
-    signed, _, fields = _parse_envelope(envelope, limits)
+    signed, _, _, fields = _parse_envelope(envelope, limits)
     return _to_manifest(fields, signed, limits)
 
 
@@ -193,7 +225,7 @@ def read_pinned_manifest(envelope: bytes, entry: IndexEntry, model: str, limits:
     if hashlib.sha256(envelope).digest() != entry.manifest_sha256:
         raise IntegrityError(f"the retained manifest of release {entry.version} ({entry.kind}) is not the one "
                              "the latest manifest's index pins; publish the releases again")
-    signed, _, fields = _parse_envelope(envelope, limits)
+    signed, _, _, fields = _parse_envelope(envelope, limits)
     manifest = _to_manifest(fields, signed, limits)
     described = (manifest.model, manifest.version, manifest.payload_kind, manifest.base_sha256,
                  manifest.target_sha256, manifest.payload_length)
@@ -202,19 +234,26 @@ def read_pinned_manifest(envelope: bytes, entry: IndexEntry, model: str, limits:
     return manifest
 
 
-def _parse_envelope(envelope: bytes, limits: Limits) -> tuple[bytes, bytes, dict]:
+def _parse_envelope(envelope: bytes, limits: Limits) -> tuple[bytes, bytes, dict[str, bytes], dict]:
     if len(envelope) > limits.max_manifest_bytes:
         raise LimitError(f"manifest of {len(envelope)} bytes exceeds the limit of {limits.max_manifest_bytes}")
     outer = _unpack(envelope, limits, "manifest envelope")
-    if not isinstance(outer, dict) or set(outer) != {"signed", "signature"}:
-        raise FormatError("a manifest envelope is a map with exactly 'signed' and 'signature'")
-    signed, signature = outer["signed"], outer["signature"]
+    if not isinstance(outer, dict) or set(outer) - {"cosignatures"} != {"signed", "signature"}:
+        raise FormatError(_ENVELOPE)
+    signed, signature, cosignatures = outer["signed"], outer["signature"], outer.get("cosignatures", {})
     if not isinstance(signed, bytes) or not isinstance(signature, bytes) or len(signature) != 64:
         raise FormatError("'signed' must be bytes and 'signature' 64 bytes")
+    if "cosignatures" in outer and not (
+            isinstance(cosignatures, dict) and 0 < len(cosignatures) <= MAX_COSIGNATURES
+            and all(isinstance(k, str) and isinstance(v, bytes) and len(v) == 64 for k, v in cosignatures.items())):
+        raise FormatError(f"'cosignatures' maps 1..{MAX_COSIGNATURES} key ids to 64-byte signatures")
     fields = _unpack(signed, limits, "signed manifest")
     if not isinstance(fields, dict) or not isinstance(fields.get("key_id"), str):
         raise FormatError("the signed manifest must be a map naming its key_id")
-    return signed, signature, fields
+    return signed, signature, cosignatures, fields
+
+
+_ENVELOPE = "a manifest envelope is a map of 'signed' and 'signature', and optionally 'cosignatures'"
 
 
 def _to_manifest(values: dict, signed: bytes, limits: Limits) -> Manifest:
@@ -223,45 +262,6 @@ def _to_manifest(values: dict, signed: bytes, limits: Limits) -> Manifest:
     if manifest.canonical_bytes() != signed:
         raise FormatError("the signed manifest is not canonically encoded")
     return manifest
-
-
-def check_applicable(
-    manifest: Manifest, *, model: str, current_version: int | None, current_sha256: bytes | None, now: float,
-    fleet: str | None = None,
-) -> None:
-    """Policy for a verified manifest on one device: right model and fleet, newer, right base, not expired."""
-    check_fresh(manifest, model=model, current_version=current_version, now=now, fleet=fleet)
-    if manifest.payload_kind == "delta" and manifest.base_sha256 != current_sha256:
-        raise BaseMismatchError(
-            f"release {manifest.version} applies to base version {manifest.base_version}, but this "
-            "device's model file differs; publish a full release or an update for its version"
-        )
-
-
-def check_fresh(
-    manifest: Manifest, *, model: str, current_version: int | None, now: float, fleet: str | None = None
-) -> None:
-    """The policy apart from the base (a device may reach the release through its index): right model,
-    right fleet (a device configured with none takes any), newer than the running version, not expired."""
-    if manifest.model != model:
-        raise WrongModelError(f"the manifest is for model {manifest.model!r}, not {model!r}")
-    check_fleet(manifest, fleet)
-    if current_version is not None and manifest.version <= current_version:
-        raise RollbackError(
-            f"release {manifest.version} is not newer than the running version {current_version} "
-            "(replayed or rolled-back release); publish a higher version"
-        )
-    if now >= manifest.expires:
-        raise ExpiredError(f"release {manifest.version} expired at {iso_time(manifest.expires)} (the device's clock "
-                           f"says {iso_time(now)})")
-
-
-def check_fleet(manifest: Manifest, fleet: str | None) -> None:
-    """Raise WrongFleetError unless ``manifest`` is for ``fleet`` (a device configured with none takes any)."""
-    if fleet is not None and manifest.fleet != fleet:
-        named = "names no fleet" if manifest.fleet is None else f"is for fleet {manifest.fleet!r}"
-        raise WrongFleetError(f"release {manifest.version} {named}; this device is in fleet {fleet!r} (a release "
-                              "signed for another broker, or published without --fleet)")
 
 
 def iso_time(ts: float) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from codec.canary import Canary
@@ -45,9 +46,11 @@ def make_release(
     canary: Canary | None = None,
     index: tuple[IndexEntry, ...] | None = None,
     fleet: str | None = None,
+    cosigners: Sequence[SigningKey] = (),
 ) -> Release:
     """Cut ``payload`` into chunks and sign a manifest for it (validated before signing); ``index`` lists
-    the older releases devices may catch up through (codec.release_index), ``fleet`` the devices it is for."""
+    the older releases devices may catch up through (codec.release_index), ``fleet`` the devices it is for,
+    ``cosigners`` the release keys that sign besides ``key`` (codec.manifest.sign_manifest)."""
     chunks = split_payload(payload, chunk_size)
     created = int(time.time()) if created is None else created
     manifest = Manifest(
@@ -59,4 +62,4 @@ def make_release(
         rollout_salt=secrets.token_hex(8) if rollout_salt is None else rollout_salt,
         key_id=key.verify_key.key_id, canary=canary, index=index, fleet=fleet,
     )
-    return Release(manifest, sign_manifest(manifest, key), chunks)
+    return Release(manifest, sign_manifest(manifest, key, cosigners), chunks)

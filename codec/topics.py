@@ -61,6 +61,24 @@ def status_filter(prefix: str = DEFAULT_PREFIX) -> str:
     return f"{_validate_prefix(prefix)}/devices/+/status"
 
 
+def root_topic(version: int, prefix: str = DEFAULT_PREFIX) -> str:
+    """Retained, QoS 1: version ``version`` of the trust root (codec.root); every version stays retained,
+    so a device offline across several rotations walks them all."""
+    return f"{_validate_prefix(prefix)}/trust/root/{int(version)}"
+
+
+def root_filter(prefix: str = DEFAULT_PREFIX) -> str:
+    """Subscription filter matching every retained trust root."""
+    return f"{_validate_prefix(prefix)}/trust/root/+"
+
+
+def parse_root_topic(topic: str, prefix: str = DEFAULT_PREFIX) -> int | None:
+    """The root version a topic carries, or None for a topic that is not a trust root's."""
+    head = f"{_validate_prefix(prefix)}/trust/root/"
+    level = topic[len(head):] if topic.startswith(head) else ""
+    return int(level) if _canonical_number(level) and int(level) > 0 else None
+
+
 @dataclass(frozen=True)
 class ModelTopic:
     """What a topic under ``{prefix}/models/`` names: the model's manifest, a release's own manifest

@@ -2,7 +2,8 @@
 
     device_id = "pump-0042"
     model_dir = "/var/lib/rankcast/models"
-    trusted_keys = ["/etc/rankcast/signing.pub"]
+    trusted_keys = ["/etc/rankcast/signing.pub"]   # simple mode; or, instead:
+    # trust_root = "/etc/rankcast/root.1"          # a trust root that can rotate keys (rankcast trust init)
     models = ["digits"]
     fleet = "production"             # optional: refuse releases signed for another fleet (publish --fleet)
 
@@ -90,6 +91,8 @@ class DeviceConfig:
     #: The fleet whose releases the device takes (a manifest naming another, or none, is refused:
     #: wrong-fleet); None takes releases of any fleet.
     fleet: str | None = None
+    #: The trust root the device was provisioned with (device_client.trust); trusted_keys is empty then.
+    trust_root: Path | None = None
 
 
 def load_config(path: Path) -> DeviceConfig:
@@ -103,15 +106,13 @@ def load_config(path: Path) -> DeviceConfig:
 
 def parse_config(data: dict, base: Path) -> DeviceConfig:
     """Validate the TOML document ``data``; relative paths are taken relative to ``base``."""
-    _check_keys(data, {"device_id", "model_dir", "trusted_keys", "models", "fleet", "broker", "client"},
+    _check_keys(data, {"device_id", "model_dir", "trusted_keys", "trust_root", "models", "fleet", "broker", "client"},
                 "device.toml")
     device_id = _id(_get(data, "device_id", str), "device_id")
     models = tuple(_id(_str(m, "models"), "models") for m in _get(data, "models", list))
-    keys = tuple(_file(base, _str(k, "trusted_keys"), "trusted_keys") for k in _get(data, "trusted_keys", list))
     if not models or len(set(models)) != len(models):
         raise ConfigError("models must list at least one model id, each once")
-    if not keys:
-        raise ConfigError("trusted_keys must list at least one public key (.pub)")
+    keys, root = _trust(data, base)
     return DeviceConfig(
         device_id=device_id,
         model_dir=base / _get(data, "model_dir", str),
@@ -120,7 +121,21 @@ def parse_config(data: dict, base: Path) -> DeviceConfig:
         broker=_broker(_get(data, "broker", dict), base, device_id),
         client=_client(data.get("client", {})),
         fleet=_id(_get(data, "fleet", str), "fleet") if "fleet" in data else None,
+        trust_root=root,
     )
+
+
+def _trust(data: dict, base: Path) -> tuple[tuple[Path, ...], Path | None]:
+    """trusted_keys (simple mode) or trust_root: exactly one of them."""
+    if ("trusted_keys" in data) == ("trust_root" in data):
+        raise ConfigError("give trusted_keys (a list of .pub files) or trust_root (the root file from `rankcast "
+                          "trust init`), exactly one of them")
+    if "trust_root" in data:
+        return (), _file(base, _get(data, "trust_root", str), "trust_root")
+    keys = tuple(_file(base, _str(k, "trusted_keys"), "trusted_keys") for k in _get(data, "trusted_keys", list))
+    if not keys:
+        raise ConfigError("trusted_keys must list at least one public key (.pub)")
+    return keys, None
 
 
 def _broker(table: dict, base: Path, device_id: str) -> BrokerSettings:

@@ -12,15 +12,18 @@ import logging
 import time
 from collections.abc import Callable
 
+from codec.errors import UpdateError
 from codec.keys import load_verify_key
 from codec.limits import DEFAULT_LIMITS, Limits
-from codec.topics import manifest_topic, parse_model_topic
+from codec.topics import manifest_topic, parse_model_topic, parse_root_topic, root_filter
 from device_client.config import DeviceConfig
-from device_client.errors import RolledBackError
+from device_client.errors import ConfigError, RolledBackError
 from device_client.predictor import Predictor
 from device_client.spool import Spool
 from device_client.status import DeviceStatus
 from device_client.store import FileModelStore, Installed, ModelStore
+from device_client.timefloor import TimeFloor
+from device_client.trust import DeviceTrust
 from device_client.updater import ModelUpdater, State
 
 log = logging.getLogger("rankcast.device")
@@ -55,13 +58,13 @@ class Device:
     ) -> None:
         self.config, self.clock = config, clock
         self.store = store if store is not None else FileModelStore(config.model_dir)
-        keys = {key.key_id: key for key in map(load_verify_key, config.trusted_keys)}
+        self.trust = _trust(config, clock)
         self._predictors: dict[str, Predictor] = {}
         self.updaters = {
             model: ModelUpdater(
                 model=model, device_id=config.device_id, store=self.store,
-                spool=Spool(config.model_dir / ".spool" / model), trusted_keys=keys, limits=limits,
-                clock=clock, prefix=config.broker.prefix, window=config.client.chunk_window,
+                spool=Spool(config.model_dir / ".spool" / model), trust=self.trust, limits=limits,
+                prefix=config.broker.prefix, window=config.client.chunk_window,
                 max_steps=config.client.max_chain, stall_after=config.client.stall_after, fleet=config.fleet,
                 manifest_wait=config.client.manifest_wait,
                 on_commit=lambda installed, model=model: self._committed(model, installed),
@@ -74,10 +77,17 @@ class Device:
         return self.config.device_id
 
     def wanted_topics(self) -> set[str]:
-        return set().union(*(updater.wanted_topics() for updater in self.updaters.values()))
+        """Every followed model's topics, and the trust roots' in root mode."""
+        roots = {root_filter(self.config.broker.prefix)} if self.trust.uses_root else set()
+        return roots.union(*(updater.wanted_topics() for updater in self.updaters.values()))
 
     def handle(self, topic: str, payload: bytes) -> None:
-        """Route one message to its model's updater; never raises (a failure becomes last_error)."""
+        """Route one message to its model's updater, or a trust root to the trust; never raises (a failure
+        becomes last_error)."""
+        root_version = parse_root_topic(topic, self.config.broker.prefix)
+        if root_version is not None:
+            self._on_root(root_version, payload)
+            return
         named = parse_model_topic(topic, self.config.broker.prefix)
         updater = self.updaters.get(named.model) if named else None
         if updater is None:
@@ -107,7 +117,20 @@ class Device:
         manifests that did not arrive in time after subscribing are reported meanwhile."""
         for updater in self.updaters.values():
             updater.notice_missing()
+            updater.reconsider()
         return set().union(*(updater.resubscribe_due() for updater in self.updaters.values()))
+
+    def _on_root(self, version: int, payload: bytes) -> None:
+        if not payload:
+            return  # a retained root deleted: the device keeps the root it walked to
+        try:
+            moved = self.trust.on_root(version, payload)
+        except Exception:  # noqa: BLE001 - a bad message must never stop the client
+            log.exception("unexpected failure handling trust root v%d", version)
+            return
+        if moved:
+            for updater in self.updaters.values():
+                updater.reconsider(trust_changed=True)
 
     def has_work(self) -> bool:
         return any(updater.ready_to_apply for updater in self.updaters.values())
@@ -146,5 +169,20 @@ class Device:
         progress = next((p for p in (u.progress() for u in updaters) if p is not None), None)
         failed = [u for u in updaters if u.last_error is not None]
         latest = max(failed, key=lambda u: u.error_time).last_error if failed else None
-        return DeviceStatus(self.device_id, state, self.running_models(), progress if online else None, latest,
-                            sent=self.clock(), heartbeat=self.config.client.heartbeat)
+        running = self.running_models()
+        return DeviceStatus(self.device_id, state, running, progress if online else None, latest,
+                            sent=self.clock(), heartbeat=self.config.client.heartbeat,
+                            trust=self.trust.status(running))
+
+
+def _trust(config: DeviceConfig, clock: Callable[[], float]) -> DeviceTrust:
+    """Simple mode (trusted_keys) or the provisioned root, with the time floor kept beside the models."""
+    directory = config.model_dir / ".trust"
+    floor = TimeFloor(directory / "time-floor.json", clock)
+    if config.trust_root is not None:
+        try:
+            return DeviceTrust(directory, floor, provisioned=config.trust_root.read_bytes())
+        except UpdateError as exc:
+            raise ConfigError(f"trust_root {config.trust_root}: {exc} [{exc.code}]") from None
+    keys = {key.key_id: key for key in map(load_verify_key, config.trusted_keys)}
+    return DeviceTrust(directory, floor, keys=keys)

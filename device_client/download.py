@@ -16,6 +16,7 @@ from codec.release_index import IndexEntry
 from codec.topics import chunk_topic, release_manifest_topic
 from device_client.catchup import Step
 from device_client.spool import ReleaseSpool, Spool
+from device_client.status import Progress
 
 
 class Download:
@@ -87,6 +88,12 @@ class Download:
         """Chunks still to come, and the manifests of steps not known yet (their chunks are not counted)."""
         done, total, _ = self.done()
         return total - done + len(self.steps) - len(self.manifests)
+
+    def progress(self, model: str, last_progress: float) -> Progress:
+        """The status's progress of this download; ``last_progress`` the Unix time something last arrived."""
+        done, total, bytes_done = self.done()
+        return Progress(model, self.latest.version, done, total, bytes_done, self.payload_bytes, self.missing(),
+                        round(last_progress, 1))
 
     def done(self) -> tuple[int, int, int]:
         """Chunks held, chunks in all (as far as the manifests are known), payload bytes held."""

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from codec.errors import BaseMismatchError, WrongModelError
-from codec.manifest import Manifest, check_fleet, check_fresh
+from codec.manifest import Manifest
+from codec.release_policy import check_fleet, check_fresh
 from device_client.catchup import Step, describe_miss, plan_path
 from device_client.errors import RolledBackError
 from device_client.store import Installed

@@ -5,14 +5,17 @@
      "progress": {"model", "release", "chunks_done", "chunks_total", "bytes_done", "bytes_total",
                   "missing", "last_progress"} | null,
      "last_error": {"code": str, "message": str, "release": int, "model": str} | null,
-     "sent": float, "heartbeat": float}
+     "sent": float, "heartbeat": float,
+     "trust": {"root": int, "revoked": [model, ...], "refused_root": {"version": int, "code": str, "sha256": hex16}}}
 
 ``sent`` is the device's Unix time when it sent the status, ``heartbeat`` the most seconds it lets pass
 between two statuses while online, so a reader can tell a silent device from a quiet one. In
 ``progress``, ``missing`` counts the chunks (and catch-up manifests) still to come and ``last_progress``
 is the Unix time the last of them arrived; ``stalled`` means nothing arrived for the stall deadline;
 ``rolled-back`` that an operator rolled the model back and the device holds the undone release back
-(``last_error`` names it) until a newer one is published.
+(``last_error`` names it) until a newer one is published. ``trust`` is there only for a device with a
+trust root: the root version it holds, the models still running a release whose key was since revoked,
+and the last root it refused (``revoked`` and ``refused_root`` only when there are any).
 """
 
 from __future__ import annotations
@@ -78,6 +81,9 @@ class DeviceStatus:
     #: Not compared: two statuses that say the same are equal whenever they were made.
     sent: float = field(default=0.0, compare=False)
     heartbeat: float = 0.0
+    #: In root mode (device_client.trust): {"root": version, "revoked": [models running a release signed by
+    #: a revoked key]?, "refused_root": {"version", "code"}?}; None in simple mode (and left out).
+    trust: dict | None = None
 
     def __post_init__(self) -> None:
         if self.state not in STATES:
@@ -92,6 +98,7 @@ class DeviceStatus:
             "last_error": asdict(self.last_error) if self.last_error else None,
             "sent": round(self.sent, 1),
             "heartbeat": self.heartbeat,
+            **({} if self.trust is None else {"trust": self.trust}),
         }
 
     def to_json(self) -> bytes:

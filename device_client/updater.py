@@ -1,32 +1,29 @@
 """One followed model's update state machine (device_client.states); no network, no MQTT (the session
 feeds it messages).
 
-Every manifest is handled once per signed content. One that does not verify changes nothing; a verified
-one that does not apply is reported and leaves a download in progress alone; only a release whose own
-content fails is remembered (device_client.verdicts), across restarts too. One older than the newest
-followed, or a deleted or withheld one, is reported as a freeze (device_client.freeze). A device on any release the
-latest manifest's index lists reaches the latest in one swap: it picks the cheapest path
-(device_client.catchup: a chain of deltas, or the full file), fetches the steps' manifests and chunks
-(device_client.download), applies the steps in order to one staged copy, checking each step's target
-sha256, and commits once. A newer manifest arriving mid-download is planned afresh; chunks of steps on
-both paths are kept. A chunk that fails its sha256 is dropped and fetched again (device_client.stall).
-Verification is the codec's: signature, then policy (version, expiry), then each chunk, the payload,
-the decoded records and each target sha256; then, when the manifest carries a canary, the staged file
-must pass it (device_client.predictor) before the swap, so a model that fails it never runs.
+Every manifest is handled once per signed content. One that does not verify (device_client.trust: with
+which keys) changes nothing; a verified one that does not apply is reported and leaves a download in
+progress alone; only a release whose own content fails is remembered (device_client.verdicts); one
+refused for trust or time is handled again when those change (device_client.held). A replayed, deleted
+or withheld manifest is reported as a freeze (device_client.freeze). A device on any release the index
+lists reaches the latest in one swap by the cheapest path (device_client.catchup: deltas, or the full
+file): it fetches the steps' manifests and chunks (device_client.download), applies the steps to one
+staged copy, checking each target sha256, and commits once; a newer manifest mid-download is planned
+afresh, keeping the chunks both paths share. A chunk that fails its sha256 is fetched again
+(device_client.stall). Verification is the codec's: signature, policy, chunks, payload, records,
+targets; then the canary on the staged file (device_client.predictor) before the swap.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 from codec.canary import Canary
 from codec.errors import ChunkError, IntegrityError, UpdateError
-from codec.keys import VerifyKey
 from codec.limits import Limits
 from codec.manifest import Manifest, read_manifest, signed_digest
 from codec.topics import chunk_topic, manifest_topic
@@ -34,13 +31,17 @@ from device_client.catchup import DEFAULT_MAX_STEPS
 from device_client.download import Download
 from device_client.errors import DeviceError, ManifestMissingError, ReplayedError
 from device_client.freeze import FreezeWatch
+from device_client.held import HeldManifest
 from device_client.policy import DevicePolicy
+from device_client.predictor import check_canary
+from device_client.reports import ErrorReport
 from device_client.spool import Spool
 from device_client.staging import build_staged, check_room
 from device_client.stall import Refetch, StallWatch
 from device_client.states import NEXT, State
-from device_client.status import LastError, Progress, sanitised
+from device_client.status import LastError, Progress
 from device_client.store import Installed, ModelStore
+from device_client.trust import DeviceTrust
 from device_client.verdicts import is_content_failure, replaces
 
 log = logging.getLogger("rankcast.device")
@@ -60,9 +61,8 @@ class ModelUpdater:
         device_id: str,
         store: ModelStore,
         spool: Spool,
-        trusted_keys: Mapping[str, VerifyKey],
+        trust: DeviceTrust,
         limits: Limits,
-        clock: Callable[[], float],
         prefix: str,
         window: int,
         canary_check: Callable[[Path, Canary], None] | None = None,
@@ -76,23 +76,26 @@ class ModelUpdater:
         device_client.predictor.check_canary); ``on_commit`` hears of every committed model; ``max_steps``
         bounds the deltas applied in a row; ``stall_after`` is the least stall deadline in seconds;
         ``fleet`` the fleet whose releases this device takes (None: any); ``manifest_wait`` the seconds
-        after subscribing before a manifest that did not arrive is reported."""
+        after subscribing before a manifest that did not arrive is reported. ``trust`` gives the release keys
+        and the device's time (its clock, never below the floor of signed creation times)."""
         self.model, self.device_id = model, device_id
         self.store, self.spool = store, spool
-        self.trusted_keys, self.limits, self.clock = trusted_keys, limits, clock
+        self.trust, self.limits, self.clock = trust, limits, trust.time.now
         self.prefix, self.window = prefix, window
-        self.policy = DevicePolicy(model, device_id, fleet, max_steps, clock)
-        self.canary_check, self.on_commit = canary_check or _check_canary, on_commit
+        self.policy = DevicePolicy(model, device_id, fleet, max_steps, self.clock)
+        self.canary_check, self.on_commit = canary_check or check_canary, on_commit
         self.state = State.IDLE
         self.download: Download | None = None
-        self.last_error: LastError | None = None
-        #: time.monotonic() when last_error was set, so a device reports its most recent error.
-        self.error_time = 0.0
+        self.errors = ErrorReport(model)
         #: How often each chunk, by (version, kind, index), arrived from the network for the download in
         #: progress or the last one (a newer plan of it included), and their bytes.
         self.fetched: Counter[tuple[int, str, int]] = Counter()
         self.fetched_bytes = 0
         self._manifest_digest: bytes | None = None
+        #: The latest manifest refused for trust or time, handled again when that may have changed.
+        self.held = HeldManifest()
+        #: The latest manifest envelope of the download in progress (checked again when the root changes).
+        self._download_envelope = b""
         #: The identity of the latest manifest of the download in progress (what a refusal of it is kept under).
         self._download_digest: bytes | None = None
         #: Latest manifests seen in this process (sha256 -> envelope): a newer index pins them, so a burst of
@@ -121,10 +124,13 @@ class ModelUpdater:
         handled once per signed content (its identity, however its envelope is encoded)."""
         try:
             identity = signed_digest(envelope, self.limits)
-            manifest = read_manifest(envelope, self.trusted_keys, self.limits)
+            manifest = read_manifest(envelope, self.trust.release_keys(), self.limits)
         except UpdateError as exc:
-            self._report_unverified(exc)
+            self.errors.unverified(exc, manifest_topic(self.model, self.prefix))
+            self._hold(envelope, exc, None)
             return
+        self.held.clear()
+        self.trust.time.witness(manifest.created)
         if self.policy.addressed(manifest):  # a manifest for this device came: not missing
             self.freeze.arrived()
         if identity == self._manifest_digest:
@@ -136,22 +142,22 @@ class ModelUpdater:
             except ReplayedError as exc:
                 self._report_freeze(exc, manifest.version)
                 return
-            if self.last_error is not None and self.last_error.code in _FREEZE_CODES:
-                self.last_error = None
+            self.errors.clear(_FREEZE_CODES)
         refused = self.spool.refusal(identity)
         if refused is not None:
-            self._set_error(refused)
+            self.errors.set(refused)
             self._enter(State.ERROR)
             return
         current = self.download
         try:
-            accepted = self._accept(manifest)
-            download = None if accepted is None else Download(*accepted, self._seen, self.limits)
+            steps = self.policy.plan(manifest, self.installed, self.store.rolled_back(self.model))
+            download = None if steps is None else Download(manifest, steps, self._seen, self.limits)
         except (UpdateError, DeviceError) as exc:
             if current is not None:  # a release that does not apply leaves the download in progress alone
-                self._report(exc, manifest.version)
+                self.errors.report(exc, manifest.version)
             else:
                 self._refuse(exc, manifest.version, remember=is_content_failure(exc))
+            self._hold(envelope, exc, manifest)
             return
         if len(self._seen) >= SEEN_MANIFESTS:
             self._seen.pop(next(iter(self._seen)))
@@ -166,11 +172,11 @@ class ModelUpdater:
             return
         if self.download is None:  # a new download, not a newer plan of the one in progress
             self.fetched, self.fetched_bytes = Counter(), 0
-        self.download, self._download_digest = download, identity
+        self.download, self._download_digest, self._download_envelope = download, identity, envelope
         self.watch.restart()
         self._progress_wall = self.clock()
-        log.info("%s: release %d accepted: %s", self.model, accepted[0].version,
-                 " then ".join(f"{s.version} ({s.kind}, {s.payload_length} B)" for s in accepted[1]))
+        log.info("%s: release %d accepted: %s", self.model, manifest.version,
+                 " then ".join(f"{s.version} ({s.kind}, {s.payload_length} B)" for s in steps))
         self._enter(State.DOWNLOADING)
         self._open_when_known()
 
@@ -216,7 +222,7 @@ class ModelUpdater:
         try:
             new = release.put(index, data)
         except ChunkError as exc:  # a bad message, not a bad release: dropped, and fetched again with backoff
-            self._report(exc, self.download.latest.version)
+            self.errors.report(exc, self.download.latest.version)
             self._refetch.schedule(chunk_topic(self.model, version, kind, index, self.prefix), self.watch.monotonic())
             return
         if new:
@@ -246,6 +252,27 @@ class ModelUpdater:
         """Downloading, without progress for a while (device_client.stall)."""
         return self.download is not None and self.state is State.DOWNLOADING and self.watch.stalled
 
+    def reconsider(self, trust_changed: bool = False) -> None:
+        """Handle the manifest refused for trust or time again (device_client.held) when the root changed or
+        the device's time is back below the expiry that refused it. A root change also checks the download
+        in progress again, so a release whose key was just revoked is not applied."""
+        if trust_changed and self.download is not None:
+            try:
+                read_manifest(self._download_envelope, self.trust.release_keys(), self.limits)
+            except UpdateError as exc:
+                envelope = self._download_envelope
+                self._refuse(exc, self.download.latest.version, remember=False)
+                self._hold(envelope, exc, None)
+                return
+        envelope = self.held.due(trust_changed, self.clock())
+        if envelope is not None:
+            log.info("%s: reconsidering the manifest refused for %s", self.model, "trust" if trust_changed else "time")
+            self._manifest_digest = None
+            self.on_manifest(envelope)
+
+    def _hold(self, envelope: bytes, exc: BaseException, manifest: Manifest | None) -> None:
+        self.held.hold(envelope, exc, manifest, self.clock(), self.trust.root.expires if self.trust.root else None)
+
     def _progressed(self) -> None:
         self.watch.progressed()
         self._progress_wall = self.clock()
@@ -271,6 +298,15 @@ class ModelUpdater:
         """The identity (codec.manifest.signed_digest) of the last verified latest manifest this updater
         handled (None before the first)."""
         return self._manifest_digest
+
+    @property
+    def last_error(self) -> LastError | None:
+        """What the status reports for this model (device_client.reports)."""
+        return self.errors.last
+
+    @property
+    def error_time(self) -> float:
+        return self.errors.at
 
     @property
     def installed(self) -> Installed | None:
@@ -299,12 +335,15 @@ class ModelUpdater:
             # only what the signed content itself gets wrong is remembered: not the device's disk or float
             # environment, not a policy that another moment or an operator may change
             self._refuse(exc, manifest.version, remember=is_content_failure(exc))
+            self._hold(self._download_envelope, exc, manifest)
             return
+        if self.trust.uses_root:
+            self.trust.note_install(self.model, sha256, manifest.key_id)
         log.info("%s: release %d committed in %d step(s) (sha256 %s)", self.model, manifest.version,
                  len(download.steps), sha256.hex()[:16])
         self._enter(State.COMMITTED)
         self._notify(committed)
-        self.last_error = None
+        self.errors.clear()
         self._drop_download()
         self._enter(State.IDLE)
 
@@ -317,65 +356,38 @@ class ModelUpdater:
             log.exception("%s: a commit listener failed", self.model)
 
     def progress(self) -> Progress | None:
-        if self.download is None or self.state not in (State.DOWNLOADING, State.APPLYING, State.VERIFYING):
-            return None
-        done, total, bytes_done = self.download.done()
-        return Progress(self.model, self.download.latest.version, done, total, bytes_done, self.download.payload_bytes,
-                        self.download.missing(), round(self._progress_wall, 1))
+        busy = self.download is not None and self.state in (State.DOWNLOADING, State.APPLYING, State.VERIFYING)
+        return self.download.progress(self.model, self._progress_wall) if busy else None
 
     def fail(self, exc: BaseException) -> None:
         """Record an unexpected failure (a bug, or an error outside the codec) without dying."""
         version = self.download.latest.version if self.download else 0
         self._refuse(exc, version, remember=False)
 
-    def _accept(self, manifest: Manifest) -> tuple[Manifest, list] | None:
-        """The verified manifest and the path to it if this device should install it; None if there is
-        nothing to do."""
-        steps = self.policy.plan(manifest, self.installed, self.store.rolled_back(self.model))
-        return None if steps is None else (manifest, steps)
-
     def _refuse(self, exc: BaseException, release: int, remember: bool = True) -> None:
         """Enter error for ``exc``. A refusal of the release is remembered and its chunks dropped; a fault
         of the device (``remember=False``: its disk, its float environment, a bug) keeps the spool, so a
         restart resumes the download instead of fetching it again."""
-        self._set_error(LastError.from_exception(exc, self.model, release))
-        log.warning("%s: release %d refused [%s]: %s", self.model, release, self.last_error.code, exc)
+        error = self.errors.of(exc, release)
+        log.warning("%s: release %d refused [%s]: %s", self.model, release, error.code, exc)
         digest = self._download_digest if self.download is not None else self._manifest_digest
         if remember and digest is not None:
-            self.spool.refuse(digest, self.last_error)
+            self.spool.refuse(digest, error)
         if remember:
             self._drop_download()
         else:
             self.download = None
         self._enter(State.ERROR)
 
-    def _report(self, exc: BaseException, release: int) -> None:
-        """Report ``exc`` in the status without changing the state or the download."""
-        self._set_error(LastError.from_exception(exc, self.model, release))
-        log.warning("%s: release %d: %s [%s]", self.model, release, sanitised(str(exc)), self.last_error.code)
-
     def _report_freeze(self, exc: DeviceError, release: int) -> None:
         """Report a freeze: the download in progress goes on; without one the device is in error (it runs
         its model, but the operator should know)."""
         if self.download is not None:
-            self._report(exc, release)
+            self.errors.report(exc, release)
             return
-        self._set_error(LastError.from_exception(exc, self.model, release))
+        self.errors.of(exc, release)
         log.warning("%s: [%s] %s", self.model, exc.code, exc)
         self._enter(State.ERROR)
-
-    def _report_unverified(self, exc: UpdateError) -> None:
-        """A manifest refused before its signature verified: its code, and nothing it claims (no version, no
-        text from the message); nothing is written to disk and nothing else changes."""
-        topic = manifest_topic(self.model, self.prefix)
-        self._set_error(LastError(exc.code, f"a manifest on {topic} was refused before its signature verified "
-                                            f"[{exc.code}]; the device carries on as it was", 0, self.model))
-        log.warning("%s: refused a manifest that did not verify [%s]: %s", self.model, exc.code,
-                    sanitised(str(exc)))
-
-    def _set_error(self, error: LastError) -> None:
-        self.last_error = error
-        self.error_time = time.monotonic()
 
     def _drop_download(self) -> None:
         self.download = None
@@ -386,8 +398,3 @@ class ModelUpdater:
             raise RuntimeError(f"{self.model}: no transition from {self.state.value} to {state.value}")
         self.state = state
 
-
-def _check_canary(path: Path, canary: Canary) -> None:
-    from device_client.predictor import check_canary  # loads the TFLite runtime only for canaries
-
-    check_canary(path, canary)

@@ -43,6 +43,12 @@ class ModelError(PublisherError):
     code = "bad-model"
 
 
+class TrustError(ConfigError):
+    """A trust directory that is missing or out of order, or a root change that names keys the root lacks."""
+
+    code = "bad-trust"
+
+
 class SigningKeyError(PublisherError):
     """The signing key file is not the Ed25519 private key releases are signed with."""
 

@@ -13,8 +13,8 @@ import sys
 
 #: Subcommand modules, in the order `rankcast --help` lists them.
 COMMANDS = (
-    "demo", "keygen", "update", "export_tflite", "import_tflite", "inspect", "broker", "publish", "release", "device",
-    "status", "simulate", "bench", "selftest",
+    "demo", "keygen", "trust", "update", "export_tflite", "import_tflite", "inspect", "broker", "publish", "release",
+    "device", "status", "simulate", "bench", "selftest",
 )
 
 DESCRIPTION = """\

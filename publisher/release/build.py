@@ -72,10 +72,12 @@ def update_release(
     canary: Canary | None = None,
     index: tuple[IndexEntry, ...] | None = None,
     fleet: str | None = None,
+    cosigners: tuple[SigningKey, ...] = (),
 ) -> Release:
     """A release of an update built by `rankcast update build` (a .rcu file); ``canary`` from
     publisher.tflite.canary.update_canary; ``index`` from publisher.release.publish.publish_with_index;
-    ``fleet`` the devices it is for (devices configured for another fleet refuse it)."""
+    ``fleet`` the devices it is for (devices configured for another fleet refuse it); ``cosigners`` sign
+    too (a trust root's release threshold above 1)."""
     if update.target_sha256 is None:
         raise ReleaseInputError(
             "the update does not say which model file it produces (no target sha256): build it against the "
@@ -90,7 +92,7 @@ def update_release(
         base_version=None if full else (version - 1 if base_version is None else base_version),
         base_sha256=None if full else update.base_sha256, chunk_size=check_chunk_size(chunk_size),
         rollout_percent=rollout_percent, rollout_salt=rollout_salt(model, version), lifetime_s=lifetime_s,
-        canary=canary, index=index, fleet=fleet,
+        canary=canary, index=index, fleet=fleet, cosigners=cosigners,
     )
 
 
@@ -106,6 +108,7 @@ def full_release(
     canary: Canary | None = None,
     index: tuple[IndexEntry, ...] | None = None,
     fleet: str | None = None,
+    cosigners: tuple[SigningKey, ...] = (),
 ) -> Release:
     """A release carrying a whole model file: first deployment, the full-model baseline, or the fallback
     of a delta release (published with ``latest=False``)."""
@@ -117,5 +120,5 @@ def full_release(
         target_sha256=hashlib.sha256(model_file).digest(), key=key, full=True,
         chunk_size=check_chunk_size(chunk_size),
         rollout_percent=rollout_percent, rollout_salt=rollout_salt(model, version), lifetime_s=lifetime_s,
-        canary=canary, index=index, fleet=fleet,
+        canary=canary, index=index, fleet=fleet, cosigners=cosigners,
     )

@@ -31,6 +31,9 @@ class DeviceRow:
     last_error: dict | None
     sent: float | None = None
     heartbeat: float | None = None
+    #: The status's "trust" (a device with a trust root): the root it holds, models running a release whose
+    #: key was revoked, the last root it refused.
+    trust: dict | None = None
 
     def stale(self, now: float) -> bool:
         """Silent for longer than its heartbeat allows, though not offline."""
@@ -41,7 +44,7 @@ class DeviceRow:
     def to_dict(self, now: float) -> dict:
         return {"device": self.device, "state": self.state, "versions": self.versions,
                 "progress": self.progress, "last_error": self.last_error, "sent": self.sent,
-                "stale": self.stale(now)}
+                "stale": self.stale(now), "trust": self.trust}
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ def parse_status(topic: str, payload: bytes) -> DeviceRow:
             versions={str(m): int(info["version"]) for m, info in models.items()},
             progress=status.get("progress"), last_error=status.get("last_error"),
             sent=_seconds(status.get("sent")), heartbeat=_seconds(status.get("heartbeat")),
+            trust=status["trust"] if isinstance(status.get("trust"), dict) else None,
         )
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         return DeviceRow(device, "invalid", {}, None, {"code": "bad-status", "message": f"unreadable status: {exc}"})
@@ -114,11 +118,29 @@ def format_report(report: FleetReport) -> str:
     for model, counts in report.versions().items():
         lines.append(f"{model}: " + ", ".join(f"version {v}: {n}" for v, n in counts.items()))
     lines.append(f"{len(report.devices)} devices: " + ", ".join(f"{s} {n}" for s, n in report.states().items()))
+    lines += _trust_lines(report.devices)
     stale = report.stale()
     if stale:
         lines.append(f"{len(stale)} stale (silent past twice their heartbeat, not offline): "
                      + ", ".join(row.device for row in stale))
     return "\n".join(lines)
+
+
+def _trust_lines(rows: list[DeviceRow]) -> list[str]:
+    """The trust roots devices hold, and who still runs a release signed by a revoked key."""
+    roots = Counter(row.trust.get("root") for row in rows if row.trust)
+    lines = [("trust roots: " + ", ".join(f"v{v}: {n}" for v, n in sorted(roots.items(), key=str)))] if roots else []
+    revoked = [f"{row.device} ({', '.join(map(str, row.trust['revoked']))})" for row in rows
+               if row.trust and isinstance(row.trust.get("revoked"), list) and row.trust["revoked"]]
+    if revoked:
+        lines.append(f"{len(revoked)} running a release signed by a revoked key (publish one signed by a listed "
+                     f"key): {', '.join(revoked)}")
+    refused = [f"{row.device} (v{row.trust['refused_root'].get('version')} "
+               f"[{row.trust['refused_root'].get('code')}])" for row in rows
+               if row.trust and isinstance(row.trust.get("refused_root"), dict)]
+    if refused:
+        lines.append(f"{len(refused)} refused a trust root: {', '.join(refused)}")
+    return lines
 
 
 def _ago(seconds: float) -> str:

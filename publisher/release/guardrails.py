@@ -3,8 +3,9 @@
 Refused, each with its own code (publisher.errors) and nothing sent: a version not above the current
 one, a different payload under the current version, a delta whose base is no file a retained release
 makes or starts from (the flashed first version is the base of the first delta), a key other than the
-one that signed the current release, another fleet than the one the current release names (its devices
-would refuse it: wrong-fleet), the current version signed again at an earlier time than its current
+one that signed the current release (unless the broker holds a trust root: then a key that root does not
+let sign the model, or too few keys for its threshold), another fleet than the one the current release
+names (its devices would refuse it: wrong-fleet), the current version signed again at an earlier time than its current
 signing (a clock behind: devices would report replayed), and a first release of a model id the broker has never seen,
 without ``new_model`` (a typo would make a topic tree nobody follows). Publishing the current release
 again with the same payload is allowed: that is how a staged rollout widens. ``force`` skips the
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from codec.manifest import Manifest, iso_time
+from codec.errors import SignatureError
+from codec.manifest import Manifest, iso_time, read_manifest
+from codec.root import Root
 from publisher.errors import (
     ClockBehindError,
     NewModelError,
@@ -28,12 +31,24 @@ from publisher.errors import (
 )
 
 
+def check_root_allows(envelope: bytes, root: Root) -> None:
+    """Raise UntrustedKeyError unless the broker's trust ``root`` lets the signing key(s) of ``envelope``
+    sign it (listed, allowed for the model, enough of them): devices holding that root would refuse it."""
+    try:
+        read_manifest(envelope, root.release_trust())
+    except SignatureError as exc:
+        raise UntrustedKeyError(f"devices following the broker's trust root v{root.version} would refuse this "
+                                f"release [{exc.code}]: {exc}") from None
+
+
 def check_release(
     candidate: Manifest, latest: Manifest | None, retained: Sequence[Manifest], *, new_model: bool = False,
-    force: bool = False,
+    force: bool = False, rotating: bool = False,
 ) -> None:
     """Raise the publisher error that refuses ``candidate`` given the broker's ``latest`` manifest and the
-    ``retained`` releases' manifests of the same model; return if it may be published."""
+    ``retained`` releases' manifests of the same model; return if it may be published. ``rotating``: the
+    broker's trust root vouched for the signing key (check_root_allows), so another key than the current
+    release's is a rotation, not a mistake."""
     model = candidate.model
     if latest is None and not retained:
         if not new_model:
@@ -44,7 +59,7 @@ def check_release(
         return
     if latest is None:  # the latest topic was cleared or holds garbage: the newest retained release stands in
         latest = max(retained, key=lambda manifest: manifest.version)
-    if candidate.key_id != latest.key_id:
+    if candidate.key_id != latest.key_id and not rotating:
         raise UntrustedKeyError(
             f"release {latest.version} of {model} was signed by key {latest.key_id}, this one by "
             f"{candidate.key_id}: devices trust the key they were given, so they would refuse it (unknown-key); "

@@ -11,8 +11,9 @@ from codec.manifest import Manifest
 from codec.release import Release
 from codec.release_index import MAX_INDEX_ENTRIES, IndexEntry
 from codec.topics import chunk_topic, manifest_topic, release_manifest_topic
-from publisher.release.guardrails import check_release
+from publisher.release.guardrails import check_release, check_root_allows
 from publisher.release.retained import read_retained
+from publisher.release.roots import newest_published_root
 from publisher.release.session import BrokerSession
 
 #: Versions back whose deltas an index lists: a device up to 8 deltas behind (device.toml's default
@@ -66,13 +67,16 @@ def publish_with_index(
     publisher pins nothing it cannot vouch for). The release is signed, and checked by
     publisher.release.guardrails.check_release (``new_model``, ``force``), before anything is sent.
     Returns the release published."""
-    view = read_retained(session, model, prefix, trusted=key)
+    root = newest_published_root(session, prefix)
+    view = read_retained(session, model, prefix, trusted=key if root is None else root.release_trust())
     if fallback is not None and fallback.manifest.release_key != (version, "full"):
         raise ValueError("the fallback must be the full release of the same version")
     older = [(r.manifest, r.envelope) for r in view.releases]
     release = make(catchup_index(older, version, fallback, depth, make(None).manifest.target_sha256))
+    if root is not None and not force:
+        check_root_allows(release.envelope, root)
     check_release(release.manifest, view.latest, [r.manifest for r in view.releases], new_model=new_model,
-                  force=force)
+                  force=force, rotating=root is not None)
     sent = 0
     if fallback is not None:
         messages = release_messages(fallback, prefix, latest=False)

@@ -8,7 +8,7 @@ import hashlib
 from dataclasses import dataclass
 
 from codec.errors import UpdateError
-from codec.keys import VerifyKey
+from codec.keys import ReleaseKeys, VerifyKey
 from codec.manifest import Manifest, read_manifest, read_manifest_unverified, validate_id
 from codec.topics import (
     chunk_topic,
@@ -44,12 +44,13 @@ class RetainedView:
     ignored: int = 0
 
 
-def read_retained(session: BrokerSession, model: str, prefix: str, trusted: VerifyKey | None = None) -> RetainedView:
+def read_retained(session: BrokerSession, model: str, prefix: str,
+                  trusted: VerifyKey | ReleaseKeys | None = None) -> RetainedView:
     """The model's latest manifest and retained releases, oldest first (read from their own manifests).
 
-    With ``trusted``, a release counts only if its manifest verifies with that key: what a publisher pins
-    in an index it must have signed itself. The latest manifest is read for its fields only (version,
-    key, payload), which the guardrails compare with.
+    With ``trusted``, a release counts only if its manifest verifies with that key (or, given the keys of
+    the broker's trust root, with those): what a publisher pins in an index it must vouch for. The latest
+    manifest is read for its fields only (version, key, payload), which the guardrails compare with.
     """
     found = session.retained([manifest_topic(model, prefix), release_manifests_filter(model, prefix)])
     latest_envelope = found.pop(manifest_topic(model, prefix), b"")
@@ -143,12 +144,12 @@ def delete_release(
     return found
 
 
-def _manifest(envelope: bytes, model: str, trusted: VerifyKey | None = None) -> Manifest | None:
+def _manifest(envelope: bytes, model: str, trusted: VerifyKey | ReleaseKeys | None = None) -> Manifest | None:
     """A retained manifest of ``model``: verified with ``trusted`` if given, else only parsed (for listing;
     trust is the devices' business); None if it is unreadable, another model's or not ``trusted``'s."""
     try:
         manifest = read_manifest_unverified(envelope) if trusted is None else \
-            read_manifest(envelope, {trusted.key_id: trusted})
+            read_manifest(envelope, trusted if isinstance(trusted, ReleaseKeys) else {trusted.key_id: trusted})
     except UpdateError:
         return None
     return manifest if manifest.model == model else None

@@ -24,5 +24,5 @@ def run(args: argparse.Namespace) -> int:
     private_path, public_path = write_keypair(args.dir, key)
     print(f"key id      {key.verify_key.key_id}")
     print(f"private key {private_path}  (keep secret; the publisher signs with it)")
-    print(f"public key  {public_path}  (list it in each device's trusted_keys)")
+    print(f"public key  {public_path}  (give it to devices: trusted_keys, or a trust root's --release-key)")
     return 0

@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--version", type=int, metavar="N", help="release version, above the current one")
     parser.add_argument("--base-version", type=int, metavar="N", help="version the update applies to (N-1)")
     parser.add_argument("--key", required=True, type=Path, metavar="signing.key", help="release signing key")
+    parser.add_argument("--cosign-key", action="append", default=[], type=Path, metavar="signing.key",
+                        help="another release key that signs too (repeat), for a trust root whose release "
+                        "threshold is above 1 (docs/security.md)")
     parser.add_argument("--chunk-size", type=int, default=32 * 1024, metavar="BYTES", help="default 32768")
     parser.add_argument("--rollout", type=float, default=100.0, metavar="PCT", help="percent of devices (100)")
     parser.add_argument("--expires", default="30d", metavar="DURATION", help="lifetime: 12h, 30d, 2w (30d)")
@@ -79,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     stored = _stored(args)
     options = dict(
         model=args.model, version=args.version, key=load_release_key(args.key),
+        cosigners=tuple(load_release_key(path) for path in args.cosign_key),
         chunk_size=check_chunk_size(args.chunk_size),
         rollout_percent=args.rollout, lifetime_s=parse_duration(args.expires), fleet=_fleet(args.fleet),
     )

@@ -12,10 +12,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the reliability and security suite and print what held",
         description="Run every self-test case against a real Mosquitto (started on free loopback ports with "
         "the project's configuration) and real device clients: power loss, broker restart and a full disk "
-        "during an update; hostile input from a publisher credential without the signing key; the broker's "
-        "ACL matrix; 1,000 devices taking three releases back to back. Prints a table (case, group, runs, "
-        "held, result, detail) and writes DIR/selftest.json and DIR/selftest.log. Exit status 0 only if "
-        "every case held. docs/reliability.md lists the cases.",
+        "during an update; hostile input from a publisher credential without the signing key; attacks on the "
+        "trust root; the broker's ACL matrix; 1,000 devices taking three releases back to back. Prints a table "
+        "(case, group, runs, held, result, detail) and writes DIR/selftest.json and DIR/selftest.log. Exit "
+        "status 0 only if every case held. docs/reliability.md lists the cases.",
     )
     parser.add_argument("--quick", action="store_true",
                         help="the shorter version CI runs: fewer repetitions and 100 devices, same checks")

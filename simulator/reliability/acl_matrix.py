@@ -24,21 +24,21 @@ from simulator.testbed.probe import MqttProbe
 WAIT_S = 10.0
 MODEL = "acl-model"
 IDENTITIES = ("publisher", "device-a", "device-b", "anonymous", "wrong-password")
-TOPIC_CLASSES = ("manifest", "chunks", "own-status", "other-status")
+TOPIC_CLASSES = ("manifest", "chunks", "trust-root", "own-status", "other-status")
 ACCESS = ("read", "write")
 
 #: The designed matrix (DESIGN §5): identity -> topic class -> (may read, may write).
-#: Devices read models/# and write only devices/<own id>/# (they cannot even read their own status);
-#: only the publisher writes models/# and it reads every status; "own status" of the publisher is
+#: Devices read models/# and trust/# and write only devices/<own id>/# (they cannot even read their own
+#: status); only the publisher writes models/# and trust/# and it reads every status; "own status" of the publisher is
 #: devices/<publisher name>/status, which the %u pattern lets it write. Anonymous clients and wrong
 #: passwords are refused at CONNECT, so every cell is denied.
 EXPECTED: dict[str, dict[str, tuple[bool, bool]]] = {
-    "publisher": {"manifest": (True, True), "chunks": (True, True), "own-status": (True, True),
-                  "other-status": (True, False)},
-    "device-a": {"manifest": (True, False), "chunks": (True, False), "own-status": (False, True),
-                 "other-status": (False, False)},
-    "device-b": {"manifest": (True, False), "chunks": (True, False), "own-status": (False, True),
-                 "other-status": (False, False)},
+    "publisher": {"manifest": (True, True), "chunks": (True, True), "trust-root": (True, True),
+                  "own-status": (True, True), "other-status": (True, False)},
+    "device-a": {"manifest": (True, False), "chunks": (True, False), "trust-root": (True, False),
+                 "own-status": (False, True), "other-status": (False, False)},
+    "device-b": {"manifest": (True, False), "chunks": (True, False), "trust-root": (True, False),
+                 "own-status": (False, True), "other-status": (False, False)},
     "anonymous": {c: (False, False) for c in TOPIC_CLASSES},
     "wrong-password": {c: (False, False) for c in TOPIC_CLASSES},
 }
@@ -50,6 +50,7 @@ def _topics(identity: str, names: dict[str, str]) -> dict[str, str]:
     return {
         "manifest": f"{PREFIX}/models/{MODEL}/manifest",
         "chunks": f"{PREFIX}/models/{MODEL}/releases/1/chunks/0",
+        "trust-root": f"{PREFIX}/trust/root/1",
         "own-status": f"{PREFIX}/devices/{own}/status",
         "other-status": f"{PREFIX}/devices/{other}/status",
     }
@@ -82,7 +83,7 @@ class AclMatrix:
     def run(self) -> dict[tuple[str, str, str], bool]:
         self._seed()
         with self._probe(PUBLISHER, self.publisher_password) as watcher:
-            for topic in (f"{PREFIX}/models/#", f"{PREFIX}/devices/#"):
+            for topic in (f"{PREFIX}/models/#", f"{PREFIX}/trust/#", f"{PREFIX}/devices/#"):
                 watcher.subscribe(topic)
             time.sleep(0.3)  # the retained seeds arrive first
             for identity in IDENTITIES:
@@ -94,6 +95,7 @@ class AclMatrix:
         with self._probe(*self.login("publisher")) as publisher:
             publisher.publish(f"{PREFIX}/models/{MODEL}/manifest", b"seed-manifest", retain=True)
             publisher.publish(f"{PREFIX}/models/{MODEL}/releases/1/chunks/0", b"seed-chunk", retain=True)
+            publisher.publish(f"{PREFIX}/trust/root/1", b"seed-root", retain=True)
             publisher.publish(f"{PREFIX}/devices/{PUBLISHER}/status", b"seed-status", retain=True)
         for identity in ("device-a", "device-b"):
             with self._probe(*self.login(identity), client_id=self.names[identity]) as device:

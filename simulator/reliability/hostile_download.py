@@ -98,6 +98,11 @@ def _start_download(scene: Scene, version: int) -> None:
     scene.release, scene.repeated, scene.facts = release, set(), {}
     wait_for(lambda: len(scene.home.spooled(MODEL)) >= count - WITHHELD, f"release {version} mostly spooled",
              FINISH_S)
+    # and its status says so: a progress status sent before (statuses are paced) must not arrive during the
+    # attack and read as chunks lost (it did, on a loaded machine)
+    scene.attacker.wait_status(scene.device_id, lambda s: (s.get("progress") or {}).get("release") == version and
+                               s["progress"].get("chunks_done", 0) >= count - WITHHELD,
+                               f"release {version}'s status showing the spooled chunks", FINISH_S)
 
 
 def _finish(scene: Scene, after: int) -> list[str]:

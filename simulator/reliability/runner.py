@@ -21,8 +21,8 @@ from pathlib import Path
 
 from simulator.reliability.case import Case, Outcome
 
-MODULES = ("hostile", "hostile_download", "topic_ids", "acl_matrix", "load", "power_loss", "broker_restart",
-           "disk_full")
+MODULES = ("hostile", "hostile_download", "trust_attacks", "topic_ids", "acl_matrix", "load", "power_loss",
+           "broker_restart", "disk_full")
 
 
 def all_cases(modules: tuple[str, ...] = MODULES) -> list[Case]:

@@ -41,9 +41,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def device_config(home: Path, broker: Broker, device_id: str, models: str | Sequence[str],
                   trusted_keys: Path | Sequence[Path], *, url: str | None = None,
-                  client: ClientSettings = QUICK_CLIENT, fleet: str | None = None) -> DeviceConfig:
+                  client: ClientSettings = QUICK_CLIENT, fleet: str | None = None,
+                  trust_root: Path | None = None) -> DeviceConfig:
     """A device of ``broker`` with its models in HOME/models, on the broker's TLS listener unless ``url``
-    names another way in (the plain listener, a link in front of it), in ``fleet`` if given."""
+    names another way in (the plain listener, a link in front of it), in ``fleet`` if given; with
+    ``trust_root`` it is provisioned with that root instead of ``trusted_keys`` (pass ())."""
     broker_url = BrokerUrl.parse(url or broker.url)
     return DeviceConfig(
         device_id=device_id,
@@ -54,6 +56,7 @@ def device_config(home: Path, broker: Broker, device_id: str, models: str | Sequ
                               broker.layout.ca_cert if broker_url.tls else None, prefix=broker.prefix),
         client=client,
         fleet=fleet,
+        trust_root=None if trust_root is None else Path(trust_root).resolve(),
     )
 
 
@@ -64,6 +67,7 @@ def render_config(config: DeviceConfig) -> str:
               "cafile": settings.cafile, "prefix": settings.prefix, "keepalive": settings.keepalive}
     client = {field.name: getattr(config.client, field.name) for field in fields(config.client)}
     lines = [f"device_id = {_toml(config.device_id)}", f"model_dir = {_toml(config.model_dir)}",
+             f"trust_root = {_toml(config.trust_root)}" if config.trust_root is not None else
              f"trusted_keys = [{', '.join(_toml(key) for key in config.trusted_keys)}]",
              f"models = [{', '.join(_toml(model) for model in config.models)}]"]
     lines += [] if config.fleet is None else [f"fleet = {_toml(config.fleet)}"]
@@ -86,12 +90,13 @@ class DeviceHome:
     @classmethod
     def create(cls, root: Path, broker: Broker, device_id: str, models: str | Sequence[str],
                trusted_keys: Path | Sequence[Path], *, url: str | None = None,
-               client: ClientSettings = QUICK_CLIENT, fleet: str | None = None) -> DeviceHome:
+               client: ClientSettings = QUICK_CLIENT, fleet: str | None = None,
+               trust_root: Path | None = None) -> DeviceHome:
         """Write ROOT/device.toml for ``device_config``'s device."""
         home = cls(Path(root).resolve())
         home.root.mkdir(parents=True, exist_ok=True)
         config = device_config(home.root, broker, device_id, models, trusted_keys, url=url, client=client,
-                               fleet=fleet)
+                               fleet=fleet, trust_root=trust_root)
         home.config_path.write_text(render_config(config))
         return home
 

@@ -3,8 +3,8 @@ layers below it, lazily imported modules included."""
 
 from __future__ import annotations
 
-PRODUCT = {"codec", "device_client", "broker_config", "publisher.errors", "publisher.release", "publisher.tflite",
-           "publisher.training", "publisher.models"}
+PRODUCT = {"codec", "device_client", "broker_config", "publisher.errors", "publisher.release", "publisher.trust",
+           "publisher.tflite", "publisher.training", "publisher.models"}
 HARNESS = {"simulator.testbed", "simulator.fleet", "simulator.bench", "simulator.reliability", "simulator"}
 
 #: Layer -> the layers it may import. The canary (publisher.tflite) runs the device's own TFLite wrapper.
@@ -14,6 +14,7 @@ ALLOWED = {
     "broker_config": {"codec"},
     "publisher.errors": set(),
     "publisher.release": {"codec", "publisher.errors"},
+    "publisher.trust": {"codec", "publisher.errors"},
     "publisher.models": {"codec", "publisher.errors"},
     "publisher.tflite": {"codec", "device_client", "publisher.errors", "publisher.models"},
     "publisher.training": {"codec", "publisher.errors", "publisher.models"},

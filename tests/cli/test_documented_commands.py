@@ -1,4 +1,4 @@
-"""The command lines the README and docs/device.md show parse: every `rankcast ...` line of their shell
+"""The command lines the README and docs (device, mqtt, security) show parse: every `rankcast ...` line of their shell
 blocks is accepted by the real argument parser (flags, choices, required options), so a newcomer copying
 them gets no usage error."""
 
@@ -13,7 +13,7 @@ import pytest
 from rankcast.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCUMENTS = ("README.md", "docs/device.md", "docs/mqtt.md")
+DOCUMENTS = ("README.md", "docs/device.md", "docs/mqtt.md", "docs/security.md")
 #: What the documents' $B stands for: the broker options they define once.
 BROKER = "--broker mqtts://localhost:8883 --username ops --password-file ops.password --cafile ca.crt"
 

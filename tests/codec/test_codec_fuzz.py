@@ -1,5 +1,5 @@
-"""Fuzzing the readers: mutated payloads, documents, manifest envelopes and RCW headers either decode
-or raise a codec error (an UpdateError subclass), never anything else, and never hang.
+"""Fuzzing the readers: mutated payloads, documents, manifest and trust root envelopes and RCW headers
+either decode or raise a codec error (an UpdateError subclass), never anything else, and never hang.
 
 The RNG is seeded (set RANKCAST_FUZZ_SEED to explore other seeds, RANKCAST_FUZZ_SCALE for more cases);
 a failure names the seed, the case and the mutations, so it reproduces.
@@ -13,6 +13,7 @@ import random
 import signal
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import msgpack
@@ -33,9 +34,11 @@ from codec import (
     read_slots,
 )
 from codec.arrays import pack
+from codec.keys import generate_signing_key
 from codec.manifest import SIGNATURE_DOMAIN, read_manifest_unverified
 from codec.payload import compress, encode_document
 from codec.records import LowRankRecord
+from codec.root import ROOT_DOMAIN, Root, read_root, sign_root, verify_first_root
 from codec.seeded import SeededSigns
 
 #: Hostile scales overflow float32 on purpose; apply refuses the result, numpy also warns.
@@ -45,7 +48,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarn
 SEED = int(os.environ.get("RANKCAST_FUZZ_SEED", "20241125"))
 SCALE = int(os.environ.get("RANKCAST_FUZZ_SCALE", "1"))  # more cases per target when exploring
 CASES = {name: count * SCALE for name, count in
-         {"payload": 700, "document": 1000, "envelope": 600, "resigned": 600, "rcw": 700}.items()}  # 3,600 in all
+         {"payload": 700, "document": 1000, "envelope": 600, "resigned": 600, "rcw": 700, "root": 600,
+          "root-resigned": 600}.items()}  # 4,800 in all
 CASE_SECONDS = 5.0  # one case taking longer counts as a hang
 TARGET_SECONDS = 45.0  # a bound on each target's whole run
 
@@ -223,6 +227,40 @@ def test_mutated_but_validly_signed_manifests_are_validated_strictly(
         read_manifest(envelope, trusted)
 
     run_target("resigned", signed, check)
+
+
+def _roots() -> tuple[list[bytes], list[SigningKey]]:
+    """Two genuine root envelopes (v1 of three root keys, and v2 limiting a release key to two models)."""
+    keys = [generate_signing_key() for _ in range(3)]
+    releases = [generate_signing_key() for _ in range(2)]
+    first = Root(1, 1_800_000_000, 1_900_000_000, {k.verify_key.key_id: k.verify_key for k in keys}, 2,
+                 {releases[0].verify_key.key_id: releases[0].verify_key})
+    second = replace(first, version=2, release_keys={r.verify_key.key_id: r.verify_key for r in releases},
+                     release_models={releases[1].verify_key.key_id: frozenset({"digits", "kws"})})
+    return [sign_root(first, keys[:2]), sign_root(second, keys)], keys
+
+
+def test_mutated_root_envelopes_raise_codec_errors() -> None:
+    envelopes, _ = _roots()
+    genuine = [read_root(envelope).root for envelope in envelopes]
+
+    def check(data: bytes, rng: random.Random) -> None:
+        read_root(data)
+        assert verify_first_root(data) in genuine, "an altered envelope read as a root nobody signed"
+
+    run_target("root", envelopes, check)
+
+
+def test_mutated_but_validly_signed_roots_are_validated_strictly() -> None:
+    """Signed again by every root key, so these cases reach the field validation behind the signatures."""
+    envelopes, keys = _roots()
+    signed = [msgpack.unpackb(envelope)["signed"] for envelope in envelopes]
+
+    def check(data: bytes, rng: random.Random) -> None:
+        signatures = {k.verify_key.key_id: k.sign(ROOT_DOMAIN + data) for k in keys}
+        verify_first_root(msgpack.packb({"signed": data, "signatures": signatures}))
+
+    run_target("root-resigned", signed, check)
 
 
 def test_mutated_rcw_files_raise_codec_errors(model_bytes: bytes) -> None:

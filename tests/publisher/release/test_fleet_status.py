@@ -26,3 +26,18 @@ def test_a_device_silent_past_twice_its_heartbeat_is_stale_unless_offline() -> N
     text = format_report(report)
     assert "17 min ago" in text and "22 min ago STALE" in text and "1 stale" in text
     assert report.to_dict()["stale"] == 1 and report.to_dict()["devices"][1]["stale"] is True
+
+
+def test_the_report_counts_trust_roots_and_names_devices_running_a_revoked_release() -> None:
+    now = 1_800_000_000.0
+    trust = {"a": {"root": 3}, "b": {"root": 3, "revoked": ["digits"]},
+             "c": {"root": 2, "refused_root": {"version": 3, "code": "below-threshold"}}}
+    rows = []
+    for device, info in trust.items():
+        topic, payload = _status(device, "idle", now)
+        rows.append(parse_status(topic, json.dumps(json.loads(payload) | {"trust": info}).encode()))
+    rows.append(parse_status(*_status("simple", "idle", now)))  # trusted_keys: no trust field
+    text = format_report(FleetReport(rows, now))
+    assert "trust roots: v2: 1, v3: 2" in text
+    assert "1 running a release signed by a revoked key" in text and "b (digits)" in text
+    assert "c (v3 [below-threshold])" in text

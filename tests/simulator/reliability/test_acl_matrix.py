@@ -19,7 +19,7 @@ def cells(run_case) -> dict[str, bool]:
 def test_the_whole_matrix_is_as_designed(run_case) -> None:
     outcome, _ = run_case(acl_matrix.CASES[0])
     assert outcome.ok, outcome.summary()
-    assert outcome.runs == len(IDENTITIES) * len(TOPIC_CLASSES) * len(ACCESS) == 40
+    assert outcome.runs == len(IDENTITIES) * len(TOPIC_CLASSES) * len(ACCESS) == 50
     assert outcome.facts["mismatches"] == []
 
 
