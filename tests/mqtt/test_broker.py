@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from broker_config import BrokerLayout, Listeners, make_test_ca, render_config
+from broker_config import BrokerLayout, Listeners, add_user, make_test_ca, render_config
 from codec.topics import manifest_topic, status_topic
 from publisher.errors import BrokerUnreachableError, CredentialsRefusedError, NotAuthorizedError
 from publisher.release.session import BrokerSession
 from simulator.testbed import devices
 from simulator.testbed.broker import PUBLISHER, Broker
+from simulator.testbed.probe import MqttProbe, broker_probe
 
 
 def test_the_config_sets_tls_persistence_auth_and_limits(tmp_path: Path) -> None:
@@ -95,3 +96,27 @@ def test_a_device_with_a_refused_password_keeps_retrying_without_dying(broker, d
     finally:
         device.stop()
     assert sum("refused the connection" in record.message for record in caplog.records) >= 2
+
+
+def test_retained_releases_vanish_when_the_account_that_published_them_loses_write_access(own_broker: Broker) -> None:
+    """check_retain_source (docs/security.md, "Which account publishes retained releases"): what a publisher
+    account retained is delivered only while it may still write there; the stable account's stays."""
+    add_user(own_broker.layout, "alice", "publisher", "alice-password", prefix=own_broker.prefix)
+    own_broker.stop()
+    own_broker.start()
+    topics = {"alice": "rankcast/models/by-alice/manifest", PUBLISHER: "rankcast/models/by-ops/manifest"}
+    logins = {"alice": "alice-password", PUBLISHER: own_broker.login().password()}
+    for user, password in logins.items():
+        with MqttProbe(own_broker.url, user, password, cafile=own_broker.layout.ca_cert) as probe:
+            assert not probe.publish(topics[user], b"release", retain=True).is_failure
+    acl = own_broker.layout.acl
+    grant = "user alice\ntopic readwrite rankcast/models/#\n"
+    assert grant in acl.read_text()
+    acl.write_text(acl.read_text().replace(grant, "user alice\n"))  # alice's write access removed
+    own_broker.stop()
+    own_broker.start()
+    with broker_probe(own_broker, own_broker.device_ids[0]) as probe:
+        for topic in topics.values():
+            probe.subscribe(topic)
+        probe.wait(lambda: probe.latest(topics[PUBLISHER]) == b"release", "the stable account's release")
+        assert probe.latest(topics["alice"]) is None, "alice's release went with her write access"
