@@ -85,13 +85,19 @@ def read_fleet(session: BrokerSession, prefix: str, model: str | None = None) ->
 
 
 def parse_status(topic: str, payload: bytes) -> DeviceRow:
-    """A status message as a row; a malformed one becomes state "invalid" with the reason."""
+    """A status message as a row, keyed by the device id its topic names (the ACL lets only that device
+    write there); a malformed one, or one whose own ``device`` field names another device, becomes state
+    "invalid" with the reason, and counts for no version."""
     device = topic.split("/")[-2]
     try:
         status = json.loads(payload)
         models = status["models"]
+        if status["device"] != device:
+            return DeviceRow(device, "invalid", {}, None, {
+                "code": "device-mismatch", "message": f"the status on {device}'s topic claims to be device "
+                f"{str(status['device'])[:64]!r}: not counted (a device credential used for another, or a bug)"})
         return DeviceRow(
-            device=str(status["device"]), state=str(status["state"]),
+            device=device, state=str(status["state"]),
             versions={str(m): int(info["version"]) for m, info in models.items()},
             progress=status.get("progress"), last_error=status.get("last_error"),
             sent=_seconds(status.get("sent")), heartbeat=_seconds(status.get("heartbeat")),

@@ -41,3 +41,16 @@ def test_the_report_counts_trust_roots_and_names_devices_running_a_revoked_relea
     assert "trust roots: v2: 1, v3: 2" in text
     assert "1 running a release signed by a revoked key" in text and "b (digits)" in text
     assert "c (v3 [below-threshold])" in text
+
+
+def test_rows_are_keyed_by_the_topic_and_a_status_claiming_another_device_is_flagged_not_counted() -> None:
+    now = 1_800_000_000.0
+    genuine = parse_status(*_status("pump-1", "idle", now))
+    body = json.loads(_status("pump-2", "idle", now)[1]) | {"device": "pump-1"}
+    body["models"]["digits"]["version"] = 99
+    forged = parse_status("rankcast/devices/pump-2/status", json.dumps(body).encode())
+    assert (forged.device, forged.state, forged.last_error["code"]) == ("pump-2", "invalid", "device-mismatch")
+    report = FleetReport([genuine, forged], now)
+    assert report.versions() == {"digits": {3: 1}}, "version 99, which no device runs, is not counted"
+    text = format_report(report)
+    assert text.count("pump-1 ") == 1 and "[device-mismatch]" in text
