@@ -16,7 +16,6 @@ import itertools
 import math
 import mmap
 import os
-import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -206,7 +205,9 @@ def _read_slots(path: Path, limits: Limits, slot_reader: SlotReader) -> dict[str
         try:
             return dict(slot_reader(view, limits))
         except BaseException as exc:
-            traceback.clear_frames(exc.__traceback__)  # drop what views the map, so it can close
+            # Its traceback's frames hold views of the map (and clearing them is not enough: a frame keeps its
+            # function, and a comprehension's closure keeps the table it reads), so the map could not close.
+            exc.__traceback__ = None
             raise
         finally:
             view.release()
