@@ -133,9 +133,17 @@ def _release(broker: Broker, key, files: list[bytes], version: int, rollout: flo
 
 
 def _settled(thread: DeviceThread, latest: Release) -> bool:
-    """Whether the device has handled ``latest``'s manifest and has nothing in progress."""
+    """Whether the device has handled ``latest``'s manifest, has nothing in progress and, in its rollout, runs it.
+
+    The device's thread records the manifest's digest before it plans the download, so digest and no
+    download alone read as settled in between: the harness then took the old version as the start of a
+    device about to download ``latest``, and its path came out a step longer than what it fetched."""
     updater = thread.device.updaters[MODEL]
-    return updater.latest_digest == signed_digest(latest.envelope) and updater.download is None
+    if updater.latest_digest != signed_digest(latest.envelope) or updater.download is not None:
+        return False
+    installed = updater.installed
+    return not latest.manifest.in_rollout(thread.device.device_id) or (
+        installed is not None and installed.sha256 == latest.manifest.target_sha256)
 
 
 def write_report(report: CatchupReport, out: Path) -> Path:
