@@ -8,7 +8,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class BrokerLayout:
-    """DIR/mosquitto.conf, DIR/acl, DIR/passwd, DIR/certs/, DIR/db/ and DIR/credentials/."""
+    """DIR/mosquitto.conf, DIR/acl, DIR/passwd (devices), DIR/passwd-operators, DIR/certs/, DIR/db/ and
+    DIR/credentials/."""
 
     root: Path
 
@@ -23,6 +24,11 @@ class BrokerLayout:
     @property
     def passwords(self) -> Path:
         return self.root / "passwd"
+
+    @property
+    def operator_passwords(self) -> Path:
+        """The accounts of publishers and status collectors (the operator listeners')."""
+        return self.root / "passwd-operators"
 
     @property
     def certs(self) -> Path:

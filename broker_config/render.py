@@ -14,45 +14,64 @@ from codec.topics import DEFAULT_PREFIX
 
 TEMPLATE_DIR = Path(__file__).parent
 DEFAULT_TLS_PORT = 8883
+DEFAULT_OPERATOR_PORT = 8884
 
 
 @dataclass(frozen=True)
 class Listeners:
-    """The TLS listener (all interfaces unless ``bind``) and an optional plain loopback one."""
+    """The device and operator TLS listeners (all interfaces unless ``bind``) and optional plain loopback
+    ones for development (``dev_port`` for devices, ``operator_dev_port`` for operators)."""
 
     tls_port: int = DEFAULT_TLS_PORT
     bind: str | None = None
     dev_port: int | None = None
+    operator_port: int = DEFAULT_OPERATOR_PORT
+    operator_dev_port: int | None = None
 
     def __post_init__(self) -> None:
-        for port in (self.tls_port, self.dev_port):
-            if port is not None and not 0 < port < 65536:
+        ports = [p for p in (self.tls_port, self.operator_port, self.dev_port, self.operator_dev_port) if p is not None]
+        for port in ports:
+            if not 0 < port < 65536:
                 raise ValueError(f"port {port} is outside 1..65535")
-        if self.tls_port == self.dev_port:
-            raise ValueError("the TLS and development ports must differ")
+        if len(set(ports)) < len(ports):
+            raise ValueError(f"the listeners need four different ports, got {ports}")
 
 
 def render_config(layout: BrokerLayout, listeners: Listeners, prefix: str = DEFAULT_PREFIX) -> str:
     """The text of mosquitto.conf for ``layout``; Mosquitto runs as the current user."""
-    dev = (
-        f"# Development only: plain MQTT, loopback only, same credentials and ACL.\n"
-        f"listener {listeners.dev_port} 127.0.0.1\nprotocol mqtt\n"
-        if listeners.dev_port is not None
-        else "# No plain listener (`rankcast broker --dev-port 1883` adds one on 127.0.0.1).\n"
-    )
+    device = _security(layout.passwords, layout, bound_ids=True)
+    operator = _security(layout.operator_passwords, layout, bound_ids=False)
+    plain = [f"# Development only: plain MQTT on loopback, {who}'s accounts.\nlistener {port} 127.0.0.1\n"
+             f"protocol mqtt\n{security}\n"
+             for who, port, security in (("devices", listeners.dev_port, device),
+                                         ("operators", listeners.operator_dev_port, operator)) if port is not None]
     template = Template((TEMPLATE_DIR / "mosquitto.conf").read_text())
     return template.substitute(
         prefix=prefix,
-        password_file=layout.passwords,
-        acl_file=layout.acl,
         persistence_dir=layout.persistence,
         user=pwd.getpwuid(os.geteuid()).pw_name,
-        tls_listener=f"{listeners.tls_port} {listeners.bind}" if listeners.bind else str(listeners.tls_port),
+        tls_listener=_address(listeners.tls_port, listeners.bind),
+        operator_listener=_address(listeners.operator_port, listeners.bind),
+        device_security=device,
+        operator_security=operator,
         cafile=layout.ca_cert,
         certfile=layout.server_cert,
         keyfile=layout.server_key,
-        dev_listener=dev,
+        dev_listeners="\n".join(plain) or "# No plain listeners (`rankcast broker --dev-port N --operator-dev-port M` "
+        "adds them on 127.0.0.1).\n",
     )
+
+
+def _security(passwords: Path, layout: BrokerLayout, bound_ids: bool) -> str:
+    """A listener's accounts and ACL (per_listener_settings: every listener names its own)."""
+    lines = ["allow_anonymous false", f"password_file {passwords}", f"acl_file {layout.acl}"]
+    if bound_ids:
+        lines.append("use_username_as_clientid true")
+    return "\n".join(lines)
+
+
+def _address(port: int, bind: str | None) -> str:
+    return f"{port} {bind}" if bind else str(port)
 
 
 def render_acl(prefix: str = DEFAULT_PREFIX) -> str:
@@ -74,10 +93,26 @@ def prepare(layout: BrokerLayout, listeners: Listeners, prefix: str = DEFAULT_PR
 
 
 def init_data_dir(layout: BrokerLayout, prefix: str = DEFAULT_PREFIX) -> None:
-    """Directories, the ACL and an empty password file (mode 0600); existing files are kept."""
+    """Directories, the ACL and the two password files (mode 0600); existing files are kept.
+
+    A data directory from before the operator listener had its publishers in the device password file:
+    their lines move to the operator one (the ACL's ``user`` blocks name them)."""
     layout.persistence.mkdir(parents=True, exist_ok=True)
     layout.certs.mkdir(exist_ok=True)
     if not layout.acl.exists():
         layout.acl.write_text(render_acl(prefix))
     if not layout.passwords.exists():
         os.close(os.open(layout.passwords, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    if not layout.operator_passwords.exists():
+        os.close(os.open(layout.operator_passwords, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        _move_operators(layout)
+
+
+def _move_operators(layout: BrokerLayout) -> None:
+    operators = {line.split(" ", 1)[1].strip() for line in layout.acl.read_text().splitlines()
+                 if line.startswith("user ")}
+    lines = layout.passwords.read_text().splitlines(keepends=True)
+    moved = [line for line in lines if line.split(":", 1)[0] in operators]
+    if moved:
+        layout.operator_passwords.write_text("".join(moved))
+        layout.passwords.write_text("".join(line for line in lines if line not in moved))

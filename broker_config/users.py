@@ -1,4 +1,5 @@
-"""Broker accounts: a password per device or publisher (mosquitto_passwd) and the publishers' ACL."""
+"""Broker accounts (mosquitto_passwd): devices in DIR/passwd, for the device listeners; publishers and
+status collectors in DIR/passwd-operators, for the operator listeners, with their ACL blocks."""
 
 from __future__ import annotations
 
@@ -13,17 +14,25 @@ from broker_config.tools import run_tool
 from codec.manifest import validate_id
 from codec.topics import DEFAULT_PREFIX
 
-ROLES = ("device", "publisher")
+ROLES = ("device", "publisher", "collector")
+#: What each operator role may do beyond the ACL's patterns (a collector only reads, for dashboards).
+_OPERATOR_ACCESS = {
+    "publisher": ("readwrite models/#", "readwrite trust/#", "read devices/#"),
+    "collector": ("read models/#", "read trust/#", "read devices/#"),
+}
 
 
 def add_user(
     layout: BrokerLayout, name: str, role: str, password: str | None = None, prefix: str = DEFAULT_PREFIX
 ) -> Path | None:
-    """Add or reset ``name``'s password; a publisher also gets write access to releases.
+    """Add or reset ``name``'s password; a publisher also gets write access to releases, a collector read
+    access to every status.
 
     Without ``password`` a random one is generated and written to ``layout.credential(name)`` (mode
-    0600), whose path is returned for the device's or publisher's ``password_file``.
-    A device's name is its device id: the ACL lets it write only below ``{prefix}/devices/{name}/``.
+    0600), whose path is returned for the account's ``password_file``.
+    A device's name is its device id: the ACL lets it write only below ``{prefix}/devices/{name}/``, and
+    the device listeners make it its client id too. An account has one role: a name given another one
+    leaves the other password file.
     """
     validate_id(name, "user name")
     if role not in ROLES:
@@ -34,9 +43,12 @@ def add_user(
         password = secrets.token_urlsafe(24)
         credential = _write_secret(layout.credential(name), password)
     # The password goes through stdin, never the command line, so `ps` cannot show it.
-    run_tool("mosquitto_passwd", [str(layout.passwords), name], stdin=f"{password}\n{password}\n")
-    if role == "publisher":
-        _grant_publisher(layout.acl, name, prefix)
+    passwords, other = ((layout.passwords, layout.operator_passwords) if role == "device"
+                        else (layout.operator_passwords, layout.passwords))
+    _remove_accounts(other, {name})
+    run_tool("mosquitto_passwd", [str(passwords), name], stdin=f"{password}\n{password}\n")
+    if role != "device":
+        _grant_operator(layout.acl, name, _OPERATOR_ACCESS[role], prefix)
     return credential
 
 
@@ -53,17 +65,21 @@ def add_devices(layout: BrokerLayout, names: Sequence[str], password: str, prefi
     _write_secret(plain, "\n".join(f"{name}:{password}" for name in names))
     try:
         run_tool("mosquitto_passwd", ["-U", str(plain)], timeout=60 + len(names) / 50)
-        replaced = set(names)
-        kept = [line for line in layout.passwords.read_text().splitlines() if line.split(":", 1)[0] not in replaced]
-        hashed = plain.read_text().splitlines()
-        layout.passwords.write_text("".join(f"{line}\n" for line in kept + hashed))
+        _remove_accounts(layout.operator_passwords, set(names))
+        _remove_accounts(layout.passwords, set(names))
+        layout.passwords.write_text(layout.passwords.read_text() + plain.read_text())
     finally:
         plain.unlink(missing_ok=True)
 
 
-def _grant_publisher(acl: Path, name: str, prefix: str) -> None:
-    block = (f"user {name}\ntopic readwrite {prefix}/models/#\ntopic readwrite {prefix}/trust/#\n"
-             f"topic read {prefix}/devices/#\n")
+def _remove_accounts(passwords: Path, names: set[str]) -> None:
+    """Drop ``names``' lines from a password file (rewritten with every line ending in a newline)."""
+    kept = [line for line in passwords.read_text().splitlines() if line.split(":", 1)[0] not in names]
+    passwords.write_text("".join(f"{line}\n" for line in kept))
+
+
+def _grant_operator(acl: Path, name: str, access: tuple[str, ...], prefix: str) -> None:
+    block = f"user {name}\n" + "".join(f"topic {line.split()[0]} {prefix}/{line.split()[1]}\n" for line in access)
     text = acl.read_text()
     if block not in text:
         acl.write_text(text + ("" if text.endswith("\n") else "\n") + block)

@@ -12,7 +12,8 @@ from publisher.errors import BrokerUnreachableError, BrokerUrlError, ConfigError
 
 #: OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH.
 _HOSTNAME_MISMATCH = 62
-_PORTS = "`rankcast broker` speaks TLS on --port (8883) and plain MQTT only on --dev-port"
+_PORTS = ("`rankcast broker` speaks TLS to publishers on --operator-port (8884), and plain MQTT only on "
+          "--operator-dev-port")
 
 
 def parse_broker_url(text: str) -> BrokerUrl:
@@ -21,7 +22,7 @@ def parse_broker_url(text: str) -> BrokerUrl:
         return BrokerUrl.parse(text)
     except ValueError as exc:
         said = str(exc) if repr(text) in str(exc) else f"{text!r}: {exc}"
-        raise BrokerUrlError(f"--broker: {said}; for example mqtts://localhost:8883 ({_PORTS})") from None
+        raise BrokerUrlError(f"--broker: {said}; for example mqtts://localhost:8884 ({_PORTS})") from None
 
 
 def cafile_error(cafile: Path, exc: Exception) -> ConfigError:

@@ -108,7 +108,8 @@ class BrokerSession:
             if self._connack.value in (_BAD_CREDENTIALS, _NOT_AUTHORIZED):
                 raise CredentialsRefusedError(
                     f"{url} refused user {self.login.username!r}: {self._connack}; check --username and "
-                    "--password-file (`rankcast broker adduser` makes credentials)"
+                    "--password-file (`rankcast broker adduser` makes credentials), and that --broker is the "
+                    "operator listener (`rankcast broker --operator-port`, 8884): the device port refuses publishers"
                 )
             raise BrokerRefusedError(f"{url} refused the connection: {self._connack}")
 

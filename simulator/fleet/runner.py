@@ -102,7 +102,7 @@ class _StrategyRun:
                                  base_version=BASE_VERSION, chunk_size=self.config.chunk_size, lifetime_s=86400)
         started_wall, started_cpu = time.monotonic(), own_cpu_s()
         # The publisher connects first: paho's own loop thread uses select(), which needs a low descriptor.
-        session = self.broker.publisher(self.broker.dev_url, timeout=60.0)
+        session = self.broker.publisher(self.broker.operator_dev_url, timeout=60.0)
         session.connect()
         self.lag.start()
         try:

@@ -1,11 +1,13 @@
 """The broker ACL matrix against the real Mosquitto (DESIGN §5, docs/mqtt.md "The broker").
 
 Identities (publisher, device A, device B, anonymous, wrong password) × topic classes (a model's
-manifest, a release's chunk, the identity's own status, another device's status) × (read, write), on a
-broker rendered by broker_config exactly as `rankcast broker` renders it. Reads are checked by whether a
-retained message seeded on the topic is delivered; writes by whether a watcher with read rights receives
-the message (Mosquitto drops a denied publish silently for MQTT 3.1.1 and answers it with a reason code
-for MQTT 5). Each check is made deterministic by a sentinel that must arrive after the message in question.
+manifest, a release's chunk, a trust root, the identity's own status, another device's status) × (read,
+write), on each kind of listener (the devices' and the operators'), on a broker rendered by broker_config
+exactly as `rankcast broker` renders it. Reads are checked by whether a retained message seeded on the
+topic is delivered; writes by whether a watcher with read rights receives the message (Mosquitto drops a
+denied publish silently for MQTT 3.1.1 and answers it with a reason code for MQTT 5). Each check is made
+deterministic by a sentinel that must arrive after the message in question. On the device listeners a
+client id is bound to the user name: device A connecting with device B's client id must leave B connected.
 
 The probes are the testbed's MqttProbe (simulator.testbed.probe), one per identity.
 """
@@ -27,20 +29,22 @@ IDENTITIES = ("publisher", "device-a", "device-b", "anonymous", "wrong-password"
 TOPIC_CLASSES = ("manifest", "chunks", "trust-root", "own-status", "other-status")
 ACCESS = ("read", "write")
 
-#: The designed matrix (DESIGN §5): identity -> topic class -> (may read, may write).
+_REFUSED = {c: (False, False) for c in TOPIC_CLASSES}
+_PUBLISHER = {"manifest": (True, True), "chunks": (True, True), "trust-root": (True, True),
+              "own-status": (True, True), "other-status": (True, False)}
+_DEVICE = {"manifest": (True, False), "chunks": (True, False), "trust-root": (True, False),
+           "own-status": (False, True), "other-status": (False, False)}
+#: The designed matrix (DESIGN §5): listener kind -> identity -> topic class -> (may read, may write).
 #: Devices read models/# and trust/# and write only devices/<own id>/# (they cannot even read their own
-#: status); only the publisher writes models/# and trust/# and it reads every status; "own status" of the publisher is
-#: devices/<publisher name>/status, which the %u pattern lets it write. Anonymous clients and wrong
-#: passwords are refused at CONNECT, so every cell is denied.
-EXPECTED: dict[str, dict[str, tuple[bool, bool]]] = {
-    "publisher": {"manifest": (True, True), "chunks": (True, True), "trust-root": (True, True),
-                  "own-status": (True, True), "other-status": (True, False)},
-    "device-a": {"manifest": (True, False), "chunks": (True, False), "trust-root": (True, False),
-                 "own-status": (False, True), "other-status": (False, False)},
-    "device-b": {"manifest": (True, False), "chunks": (True, False), "trust-root": (True, False),
-                 "own-status": (False, True), "other-status": (False, False)},
-    "anonymous": {c: (False, False) for c in TOPIC_CLASSES},
-    "wrong-password": {c: (False, False) for c in TOPIC_CLASSES},
+#: status); only the publisher writes models/# and trust/# and it reads every status; "own status" of the
+#: publisher is devices/<publisher name>/status, which the %u pattern lets it write. Each kind of account
+#: logs in on its own listeners only; anonymous clients and wrong passwords are refused at CONNECT
+#: everywhere. A refused CONNECT denies every cell.
+EXPECTED: dict[str, dict[str, dict[str, tuple[bool, bool]]]] = {
+    "device": {"publisher": _REFUSED, "device-a": _DEVICE, "device-b": _DEVICE, "anonymous": _REFUSED,
+               "wrong-password": _REFUSED},
+    "operator": {"publisher": _PUBLISHER, "device-a": _REFUSED, "device-b": _REFUSED, "anonymous": _REFUSED,
+                 "wrong-password": _REFUSED},
 }
 
 
@@ -57,19 +61,21 @@ def _topics(identity: str, names: dict[str, str]) -> dict[str, str]:
 
 
 class AclMatrix:
-    """Seeds retained messages, then checks every cell on one listener (``url``); ``cells`` maps
-    (identity, topic class, access) -> observed, ``notes`` what else was seen (refused CONNECTs)."""
+    """Seeds retained messages (as the publisher, on ``operator_url``), then checks every cell on one listener
+    (``url``); ``cells`` maps (identity, topic class, access) -> observed, ``notes`` what else was seen
+    (refused CONNECTs)."""
 
-    def __init__(self, broker: Broker, url: str) -> None:
-        self.broker, self.url = broker, url
+    def __init__(self, broker: Broker, url: str, operator_url: str) -> None:
+        self.broker, self.url, self.operator_url = broker, url, operator_url
         self.publisher_password = broker.login().password()
         self.device_password = broker.login(broker.device_ids[0]).password()
         self.names = {"publisher": PUBLISHER, "device-a": broker.device_ids[0], "device-b": broker.device_ids[1]}
         self.cells: dict[tuple[str, str, str], bool] = {}
         self.notes: list[str] = []
 
-    def _probe(self, username: str | None, password: str | None, client_id: str | None = None) -> MqttProbe:
-        return MqttProbe(self.url, username, password, client_id=client_id, cafile=self.broker.layout.ca_cert,
+    def _probe(self, username: str | None, password: str | None, client_id: str | None = None,
+               url: str | None = None) -> MqttProbe:
+        return MqttProbe(url or self.url, username, password, client_id=client_id, cafile=self.broker.layout.ca_cert,
                          timeout=WAIT_S)
 
     def login(self, identity: str) -> tuple[str | None, str | None]:
@@ -82,7 +88,7 @@ class AclMatrix:
 
     def run(self) -> dict[tuple[str, str, str], bool]:
         self._seed()
-        with self._probe(PUBLISHER, self.publisher_password) as watcher:
+        with self._probe(PUBLISHER, self.publisher_password, url=self.operator_url) as watcher:
             for topic in (f"{PREFIX}/models/#", f"{PREFIX}/trust/#", f"{PREFIX}/devices/#"):
                 watcher.subscribe(topic)
             time.sleep(0.3)  # the retained seeds arrive first
@@ -92,13 +98,13 @@ class AclMatrix:
 
     def _seed(self) -> None:
         """A retained message on each topic class, written by an identity that may write it."""
-        with self._probe(*self.login("publisher")) as publisher:
+        with self._probe(*self.login("publisher"), url=self.operator_url) as publisher:
             publisher.publish(f"{PREFIX}/models/{MODEL}/manifest", b"seed-manifest", retain=True)
             publisher.publish(f"{PREFIX}/models/{MODEL}/releases/1/chunks/0", b"seed-chunk", retain=True)
             publisher.publish(f"{PREFIX}/trust/root/1", b"seed-root", retain=True)
             publisher.publish(f"{PREFIX}/devices/{PUBLISHER}/status", b"seed-status", retain=True)
         for identity in ("device-a", "device-b"):
-            with self._probe(*self.login(identity), client_id=self.names[identity]) as device:
+            with self._probe(*self.login(identity), client_id=self.names[identity], url=self.broker.dev_url) as device:
                 device.publish(f"{PREFIX}/devices/{self.names[identity]}/status", b"seed-status", retain=True)
 
     def _identity(self, identity: str, watcher: MqttProbe) -> None:
@@ -141,13 +147,13 @@ class AclMatrix:
         return watcher.received(topic, payload)
 
 
-def mismatches(cells: dict[tuple[str, str, str], bool]) -> list[str]:
-    """Every observed cell that differs from EXPECTED, in words."""
+def mismatches(cells: dict[tuple[str, str, str], bool], kind: str) -> list[str]:
+    """Every observed cell that differs from EXPECTED for a ``kind`` of listener, in words."""
     found = []
     for identity in IDENTITIES:
         for topic_class in TOPIC_CLASSES:
             for i, access in enumerate(ACCESS):
-                want = EXPECTED[identity][topic_class][i]
+                want = EXPECTED[kind][identity][topic_class][i]
                 got = cells.get((identity, topic_class, access))
                 if got != want:
                     found.append(f"{identity} {access} {topic_class}: expected {'allowed' if want else 'denied'}, "
@@ -155,23 +161,39 @@ def mismatches(cells: dict[tuple[str, str, str], bool]) -> list[str]:
     return found
 
 
+def takeover_survived(broker: Broker, url: str) -> bool:
+    """Whether device B stays connected while device A's credential connects with B's client id."""
+    victim, attacker = broker.device_ids[1], broker.device_ids[0]
+    password = broker.login(victim).password()
+    with MqttProbe(url, victim, password, client_id=victim, cafile=broker.layout.ca_cert, timeout=WAIT_S) as probe:
+        with MqttProbe(url, attacker, password, client_id=victim, cafile=broker.layout.ca_cert, timeout=WAIT_S):
+            time.sleep(0.3)
+        return probe.disconnects == 0
+
+
 def _run(workdir: Path, quick: bool) -> Outcome:
-    """Quick: the plain loopback listener; full: that and the TLS listener (same passwords and ACL)."""
+    """Quick: the plain loopback listeners; full: those and the TLS ones (same passwords and ACL)."""
     observed: dict[str, dict[str, bool]] = {}
     problems: list[str] = []
     refused: dict[str, list[str]] = {}
     with Broker(workdir / "broker", [f"acl-dev-{c}" for c in "ab"]) as broker:
-        listeners = {"plain": broker.dev_url} if quick else {"plain": broker.dev_url, "tls": broker.url}
-        for name, url in listeners.items():
-            matrix = AclMatrix(broker, url)
+        listeners = {("device", "plain"): broker.dev_url, ("operator", "plain"): broker.operator_dev_url}
+        if not quick:
+            listeners |= {("device", "tls"): broker.url, ("operator", "tls"): broker.operator_url}
+        for (kind, transport), url in listeners.items():
+            name = f"{kind}-{transport}"
+            matrix = AclMatrix(broker, url, broker.operator_dev_url)
             cells = matrix.run()
             observed[name] = {"/".join(cell): allowed for cell, allowed in cells.items()}
-            problems += [f"{name}: {problem}" for problem in mismatches(cells)]
+            problems += [f"{name}: {problem}" for problem in mismatches(cells, kind)]
             refused[name] = sorted(note.split(":")[0] for note in matrix.notes if "CONNECT refused" in note)
-    runs = len(listeners) * len(IDENTITIES) * len(TOPIC_CLASSES) * len(ACCESS)
-    detail = (f"{'+'.join(listeners)} listener{'s' if len(listeners) > 1 else ''}, {len(IDENTITIES)} identities x "
-              f"{len(TOPIC_CLASSES)} topic classes x read/write on Mosquitto; {runs - len(problems)}/{runs} cells "
-              "as designed")
+            if kind == "device" and not takeover_survived(broker, url):
+                problems.append(f"{name}: device A's credential with device B's client id disconnected B")
+    takeovers = sum(kind == "device" for kind, _ in listeners)
+    runs = len(listeners) * len(IDENTITIES) * len(TOPIC_CLASSES) * len(ACCESS) + takeovers
+    detail = (f"{len(listeners)} listeners ({', '.join('-'.join(key) for key in listeners)}), {len(IDENTITIES)} "
+              f"identities x {len(TOPIC_CLASSES)} topic classes x read/write, and a client-id takeover per device "
+              f"listener, on Mosquitto; {runs - len(problems)}/{runs} checks as designed")
     facts = {"observed": observed, "mismatches": problems, "refused_connect": refused}
     return Outcome("acl-matrix", runs, runs - len(problems), detail, facts, tuple(problems))
 

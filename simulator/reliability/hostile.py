@@ -89,7 +89,7 @@ def run_round(workdir: Path, broker: Broker, device_id: str, attacks: tuple[Atta
     base_sha256 = model_sha256()
 
     results: list[AttackResult] = []
-    with DeviceProcess(home) as device, broker_probe(broker, url=broker.dev_url, timeout=WAIT_S) as attacker:
+    with DeviceProcess(home) as device, broker_probe(broker, url=broker.operator_dev_url, timeout=WAIT_S) as attacker:
         attacker.subscribe(status_topic(device_id))
         attacker.wait(lambda: attacker.status(device_id).get("state") == "idle", "the device online")
         time.sleep(0.5)

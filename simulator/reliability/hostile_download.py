@@ -137,7 +137,7 @@ def run_attack(workdir: Path, rounds: int, attack: Attack) -> tuple[int, list[st
     counter, held, failures, facts = PublishCounter(), 0, [], []
     with Broker(workdir / "broker") as broker, \
             ThreadedLink(broker.dev_port, throttled(RATE), down_tap=counter.stream) as link, \
-            broker_probe(broker, url=broker.dev_url) as attacker:
+            broker_probe(broker, url=broker.operator_dev_url) as attacker:
         device_id = broker.device_ids[0]
         attacker.subscribe(status_topic(device_id, broker.prefix))
         key, public = make_keypair(workdir / "keys")

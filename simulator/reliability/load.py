@@ -110,7 +110,7 @@ class _LoadRun:
         ticker = loop.create_task(self._tick())
         started = time.monotonic()
         deadline = started + self.wall_limit_s
-        session = broker.publisher(broker.dev_url, timeout=60.0)
+        session = broker.publisher(broker.operator_dev_url, timeout=60.0)
         session.connect()
         try:
             while sum(c.phase is Phase.CONNECTED for c in self.clients) < self.count and time.monotonic() < deadline:

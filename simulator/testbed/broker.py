@@ -5,9 +5,10 @@
         home = DeviceHome.create(workdir / "dev", broker, broker.device_ids[0], "digits", public)
 
 The broker is set up exactly as `rankcast broker` sets it up (broker_config: a test CA, the password
-file, the shipped ACL and mosquitto.conf with persistence): TLS on ``port``, and the plain loopback
-development listener on ``dev_port`` with the same accounts and ACL, for clients that read the MQTT
-stream or that one event loop drives by the thousand (a TLS handshake in paho blocks its caller).
+files, the shipped ACL and mosquitto.conf with persistence): devices log in over TLS on ``port``,
+publishers on ``operator_port``; the plain loopback development listeners ``dev_port`` (devices) and
+``operator_dev_port`` (publishers) have the same accounts and ACL, for clients that read the MQTT stream
+or that one event loop drives by the thousand (a TLS handshake in paho blocks its caller).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Broker:
         self.prefix = prefix
         self.device_ids = [f"device-{i:03d}" for i in range(devices)] if isinstance(devices, int) else list(devices)
         self.port, self.dev_port = free_port(), free_port()
+        self.operator_port, self.operator_dev_port = free_port(), free_port()
         self.process: subprocess.Popen | None = None
         _fresh_directory(self.layout)
         make_test_ca(self.layout)
@@ -65,17 +67,35 @@ class Broker:
         self.device_password.chmod(0o600)
         if self.device_ids:
             add_devices(self.layout, self.device_ids, password, prefix)
-        prepare(self.layout, Listeners(tls_port=self.port, bind="127.0.0.1", dev_port=self.dev_port), prefix)
+        prepare(self.layout, Listeners(tls_port=self.port, bind="127.0.0.1", dev_port=self.dev_port,
+                                       operator_port=self.operator_port, operator_dev_port=self.operator_dev_port),
+                prefix)
 
     @property
     def url(self) -> str:
-        """The TLS listener."""
+        """The devices' TLS listener."""
         return f"mqtts://localhost:{self.port}"
 
     @property
     def dev_url(self) -> str:
-        """The plain loopback listener (same accounts and ACL)."""
+        """The devices' plain loopback listener (same accounts and ACL)."""
         return f"mqtt://127.0.0.1:{self.dev_port}"
+
+    @property
+    def operator_url(self) -> str:
+        """The publishers' TLS listener."""
+        return f"mqtts://localhost:{self.operator_port}"
+
+    @property
+    def operator_dev_url(self) -> str:
+        """The publishers' plain loopback listener."""
+        return f"mqtt://127.0.0.1:{self.operator_dev_port}"
+
+    def url_for(self, username: str, plain: bool = False) -> str:
+        """The listener ``username`` logs in on: the operators' for the publisher, else the devices'."""
+        if username == PUBLISHER:
+            return self.operator_dev_url if plain else self.operator_url
+        return self.dev_url if plain else self.url
 
     @property
     def device_password(self) -> Path:
@@ -91,12 +111,14 @@ class Broker:
 
     def login(self, username: str = PUBLISHER, password_file: Path | None = None,
               url: str | None = None) -> BrokerLogin:
-        """``username``'s login over TLS (or ``url``); by default the publisher's, with its own password."""
+        """``username``'s login over TLS on its listener (or ``url``); by default the publisher's, with its own
+        password."""
         password_file = password_file or self.password_file(username)
-        return BrokerLogin(BrokerUrl.parse(url or self.url), username, password_file, self.layout.ca_cert)
+        return BrokerLogin(BrokerUrl.parse(url or self.url_for(username)), username, password_file,
+                           self.layout.ca_cert)
 
     def publisher(self, url: str | None = None, timeout: float = 30.0) -> BrokerSession:
-        """A session as the publisher (over TLS unless ``url``); a context manager."""
+        """A session as the publisher (over TLS on the operator listener unless ``url``); a context manager."""
         return BrokerSession(self.login(url=url), timeout=timeout)
 
     def publish(self, release: Release) -> None:
@@ -109,10 +131,10 @@ class Broker:
         return process_usage(self.process.pid) if self.process else (0.0, 0.0)
 
     def start(self) -> Broker:
-        """Start Mosquitto (again, after ``stop``) and return once both listeners accept connections."""
+        """Start Mosquitto (again, after ``stop``) and return once every listener accepts connections."""
         raise_file_limit()  # Mosquitto inherits it: a fleet needs a descriptor per device
         self.process = start_broker(self.layout, self.log)
-        for port in (self.port, self.dev_port):
+        for port in (self.port, self.dev_port, self.operator_port, self.operator_dev_port):
             wait_listening("127.0.0.1", port, self.process)
         return self
 

@@ -37,7 +37,8 @@ class MqttProbe:
     """One MQTT 5 connection (paho's loop thread) that records every message it receives, in order.
 
     ``messages[n - 1]`` is the n-th message (topic, payload, retained); ``seen`` counts them, so a caller
-    can wait for news after a point. ``accepted`` tells whether the broker accepted the CONNECT.
+    can wait for news after a point. ``accepted`` tells whether the broker accepted the CONNECT, and
+    ``disconnects`` counts the connections lost (the probe reconnects by itself).
     """
 
     def __init__(self, url: str, username: str | None = None, password: str | None = None, *,
@@ -58,7 +59,9 @@ class MqttProbe:
         self._subacks: dict[int, list[ReasonCode]] = {}
         self._resubscriptions: set[int] = set()  # SUBACKs nobody waits for
         self._pubacks: dict[int, ReasonCode] = {}
+        self.disconnects = 0
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *_: self._notify(lambda: setattr(self, "disconnects", self.disconnects + 1))
         self.client.on_subscribe = self._on_subscribe
         self.client.on_publish = lambda c, u, mid, code, p: self._notify(lambda: self._pubacks.update({mid: code}))
         self.client.on_message = self._on_message
@@ -176,10 +179,10 @@ class MqttProbe:
 
 def broker_probe(broker: Broker, username: str | None = None, *, url: str | None = None,
                  timeout: float = WAIT_S) -> MqttProbe:
-    """A probe logged in to a testbed ``broker`` as ``username`` (default: the publisher), over TLS unless
-    ``url`` names another listener."""
+    """A probe logged in to a testbed ``broker`` as ``username`` (default: the publisher), over TLS on its
+    listener unless ``url`` names another."""
     login = broker.login(username) if username else broker.login()
-    return MqttProbe(url or broker.url, login.username, login.password(), cafile=broker.layout.ca_cert,
+    return MqttProbe(url or str(login.url), login.username, login.password(), cafile=broker.layout.ca_cert,
                      timeout=timeout, prefix=broker.prefix)
 
 

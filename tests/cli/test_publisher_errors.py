@@ -42,25 +42,25 @@ def test_every_broker_command_refuses_a_malformed_url(tmp_path: Path, operator_e
 
 
 def test_plain_mqtt_against_the_tls_port_says_to_use_mqtts(broker, operator_error) -> None:
-    assert _status(broker, f"mqtt://localhost:{broker.port}") == 1
-    assert f"the broker speaks TLS on this port; use mqtts://localhost:{broker.port}" in operator_error(
+    assert _status(broker, f"mqtt://localhost:{broker.operator_port}") == 1
+    assert f"the broker speaks TLS on this port; use mqtts://localhost:{broker.operator_port}" in operator_error(
         "broker-unreachable")
 
 
 def test_tls_against_the_plain_port_says_to_use_mqtt(broker, operator_error) -> None:
-    assert _status(broker, f"mqtts://127.0.0.1:{broker.dev_port}", "--cafile", str(broker.layout.ca_cert)) == 1
-    assert f"use mqtt://127.0.0.1:{broker.dev_port}" in operator_error("broker-unreachable")
+    assert _status(broker, f"mqtts://127.0.0.1:{broker.operator_dev_port}", "--cafile", str(broker.layout.ca_cert)) == 1
+    assert f"use mqtt://127.0.0.1:{broker.operator_dev_port}" in operator_error("broker-unreachable")
 
 
 def test_a_missing_cafile_is_named_as_the_fix(broker, operator_error) -> None:
-    assert _status(broker, broker.url) == 1
+    assert _status(broker, broker.operator_url) == 1
     line = operator_error("broker-unreachable")
     assert "certificate verify failed" in line and "pass --cafile" in line and "ca.crt" in line
 
 
 def test_a_cafile_that_is_no_certificate_is_one_line(broker, tmp_path: Path, operator_error) -> None:
     (tmp_path / "ca.crt").write_text("not a certificate\n")
-    assert _status(broker, broker.url, "--cafile", str(tmp_path / "ca.crt")) == 1
+    assert _status(broker, broker.operator_url, "--cafile", str(tmp_path / "ca.crt")) == 1
     assert "--cafile" in operator_error("bad-config")
 
 
@@ -72,7 +72,8 @@ def test_nothing_listening_is_one_line(broker, operator_error) -> None:
 
 
 def test_a_missing_user_name_says_to_pass_one(broker, operator_error) -> None:
-    assert main(["status", "--broker", broker.url, "--cafile", str(broker.layout.ca_cert), "--timeout", "10"]) == 1
+    cafile = str(broker.layout.ca_cert)
+    assert main(["status", "--broker", broker.operator_url, "--cafile", cafile, "--timeout", "10"]) == 1
     line = operator_error("bad-credentials")
     assert "without a user name" in line and "pass --username and --password-file" in line and "None" not in line
 
@@ -84,10 +85,10 @@ def test_a_model_no_device_follows_is_named_with_the_ones_they_do(broker, operat
     with broker.publisher() as session:  # a status as a device publishes it (on the one topic the ACL lets us)
         session.publish_all([(status_topic(PUBLISHER), json.dumps(status).encode())])
     try:
-        assert _status(broker, broker.url, "--cafile", str(broker.layout.ca_cert), "--model", "digit") == 1
+        assert _status(broker, broker.operator_url, "--cafile", str(broker.layout.ca_cert), "--model", "digit") == 1
         line = operator_error("unknown-model")
         assert "no device follows model 'digit'" in line and "report digits" in line
-        assert _status(broker, broker.url, "--cafile", str(broker.layout.ca_cert), "--model", "digits") == 0
+        assert _status(broker, broker.operator_url, "--cafile", str(broker.layout.ca_cert), "--model", "digits") == 0
         assert "1 devices" in capsys.readouterr().out
     finally:
         with broker.publisher() as session:
@@ -95,7 +96,7 @@ def test_a_model_no_device_follows_is_named_with_the_ones_they_do(broker, operat
 
 
 def test_the_right_options_reach_the_broker(broker, capsys) -> None:
-    assert _status(broker, broker.url, "--cafile", str(broker.layout.ca_cert), "--json") == 0
+    assert _status(broker, broker.operator_url, "--cafile", str(broker.layout.ca_cert), "--json") == 0
     assert '"devices"' in capsys.readouterr().out
 
 
@@ -137,3 +138,8 @@ def test_a_public_key_given_as_the_signing_key_names_the_private_one(tmp_path: P
             "--version", "1", "--key", str(public)]
     assert main(argv) == 1
     assert PRIVATE_NAME in operator_error("bad-key")
+
+
+def test_a_publisher_on_the_device_port_is_told_to_use_the_operator_port(broker, operator_error) -> None:
+    assert _status(broker, broker.url, "--cafile", str(broker.layout.ca_cert)) == 1
+    assert "the device port refuses publishers" in operator_error("bad-credentials")

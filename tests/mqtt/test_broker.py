@@ -18,15 +18,28 @@ from simulator.testbed.broker import PUBLISHER, Broker
 from simulator.testbed.probe import MqttProbe, broker_probe
 
 
+def _listener_blocks(text: str) -> dict[str, str]:
+    """Each listener's lines, by its ``listener`` line's argument."""
+    blocks = re.split(r"(?m)^listener ", text)[1:]
+    return {block.split("\n", 1)[0]: block for block in blocks}
+
+
 def test_the_config_sets_tls_persistence_auth_and_limits(tmp_path: Path) -> None:
     layout = BrokerLayout(tmp_path)
-    text = render_config(layout, Listeners(tls_port=8883, dev_port=1883))
+    text = render_config(layout, Listeners(tls_port=8883, dev_port=1883, operator_dev_port=1884))
     assert "$" not in re.sub(r"(?m)^#.*$", "", text), "an unfilled placeholder"
-    for line in ("allow_anonymous false", "persistence true", f"password_file {layout.passwords}",
-                 f"acl_file {layout.acl}", "listener 8883", "tls_version tlsv1.2", "listener 1883 127.0.0.1",
-                 "max_queued_messages 4000", "max_packet_size 266240", f"certfile {layout.server_cert}"):
+    for line in ("per_listener_settings true", "persistence true", "tls_version tlsv1.2", "max_queued_messages 4000",
+                 "max_packet_size 266240", f"certfile {layout.server_cert}"):
         assert re.search(rf"(?m)^{re.escape(line)}$", text), line
-    assert "listener 1883" not in render_config(layout, Listeners(tls_port=8883))
+    listeners = _listener_blocks(text)
+    assert set(listeners) == {"8883", "8884", "1883 127.0.0.1", "1884 127.0.0.1"}
+    for name, block in listeners.items():
+        device = name.split()[0] in ("8883", "1883")
+        for line in ("allow_anonymous false", f"acl_file {layout.acl}",
+                     f"password_file {layout.passwords if device else layout.operator_passwords}"):
+            assert re.search(rf"(?m)^{re.escape(line)}$", block), (name, line)
+        assert ("use_username_as_clientid true" in block) == device, name
+    assert set(_listener_blocks(render_config(layout, Listeners(tls_port=8883)))) == {"8883", "8884"}
 
 
 def test_a_test_ca_is_never_overwritten(tmp_path: Path) -> None:
@@ -60,7 +73,8 @@ def test_a_device_credential_cannot_publish_releases(broker: Broker, device_ids)
 
 def test_plain_mqtt_on_the_tls_port_gets_nowhere(broker: Broker) -> None:
     with pytest.raises(BrokerUnreachableError):
-        _session(broker, PUBLISHER, broker.layout.credential(PUBLISHER), f"mqtt://localhost:{broker.port}").connect()
+        _session(broker, PUBLISHER, broker.layout.credential(PUBLISHER),
+                 f"mqtt://localhost:{broker.operator_port}").connect()
 
 
 def test_a_broker_certificate_from_another_ca_is_refused(broker: Broker, tmp_path: Path) -> None:
@@ -71,7 +85,7 @@ def test_a_broker_certificate_from_another_ca_is_refused(broker: Broker, tmp_pat
 
 
 def test_the_development_listener_is_plain_but_still_authenticated(broker: Broker, tmp_path: Path) -> None:
-    url = f"mqtt://127.0.0.1:{broker.dev_port}"
+    url = broker.operator_dev_url
     with _session(broker, PUBLISHER, broker.layout.credential(PUBLISHER), url):
         pass
     wrong = tmp_path / "wrong.password"
@@ -107,7 +121,7 @@ def test_retained_releases_vanish_when_the_account_that_published_them_loses_wri
     topics = {"alice": "rankcast/models/by-alice/manifest", PUBLISHER: "rankcast/models/by-ops/manifest"}
     logins = {"alice": "alice-password", PUBLISHER: own_broker.login().password()}
     for user, password in logins.items():
-        with MqttProbe(own_broker.url, user, password, cafile=own_broker.layout.ca_cert) as probe:
+        with MqttProbe(own_broker.operator_url, user, password, cafile=own_broker.layout.ca_cert) as probe:
             assert not probe.publish(topics[user], b"release", retain=True).is_failure
     acl = own_broker.layout.acl
     grant = "user alice\ntopic readwrite rankcast/models/#\n"

@@ -24,7 +24,7 @@ from simulator.testbed.waits import wait_for
 
 
 def _broker_args(broker: Broker, user: str, password: Path) -> list[str]:
-    return ["--broker", broker.url, "--username", user, "--password-file", str(password),
+    return ["--broker", broker.url_for(user), "--username", user, "--password-file", str(password),
             "--cafile", str(broker.layout.ca_cert)]
 
 
@@ -39,7 +39,9 @@ def test_broker_setup_commands_fill_a_data_directory(tmp_path: Path, capsys) -> 
     assert main(["broker", "adduser", "ops", "--role", "publisher", "--data-dir", str(data)]) == 0
     out = capsys.readouterr().out
     assert "ca.crt" in out and "pump-1.password" in out
-    assert {line.split(":")[0] for line in (data / "passwd").read_text().splitlines()} == {"pump-1", "ops"}
+    assert [line.split(":")[0] for line in (data / "passwd").read_text().splitlines()] == ["pump-1"]
+    assert [line.split(":")[0] for line in (data / "passwd-operators").read_text().splitlines()] == ["ops"]
+    assert f"publisher ops added to {data.resolve() / 'passwd-operators'}" in out
     assert "user ops\ntopic readwrite rankcast/models/#" in (data / "acl").read_text()
     assert (data / "credentials" / "pump-1.password").stat().st_mode & 0o777 == 0o600
     assert main(["broker", "--data-dir", str(tmp_path / "empty"), "--port", "18999"]) == 1

@@ -18,7 +18,7 @@ from simulator.testbed.broker import PUBLISHER, Broker
 
 
 def _login(broker: Broker) -> list[str]:
-    return ["--broker", broker.url, "--username", PUBLISHER, "--password-file",
+    return ["--broker", broker.operator_url, "--username", PUBLISHER, "--password-file",
             str(broker.layout.credential(PUBLISHER)), "--cafile", str(broker.layout.ca_cert)]
 
 

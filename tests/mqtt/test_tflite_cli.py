@@ -21,7 +21,7 @@ def test_publish_with_a_canary_reaches_tflite_devices(broker, device_ids, make_d
     write_update_file(tmp_path / "v2.rcu", update)
     (tmp_path / "deployed.tflite").write_bytes(base)
     np.save(tmp_path / "canary.npy", np.random.default_rng(0).standard_normal((4, INPUTS)).astype(np.float32))
-    login = ["--broker", broker.url, "--username", PUBLISHER, "--password-file",
+    login = ["--broker", broker.operator_url, "--username", PUBLISHER, "--password-file",
              str(broker.layout.credential(PUBLISHER)), "--cafile", str(broker.layout.ca_cert)]
     publish = ["publish", *login, "--model", model_id, "--key", str(signing[1].parent / PRIVATE_NAME),
                "--update", str(tmp_path / "v2.rcu"), "--canary", str(tmp_path / "canary.npy"), "--new-model"]

@@ -23,7 +23,7 @@ MODEL = "trusted"
 
 
 def _broker(broker: Broker) -> list[str]:
-    return ["--broker", broker.url, "--username", PUBLISHER, "--password-file",
+    return ["--broker", broker.operator_url, "--username", PUBLISHER, "--password-file",
             str(broker.layout.credential(PUBLISHER)), "--cafile", str(broker.layout.ca_cert)]
 
 

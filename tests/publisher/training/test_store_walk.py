@@ -27,7 +27,7 @@ def test_three_updates_from_the_command_line_and_a_device_offline_for_all_of_the
     monkeypatch.chdir(tmp_path)
     _, public = synthetic.make_keypair(tmp_path / "keys")
     with Broker(tmp_path / "broker", devices=["online", "offline"]) as broker:
-        login = ["--broker", broker.url, "--username", PUBLISHER, "--password-file",
+        login = ["--broker", broker.operator_url, "--username", PUBLISHER, "--password-file",
                  str(broker.layout.credential(PUBLISHER)), "--cafile", str(broker.layout.ca_cert)]
         homes = {name: DeviceHome.create(tmp_path / name, broker, name, MODEL, public)
                  for name in ("online", "offline")}

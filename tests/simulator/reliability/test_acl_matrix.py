@@ -11,33 +11,40 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cells(run_case) -> dict[str, bool]:
+def observed(run_case) -> dict[str, dict[str, bool]]:
     outcome, _ = run_case(acl_matrix.CASES[0])
-    return outcome.facts["observed"]["plain"]
+    return outcome.facts["observed"]
 
 
 def test_the_whole_matrix_is_as_designed(run_case) -> None:
     outcome, _ = run_case(acl_matrix.CASES[0])
     assert outcome.ok, outcome.summary()
-    assert outcome.runs == len(IDENTITIES) * len(TOPIC_CLASSES) * len(ACCESS) == 50
+    cells = 2 * len(IDENTITIES) * len(TOPIC_CLASSES) * len(ACCESS)
+    assert outcome.runs == cells + 1 == 101, "both plain listeners, and the takeover on the device one"
     assert outcome.facts["mismatches"] == []
 
 
-def test_every_observed_cell_equals_the_design(cells) -> None:
-    for identity, row in EXPECTED.items():
-        for topic_class, (read, write) in row.items():
-            assert cells[f"{identity}/{topic_class}/read"] is read, (identity, topic_class, "read")
-            assert cells[f"{identity}/{topic_class}/write"] is write, (identity, topic_class, "write")
+def test_every_observed_cell_equals_the_design(observed) -> None:
+    for kind, identities in EXPECTED.items():
+        cells = observed[f"{kind}-plain"]
+        for identity, row in identities.items():
+            for topic_class, (read, write) in row.items():
+                assert cells[f"{identity}/{topic_class}/read"] is read, (kind, identity, topic_class, "read")
+                assert cells[f"{identity}/{topic_class}/write"] is write, (kind, identity, topic_class, "write")
 
 
-def test_a_stolen_device_credential_can_neither_publish_releases_nor_forge_another_status(cells) -> None:
-    assert cells["device-a/manifest/read"] and cells["device-a/own-status/write"]
-    assert not cells["device-a/manifest/write"] and not cells["device-a/chunks/write"]
-    assert not cells["device-a/other-status/write"] and not cells["device-b/other-status/read"]
-    assert cells["publisher/other-status/read"] and cells["publisher/manifest/write"]
+def test_a_stolen_device_credential_can_neither_publish_releases_nor_forge_another_status(observed) -> None:
+    device, operator = observed["device-plain"], observed["operator-plain"]
+    assert device["device-a/manifest/read"] and device["device-a/own-status/write"]
+    assert not device["device-a/manifest/write"] and not device["device-a/chunks/write"]
+    assert not device["device-a/other-status/write"] and not device["device-b/other-status/read"]
+    assert not any(operator[f"device-a/{c}/{a}"] for c in TOPIC_CLASSES for a in ACCESS), "no way in as an operator"
+    assert operator["publisher/other-status/read"] and operator["publisher/manifest/write"]
 
 
-def test_anonymous_clients_and_wrong_passwords_are_refused_at_connect(run_case, cells) -> None:
+def test_each_listener_refuses_the_other_kind_of_account_at_connect(run_case, observed) -> None:
     outcome, _ = run_case(acl_matrix.CASES[0])
-    assert outcome.facts["refused_connect"]["plain"] == ["anonymous", "wrong-password"]
-    assert not any(cells[f"anonymous/{c}/{a}"] for c in TOPIC_CLASSES for a in ACCESS)
+    refused = outcome.facts["refused_connect"]
+    assert refused["device-plain"] == ["anonymous", "publisher", "wrong-password"]
+    assert refused["operator-plain"] == ["anonymous", "device-a", "device-b", "wrong-password"]
+    assert not any(observed["device-plain"][f"anonymous/{c}/{a}"] for c in TOPIC_CLASSES for a in ACCESS)
