@@ -11,10 +11,13 @@ from device_client.errors import CanaryError
 
 def replaces(manifest: Manifest, in_progress: Manifest, download: Download | None) -> bool:
     """Whether a verified ``manifest`` takes over from the download of ``in_progress``: it is newer and has
-    something to download, or it is the same release signed again (a changed rollout or expiry)."""
-    if download is None or manifest.version < in_progress.version:
+    something to download, or it is the same release signed again (a changed rollout or expiry), which
+    decides even when it leaves nothing to download (a rollout narrowed or paused past this device)."""
+    if manifest.version < in_progress.version:
         return False
-    return manifest.version > in_progress.version or manifest.payload_sha256 == in_progress.payload_sha256
+    if manifest.version == in_progress.version and manifest.payload_sha256 == in_progress.payload_sha256:
+        return True
+    return manifest.version > in_progress.version and download is not None
 
 
 def is_content_failure(exc: BaseException) -> bool:

@@ -134,6 +134,12 @@ class VersionNotNewerError(ReleaseRefusedError):
     code = "not-newer"
 
 
+class NotLatestError(ReleaseRefusedError):
+    """A rollout names a version that is not the model's latest release on the broker."""
+
+    code = "not-latest"
+
+
 class VersionTakenError(ReleaseRefusedError):
     """The current version is already published with another payload."""
 

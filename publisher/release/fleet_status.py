@@ -123,7 +123,8 @@ def format_report(report: FleetReport) -> str:
     lines.append("")
     for model, counts in report.versions().items():
         lines.append(f"{model}: " + ", ".join(f"version {v}: {n}" for v, n in counts.items()))
-    lines.append(f"{len(report.devices)} devices: " + ", ".join(f"{s} {n}" for s, n in report.states().items()))
+    states = ", ".join(f"{s} {n}" for s, n in report.states().items())
+    lines.append(f"{len(report.devices)} devices" + (f": {states}" if states else " (no status retained yet)"))
     lines += _trust_lines(report.devices)
     stale = report.stale()
     if stale:

@@ -18,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the manifest, waiting for each acknowledgement. Devices following the model get it whenever "
         "they connect. An update's manifest carries an index of the older releases the broker retains, and "
         "with --deployed or --model-file the whole updated file is published too, as the fallback: a device "
-        "on any indexed version catches up by the cheapest chain of deltas or by the full file. To widen a "
-        "staged rollout, publish the same version again with a higher --rollout. Before it sends anything it "
+        "on any indexed version catches up by the cheapest chain of deltas or by the full file. To widen, narrow "
+        "or pause a staged rollout, use `rankcast rollout` (it sends the manifest alone). Before it sends anything it "
         "reads the broker's current release and refuses (one line with a code) a version below it, another "
         "payload under its version, a delta for a file no release produces, another signing key, another fleet "
         "than the current release's, and a model id the broker has never seen (without --new-model).",

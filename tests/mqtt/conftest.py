@@ -19,7 +19,7 @@ from simulator.testbed import synthetic
 from simulator.testbed.broker import Broker
 from simulator.testbed.devices import QUICK_CLIENT, DeviceHome, DeviceThread
 
-DEVICE_POOL = 48
+DEVICE_POOL = 96
 
 
 @pytest.fixture(scope="session")
