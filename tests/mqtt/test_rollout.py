@@ -35,7 +35,7 @@ def test_widening_sends_only_the_manifest_and_reaches_every_device(broker, devic
         watcher.subscribe(f"{broker.prefix}/models/{model_id}/#")
         time.sleep(0.3)
         retained = watcher.seen
-        rollout = ["rollout", *_login(broker), "--model", model_id, "--version", "2", "--key", key]
+        rollout = ["rollout", "set", *_login(broker), "--model", model_id, "--version", "2", "--key", key]
         assert main([*rollout, "--percent", "100"]) == 0
         assert f"{model_id} release 2: rollout 100%" in capsys.readouterr().out
         wait_for(lambda: all(d.version(model_id) == 2 for d in fleet), "every device at version 2")
@@ -43,9 +43,9 @@ def test_widening_sends_only_the_manifest_and_reaches_every_device(broker, devic
     assert sorted(sent) == sorted([f"{broker.prefix}/models/{model_id}/manifest",
                                    f"{broker.prefix}/models/{model_id}/releases/2/delta/manifest"]), sent
 
-    assert main(["rollout", *_login(broker), "--model", model_id, "--version", "3", "--key", key, "--pause"]) == 1
+    assert main([*rollout[:-4], "--version", "3", "--key", key, "--pause"]) == 1
     assert "latest release is 2, not 3" in operator_error("not-latest")
     stranger, _ = write_keypair(tmp_path / "stranger", generate_signing_key())
-    assert main(["rollout", *_login(broker), "--model", model_id, "--version", "2", "--key", str(stranger),
+    assert main(["rollout", "set", *_login(broker), "--model", model_id, "--version", "2", "--key", str(stranger),
                  "--pause"]) == 1
     assert "not signed by key" in operator_error("untrusted-key")
