@@ -16,9 +16,19 @@ from broker_config.tools import find_tool
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now (for brokers started by tests and tools)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` different such ports: each stays bound until all are found, so none is handed out twice."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def broker_command(layout: BrokerLayout) -> list[str]:

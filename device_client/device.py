@@ -22,6 +22,7 @@ from device_client.predictor import Predictor
 from device_client.spool import Spool
 from device_client.status import DeviceStatus
 from device_client.store import FileModelStore, Installed, ModelStore
+from device_client.tflite_runtime import preferred_runtime
 from device_client.timefloor import TimeFloor
 from device_client.trust import DeviceTrust
 from device_client.updater import ModelUpdater, State
@@ -57,6 +58,7 @@ class Device:
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.config, self.clock = config, clock
+        self._started, self._runtime = time.monotonic(), preferred_runtime()
         self.store = store if store is not None else FileModelStore(config.model_dir)
         self.trust = _trust(config, clock)
         self._predictors: dict[str, Predictor] = {}
@@ -172,6 +174,7 @@ class Device:
         running = self.running_models()
         return DeviceStatus(self.device_id, state, running, progress if online else None, latest,
                             sent=self.clock(), heartbeat=self.config.client.heartbeat,
+                            uptime=time.monotonic() - self._started, runtime=self._runtime,
                             trust=self.trust.status(running))
 
 

@@ -5,11 +5,13 @@
      "progress": {"model", "release", "chunks_done", "chunks_total", "bytes_done", "bytes_total",
                   "missing", "last_progress"} | null,
      "last_error": {"code": str, "message": str, "release": int, "model": str} | null,
-     "sent": float, "heartbeat": float,
+     "sent": float, "heartbeat": float, "uptime": int, "runtime": str | null,
      "trust": {"root": int, "revoked": [model, ...], "refused_root": {"version": int, "code": str, "sha256": hex16}}}
 
 ``sent`` is the device's Unix time when it sent the status, ``heartbeat`` the most seconds it lets pass
-between two statuses while online, so a reader can tell a silent device from a quiet one. In
+between two statuses while online, so a reader can tell a silent device from a quiet one; ``uptime`` the
+seconds since the device client started, and ``runtime`` the TFLite runtime it runs .tflite models with
+("tflite-runtime 2.14.0", "ai-edge-litert 1.2.0"; null if none is installed). In
 ``progress``, ``missing`` counts the chunks (and catch-up manifests) still to come and ``last_progress``
 is the Unix time the last of them arrived; ``stalled`` means nothing arrived for the stall deadline;
 ``rolled-back`` that an operator rolled the model back and the device holds the undone release back
@@ -81,6 +83,8 @@ class DeviceStatus:
     #: Not compared: two statuses that say the same are equal whenever they were made.
     sent: float = field(default=0.0, compare=False)
     heartbeat: float = 0.0
+    uptime: float = field(default=0.0, compare=False)
+    runtime: str | None = None
     #: In root mode (device_client.trust): {"root": version, "revoked": [models running a release signed by
     #: a revoked key]?, "refused_root": {"version", "code"}?}; None in simple mode (and left out).
     trust: dict | None = None
@@ -98,6 +102,8 @@ class DeviceStatus:
             "last_error": asdict(self.last_error) if self.last_error else None,
             "sent": round(self.sent, 1),
             "heartbeat": self.heartbeat,
+            "uptime": int(self.uptime),
+            "runtime": self.runtime,
             **({} if self.trust is None else {"trust": self.trust}),
         }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.metadata
 import os
 import sys
 import tempfile
@@ -22,6 +23,18 @@ import numpy as np
 RUNTIMES = ("tflite_runtime", "ai_edge_litert")
 #: File descriptor 2 is the process's: one redirection at a time.
 _STDERR_LOCK = threading.Lock()
+
+
+def preferred_runtime() -> str | None:
+    """The runtime interpreter_class picks by default, as "distribution version" (from its installed
+    metadata, without importing it), or None if none is installed."""
+    for name in RUNTIMES:
+        distribution = name.replace("_", "-")
+        try:
+            return f"{distribution} {importlib.metadata.version(distribution)}"
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def installed_runtimes() -> tuple[str, ...]:

@@ -34,6 +34,9 @@ class DeviceRow:
     #: The status's "trust" (a device with a trust root): the root it holds, models running a release whose
     #: key was revoked, the last root it refused.
     trust: dict | None = None
+    #: Seconds the device client had been running when it sent the status, and its TFLite runtime.
+    uptime: float | None = None
+    runtime: str | None = None
 
     def stale(self, now: float) -> bool:
         """Silent for longer than its heartbeat allows, though not offline."""
@@ -44,7 +47,7 @@ class DeviceRow:
     def to_dict(self, now: float) -> dict:
         return {"device": self.device, "state": self.state, "versions": self.versions,
                 "progress": self.progress, "last_error": self.last_error, "sent": self.sent,
-                "stale": self.stale(now), "trust": self.trust}
+                "stale": self.stale(now), "trust": self.trust, "uptime": self.uptime, "runtime": self.runtime}
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,8 @@ def parse_status(topic: str, payload: bytes) -> DeviceRow:
             progress=status.get("progress"), last_error=status.get("last_error"),
             sent=_seconds(status.get("sent")), heartbeat=_seconds(status.get("heartbeat")),
             trust=status["trust"] if isinstance(status.get("trust"), dict) else None,
+            uptime=_seconds(status.get("uptime")),
+            runtime=str(status["runtime"])[:64] if isinstance(status.get("runtime"), str) else None,
         )
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         return DeviceRow(device, "invalid", {}, None, {"code": "bad-status", "message": f"unreadable status: {exc}"})
@@ -109,7 +114,7 @@ def parse_status(topic: str, payload: bytes) -> DeviceRow:
 
 def format_report(report: FleetReport) -> str:
     """A table with one row per device, then the counts per version and per state, and the stale ones."""
-    lines = [f"{'DEVICE':<24} {'STATE':<16} {'VERSIONS':<24} {'LAST SEEN':<14} LAST ERROR"]
+    lines = [f"{'DEVICE':<24} {'STATE':<16} {'VERSIONS':<24} {'LAST SEEN':<14} {'UP':<7} LAST ERROR"]
     for row in report.devices:
         versions = ", ".join(f"{m}={v}" for m, v in sorted(row.versions.items())) or "-"
         state = row.state
@@ -119,12 +124,16 @@ def format_report(report: FleetReport) -> str:
                                                                               else "")
         error = row.last_error
         problem = f"[{error.get('code')}] release {error.get('release', '?')}: {error.get('message')}" if error else ""
-        lines.append(f"{row.device:<24} {state:<16} {versions:<24} {seen:<14} {problem}".rstrip())
+        up = "-" if row.uptime is None else _span(row.uptime)
+        lines.append(f"{row.device:<24} {state:<16} {versions:<24} {seen:<14} {up:<7} {problem}".rstrip())
     lines.append("")
     for model, counts in report.versions().items():
         lines.append(f"{model}: " + ", ".join(f"version {v}: {n}" for v, n in counts.items()))
     states = ", ".join(f"{s} {n}" for s, n in report.states().items())
     lines.append(f"{len(report.devices)} devices" + (f": {states}" if states else " (no status retained yet)"))
+    runtimes = Counter(row.runtime or "none" for row in report.devices if row.state != "invalid")
+    if any(name != "none" for name in runtimes):
+        lines.append("TFLite runtimes: " + ", ".join(f"{name}: {n}" for name, n in sorted(runtimes.items())))
     lines += _trust_lines(report.devices)
     stale = report.stale()
     if stale:
@@ -151,11 +160,15 @@ def _trust_lines(rows: list[DeviceRow]) -> list[str]:
 
 
 def _ago(seconds: float) -> str:
+    return f"{_span(seconds)} ago"
+
+
+def _span(seconds: float) -> str:
     seconds = max(0.0, seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
-            return f"{seconds / size:.0f} {unit} ago"
-    return f"{seconds:.0f} s ago"
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def _seconds(value: object) -> float | None:

@@ -17,21 +17,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_broker_arguments(parser)
     parser.add_argument("--model", metavar="ID", help="only devices that follow this model")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--watch", type=float, metavar="S",
+                        help="read and print the fleet again every S seconds until interrupted (Ctrl-C)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
+    import time
 
     from publisher.release.fleet_status import format_report, read_fleet
     from rankcast.broker_options import broker_session
 
+    if args.watch is not None and args.watch <= 0:
+        from publisher.errors import ConfigError
+
+        raise ConfigError(f"--watch {args.watch:g}: give the seconds between two reads, above 0")
     with broker_session(args) as session:
-        report = read_fleet(session, args.prefix, args.model)
-        if args.model is not None and not report.devices:
-            _check_model_known(read_fleet(session, args.prefix), args.model)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
-    return 0
+        while True:
+            report = read_fleet(session, args.prefix, args.model)
+            if args.model is not None and not report.devices:
+                _check_model_known(read_fleet(session, args.prefix), args.model)
+            text = json.dumps(report.to_dict(), indent=2) if args.json else format_report(report)
+            if args.watch is None:
+                print(text)
+                return 0
+            clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() and not args.json else ""
+            print(f"{clear}{time.strftime('%H:%M:%S')} every {args.watch:g} s (Ctrl-C stops)\n{text}", flush=True)
+            time.sleep(args.watch)
 
 
 def _check_model_known(fleet, model: str) -> None:

@@ -24,7 +24,7 @@ from broker_config import (
     Listeners,
     add_devices,
     add_user,
-    free_port,
+    free_ports,
     make_test_ca,
     prepare,
     start_broker,
@@ -55,8 +55,7 @@ class Broker:
         self.layout = BrokerLayout(Path(root))
         self.prefix = prefix
         self.device_ids = [f"device-{i:03d}" for i in range(devices)] if isinstance(devices, int) else list(devices)
-        self.port, self.dev_port = free_port(), free_port()
-        self.operator_port, self.operator_dev_port = free_port(), free_port()
+        self.port, self.dev_port, self.operator_port, self.operator_dev_port = free_ports(4)
         self.process: subprocess.Popen | None = None
         _fresh_directory(self.layout)
         make_test_ca(self.layout)

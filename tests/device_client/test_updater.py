@@ -18,6 +18,7 @@ from codec.update_file import UpdateFile
 from device_client import staging
 from device_client.staging import ROOM_MARGIN
 from device_client.store import FileModelStore
+from device_client.tflite_runtime import preferred_runtime
 from publisher.release.build import update_release
 from simulator.testbed import synthetic
 from simulator.testbed.history import release_history
@@ -38,8 +39,10 @@ def test_a_delta_release_is_applied_exactly(make_device, retained, signing, base
     before = time.time()
     status = json.loads(device.status().to_json())
     assert before - 0.1 <= status.pop("sent") <= time.time() + 0.1
+    assert 0 <= status.pop("uptime") < 60, "seconds since the client started"
     assert status == {
         "device": "dev-1", "state": "idle", "progress": None, "last_error": None, "heartbeat": 600.0,
+        "runtime": preferred_runtime(),
         "models": {MODEL: {"version": 2, "sha256": hashlib.sha256(expected).hexdigest()}},
     }
 

@@ -54,3 +54,19 @@ def test_rows_are_keyed_by_the_topic_and_a_status_claiming_another_device_is_fla
     assert report.versions() == {"digits": {3: 1}}, "version 99, which no device runs, is not counted"
     text = format_report(report)
     assert text.count("pump-1 ") == 1 and "[device-mismatch]" in text
+
+
+def test_each_row_shows_the_uptime_and_the_report_counts_the_runtimes() -> None:
+    now = 1_800_000_000.0
+    rows = []
+    for device, extra in (("pi-a", {"uptime": 7300, "runtime": "tflite-runtime 2.14.0"}),
+                          ("pi-b", {"uptime": 40, "runtime": "ai-edge-litert 2.3.0"}),
+                          ("old", {})):
+        topic, payload = _status(device, "idle", now)
+        rows.append(parse_status(topic, json.dumps(json.loads(payload) | extra).encode()))
+    report = FleetReport(rows, now)
+    lines = format_report(report).splitlines()
+    assert lines[0].split()[:6] == ["DEVICE", "STATE", "VERSIONS", "LAST", "SEEN", "UP"]
+    assert [line.rsplit("ago", 1)[1].strip() for line in lines[1:4]] == ["2 h", "40 s", "-"]
+    assert "TFLite runtimes: ai-edge-litert 2.3.0: 1, none: 1, tflite-runtime 2.14.0: 1" in lines
+    assert report.to_dict()["devices"][0]["uptime"] == 7300 and report.to_dict()["devices"][0]["runtime"]
