@@ -38,6 +38,13 @@ class DeviceRow:
     uptime: float | None = None
     runtime: str | None = None
 
+    def uptime_at(self, now: float) -> float | None:
+        """How long the client has been running at ``now``, if it still is (its uptime when it sent the
+        status, plus the time since), else its uptime when it last spoke."""
+        if self.uptime is None or self.sent is None or self.state in ("offline", "invalid") or self.stale(now):
+            return self.uptime
+        return self.uptime + max(0.0, now - self.sent)
+
     def stale(self, now: float) -> bool:
         """Silent for longer than its heartbeat allows, though not offline."""
         if self.sent is None or not self.heartbeat or self.state in ("offline", "invalid"):
@@ -124,7 +131,7 @@ def format_report(report: FleetReport) -> str:
                                                                               else "")
         error = row.last_error
         problem = f"[{error.get('code')}] release {error.get('release', '?')}: {error.get('message')}" if error else ""
-        up = "-" if row.uptime is None else _span(row.uptime)
+        up = "-" if row.uptime is None else _span(row.uptime_at(report.read_at))
         lines.append(f"{row.device:<24} {state:<16} {versions:<24} {seen:<14} {up:<7} {problem}".rstrip())
     lines.append("")
     for model, counts in report.versions().items():

@@ -108,7 +108,8 @@ def _run(args: argparse.Namespace) -> int:
         codes = f" ({_codes(counts.failed)})" if counts.failed else ""
         line = (f"wave {wave.percent:g}%: {len(counts.cohort)} in the cohort, {len(counts.succeeded)} run release "
                 f"{args.version}, {len(counts.failed)} failed{codes}"
-                + ("" if decided.value == "wait" else f" -> {decided.value}"))
+                + ("" if decided.value == "wait" else f" -> {decided.value}")
+                + (" (this wave added no device)" if decided.value == "advance" and not counts.joined else ""))
         if last != [line]:
             print(line, flush=True)
             last[:] = [line]

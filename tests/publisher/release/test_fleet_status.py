@@ -68,5 +68,6 @@ def test_each_row_shows_the_uptime_and_the_report_counts_the_runtimes() -> None:
     lines = format_report(report).splitlines()
     assert lines[0].split()[:6] == ["DEVICE", "STATE", "VERSIONS", "LAST", "SEEN", "UP"]
     assert [line.rsplit("ago", 1)[1].strip() for line in lines[1:4]] == ["2 h", "40 s", "-"]
+    assert report.devices[1].uptime_at(now + 30) == 70, "still running: its uptime grows with the time since"
     assert "TFLite runtimes: ai-edge-litert 2.3.0: 1, none: 1, tflite-runtime 2.14.0: 1" in lines
     assert report.to_dict()["devices"][0]["uptime"] == 7300 and report.to_dict()["devices"][0]["runtime"]
