@@ -34,7 +34,7 @@ class Listeners:
             if not 0 < port < 65536:
                 raise ValueError(f"port {port} is outside 1..65535")
         if len(set(ports)) < len(ports):
-            raise ValueError(f"the listeners need four different ports, got {ports}")
+            raise ValueError(f"every listener needs a port of its own, got {ports}")
 
 
 def render_config(layout: BrokerLayout, listeners: Listeners, prefix: str = DEFAULT_PREFIX) -> str:

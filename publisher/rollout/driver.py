@@ -71,11 +71,10 @@ def run_rollout(session: BrokerSession, rollout: Rollout, state_path: Path, poll
             return state
         if state.wave + 1 == len(rollout.waves):
             state.outcome = COMPLETED
-        else:
-            state.wave, state.wave_started = state.wave + 1, None
-        state.save(state_path)
-        if state.outcome != RUNNING:
+            state.save(state_path)
             return state
+        state.wave, state.wave_started = state.wave + 1, None
+        state.save(state_path)
 
 
 def _publish(session: BrokerSession, rollout: Rollout, percent: float):

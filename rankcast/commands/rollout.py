@@ -93,6 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     from publisher.release.build import parse_duration
     from publisher.rollout.driver import Rollout, run_rollout
     from publisher.rollout.state import HALTED
+    from publisher.rollout.tally import Verdict
     from publisher.rollout.waves import DEFAULT_ABORT_CODES, AbortPolicy, parse_waves
 
     codes = DEFAULT_ABORT_CODES if args.abort_codes is None else frozenset(args.abort_codes.split(","))
@@ -108,8 +109,8 @@ def _run(args: argparse.Namespace) -> int:
         codes = f" ({_codes(counts.failed)})" if counts.failed else ""
         line = (f"wave {wave.percent:g}%: {len(counts.cohort)} in the cohort, {len(counts.succeeded)} run release "
                 f"{args.version}, {len(counts.failed)} failed{codes}"
-                + ("" if decided.value == "wait" else f" -> {decided.value}")
-                + (" (this wave added no device)" if decided.value == "advance" and not counts.joined else ""))
+                + ("" if decided is Verdict.WAIT else f" -> {decided.value}")
+                + (" (this wave added no device)" if decided is Verdict.ADVANCE and not counts.joined else ""))
         if last != [line]:
             print(line, flush=True)
             last[:] = [line]
