@@ -18,13 +18,13 @@ step = @printf '==> %s\n' "$(1)"; started=$$(date +%s); $(2) && printf '    done
 # $(call ready,DIR,WHAT): a line saying DIR is set up already and how to rebuild it.
 ready = @printf '==> %s: ready (set up %s; `make clean` rebuilds it)\n' "$(2)" "$$(date -r $(1)/.ready '+%Y-%m-%d %H:%M')"
 
-.PHONY: demo test test-quick lint bench-codec tflite-fixtures mosquitto aarch64 clean server-env device-env aarch64-env
+.PHONY: demo test test-quick lint bench-codec tflite-fixtures mosquitto browser aarch64 clean server-env device-env aarch64-env
 
 demo: server-env mosquitto
 	@echo "==> rankcast demo: train an update, publish it, a simulated fleet downloads it (under two minutes)"
 	$(VENV)/bin/rankcast demo --out demo-out
 
-test: server-env device-env aarch64-env mosquitto
+test: server-env device-env aarch64-env mosquitto browser
 	@echo "==> the test suite: lint, the server environment, the device environment, aarch64 under qemu (twice)"
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
@@ -33,7 +33,7 @@ test: server-env device-env aarch64-env mosquitto
 	$(AARCH64)/bin/python-litert -m pytest -p no:cacheprovider $(AARCH64_TESTS)
 
 # The loop while you work: every test not marked slow, in the server environment (about a minute).
-test-quick: server-env mosquitto
+test-quick: server-env mosquitto browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -m "not slow"
 
@@ -56,14 +56,14 @@ $(AARCH64)/.ready: .ci/aarch64-env pyproject.toml $(VENV)/.ready
 	$(call step,aarch64: Debian's arm64 Python and aarch64 wheels (tflite-runtime + NumPy 1.x; ai-edge-litert + NumPy 2.x) in $(AARCH64) for the tests under qemu-user,PIP=$(VENV)/bin/pip .ci/aarch64-env $(AARCH64))
 	@touch $@
 
-# The server/simulator environment: torch (CPU), matplotlib, scikit-learn, test tools.
+# The server/simulator environment: torch (CPU), matplotlib, scikit-learn, test tools, Playwright.
 server-env: $(VENV)/.ready
 	$(call ready,$(VENV),server environment $(VENV))
 $(VENV)/.ready: pyproject.toml
 	@echo "==> setting up the server environment $(VENV) (first run only; the next ones skip this)"
 	$(call step,a virtual environment in $(VENV),[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV))
 	$(call step,$(TORCH) CPU build: the largest package$(,) installed first so that nothing pulls a CUDA build of several GB,$(VENV)/bin/pip install --quiet $(TORCH))
-	$(call step,rankcast and its server packages: scikit-learn$(,) matplotlib$(,) ai-edge-litert$(,) paho-mqtt$(,) zstandard$(,) pytest$(,) ruff,$(VENV)/bin/pip install --quiet -e '.[sim$(,)dev]' '$(TORCH)')
+	$(call step,rankcast and its server packages: scikit-learn$(,) matplotlib$(,) ai-edge-litert$(,) paho-mqtt$(,) zstandard$(,) pytest$(,) ruff$(,) playwright,$(VENV)/bin/pip install --quiet -e '.[sim$(,)dev$(,)browser]' '$(TORCH)')
 	@touch $@
 
 # What a Raspberry Pi-class device has: the device extra and tflite-runtime with NumPy 1.x, no torch.
@@ -82,6 +82,12 @@ mosquitto:
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q mosquitto mosquitto-clients; fi
 	@command -v gcc >/dev/null 2>&1 || (echo "==> installing gcc (apt-get)" && $(SUDO) apt-get update -q && \
 		$(SUDO) apt-get install -y -q gcc libc6-dev)
+
+# Debian's Chromium, which the dashboard's browser test drives headless (Playwright downloads no browser).
+browser:
+	@if command -v chromium >/dev/null 2>&1; then echo "==> Chromium: installed"; \
+	else echo "==> installing Chromium from Debian's packages (apt-get), for the dashboard's browser test"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; fi
 
 clean:
 	rm -rf $(VENV) $(DEVICE_VENV) $(AARCH64) demo-out .pytest_cache .hypothesis

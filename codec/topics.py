@@ -51,6 +51,12 @@ def release_manifests_filter(model: str, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{_validate_prefix(prefix)}/models/{validate_id(model, 'model id')}/releases/+/+/manifest"
 
 
+def every_manifest_filter(prefix: str = DEFAULT_PREFIX) -> list[str]:
+    """Subscription filters matching every model's latest manifest and every retained release manifest."""
+    models = f"{_validate_prefix(prefix)}/models/+"
+    return [f"{models}/manifest", f"{models}/releases/+/+/manifest"]
+
+
 def status_topic(device: str, prefix: str = DEFAULT_PREFIX) -> str:
     """Retained, QoS 1: the device's JSON status; its last will says offline."""
     return f"{_validate_prefix(prefix)}/devices/{validate_id(device, 'device id')}/status"

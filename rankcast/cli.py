@@ -14,7 +14,7 @@ import sys
 #: Subcommand modules, in the order `rankcast --help` lists them.
 COMMANDS = (
     "demo", "keygen", "trust", "update", "export_tflite", "import_tflite", "inspect", "broker", "publish", "release",
-    "rollout", "device", "status", "simulate", "bench", "selftest",
+    "rollout", "device", "status", "dashboard", "simulate", "bench", "selftest",
 )
 
 DESCRIPTION = """\

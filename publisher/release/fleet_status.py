@@ -54,7 +54,8 @@ class DeviceRow:
     def to_dict(self, now: float) -> dict:
         return {"device": self.device, "state": self.state, "versions": self.versions,
                 "progress": self.progress, "last_error": self.last_error, "sent": self.sent,
-                "stale": self.stale(now), "trust": self.trust, "uptime": self.uptime, "runtime": self.runtime}
+                "stale": self.stale(now), "trust": self.trust, "uptime": self.uptime,
+                "uptime_now": self.uptime_at(now), "runtime": self.runtime}
 
 
 @dataclass(frozen=True)

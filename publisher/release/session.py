@@ -1,8 +1,8 @@
 """A blocking MQTT 5 session for tools: publish with every acknowledgement checked, read retained state.
 
-Used by `rankcast publish`, `rankcast release` and `rankcast status`. Every wait is bounded by the
-session's timeout and ends early if the connection drops; broker refusals become PublishError
-subclasses with stable codes (bad-credentials, not-authorized, broker-refused, timeout, ...), and a
+Used by `rankcast publish`, `release`, `status`, `rollout` and `dashboard` (which follows topics live). Every
+wait is bounded by the session's timeout and ends early if the connection drops; broker refusals become
+PublishError subclasses with stable codes (bad-credentials, not-authorized, broker-refused, timeout, ...), and a
 connection that fails says why (publisher.release.broker_errors).
 """
 
@@ -75,6 +75,7 @@ class BrokerSession:
         self._acks: dict[int, ReasonCode] = {}
         self._subacks: dict[int, list[ReasonCode]] = {}
         self._retained: dict[str, bytes] | None = None
+        self._follower: Callable[[str, bytes], None] | None = None
 
     def __enter__(self) -> BrokerSession:
         self.connect()
@@ -108,8 +109,8 @@ class BrokerSession:
             if self._connack.value in (_BAD_CREDENTIALS, _NOT_AUTHORIZED):
                 raise CredentialsRefusedError(
                     f"{url} refused user {self.login.username!r}: {self._connack}; check --username and "
-                    "--password-file (`rankcast broker adduser` makes credentials), and that --broker is the "
-                    "operator listener (`rankcast broker --operator-port`, 8884): the device port refuses publishers"
+                    "--password-file (`rankcast broker adduser` makes credentials), and that --broker is the operator "
+                    "listener (`rankcast broker --operator-port`, 8884): the device port refuses operator accounts"
                 )
             raise BrokerRefusedError(f"{url} refused the connection: {self._connack}")
 
@@ -166,6 +167,25 @@ class BrokerSession:
             with self._changed:
                 self._retained = None
 
+    def follow(self, filters: list[str], on_message: Callable[[str, bytes], None]) -> None:
+        """Subscribe to ``filters`` at QoS 1 and hand every message, the retained ones first, to
+        ``on_message(topic, payload)`` on the network thread (an empty payload: the topic was cleared), until
+        the session closes or the connection drops (``lost`` says why)."""
+        with self._changed:
+            self._follower = on_message
+        self._subscribe([(f, 1) for f in filters])
+
+    @property
+    def lost(self) -> str | None:
+        """Why the connection dropped, or None while it holds."""
+        with self._changed:
+            return self._lost
+
+    def wait_lost(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the connection to drop; True if it did."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._lost is not None, timeout)
+
     def _subscribe(self, filters: list[tuple[str, int]]) -> None:
         result, mid = self._client.subscribe(filters)
         if result != mqtt.MQTT_ERR_SUCCESS:
@@ -206,6 +226,9 @@ class BrokerSession:
         with self._changed:
             if self._retained is not None and message.retain:
                 self._retained[message.topic] = message.payload
+            follower = self._follower
+        if follower is not None:
+            follower(message.topic, message.payload)
 
 
 def _raise_if_refused(reason: ReasonCode, topic: str, username: str | None) -> None:

@@ -37,16 +37,18 @@ from publisher.release.publish import publish_release
 from publisher.release.session import BrokerLogin, BrokerSession
 from simulator.testbed.usage import process_usage, raise_file_limit
 
-#: The publisher account every testbed broker has.
+#: The publisher account every testbed broker has, and its read-only collector (for dashboards).
 PUBLISHER = "testbed-publisher"
+COLLECTOR = "testbed-collector"
+_OPERATORS = (PUBLISHER, COLLECTOR)
 
 
 class Broker:
     """Mosquitto with the project's configuration as a child process; a context manager.
 
-    Accounts: the publisher (``PUBLISHER``) and the device ids (``devices`` of them, or the ids given),
-    sharing one password whose file is ``device_password``; the ACL still confines each device to its
-    own id. The data directory ``root`` starts empty (no retained state from earlier runs: an earlier
+    Accounts: the publisher (``PUBLISHER``), a collector (``COLLECTOR``) and the device ids (``devices`` of
+    them, or the ids given), sharing one password whose file is ``device_password``; the ACL still confines
+    each device to its own id. The data directory ``root`` starts empty (no retained state from earlier runs: an earlier
     broker's directory is cleared, any other non-empty directory refused); ``stop()``
     sends SIGTERM (Mosquitto saves its database), ``start()`` starts it again on the same data and ports.
     """
@@ -60,6 +62,7 @@ class Broker:
         _fresh_directory(self.layout)
         make_test_ca(self.layout)
         add_user(self.layout, PUBLISHER, "publisher", prefix=prefix)
+        add_user(self.layout, COLLECTOR, "collector", prefix=prefix)
         # 19 characters, as fleets have always had: every CONNECT carries it, and fleets count those bytes
         password = secrets.token_urlsafe(14)
         self.device_password.write_text(password + "\n")
@@ -91,8 +94,9 @@ class Broker:
         return f"mqtt://127.0.0.1:{self.operator_dev_port}"
 
     def url_for(self, username: str, plain: bool = False) -> str:
-        """The listener ``username`` logs in on: the operators' for the publisher, else the devices'."""
-        if username == PUBLISHER:
+        """The listener ``username`` logs in on: the operators' for the publisher and the collector, else the
+        devices'."""
+        if username in _OPERATORS:
             return self.operator_dev_url if plain else self.operator_url
         return self.dev_url if plain else self.url
 
@@ -105,8 +109,8 @@ class Broker:
         return self.layout.root / "mosquitto.log"
 
     def password_file(self, username: str) -> Path:
-        """The password file of ``username``: the publisher's own, or the one all devices share."""
-        return self.layout.credential(username) if username == PUBLISHER else self.device_password
+        """The password file of ``username``: an operator's own, or the one all devices share."""
+        return self.layout.credential(username) if username in _OPERATORS else self.device_password
 
     def login(self, username: str = PUBLISHER, password_file: Path | None = None,
               url: str | None = None) -> BrokerLogin:

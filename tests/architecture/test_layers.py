@@ -4,7 +4,7 @@ layers below it, lazily imported modules included."""
 from __future__ import annotations
 
 PRODUCT = {"codec", "device_client", "broker_config", "publisher.errors", "publisher.release", "publisher.trust",
-           "publisher.rollout", "publisher.tflite", "publisher.training", "publisher.models"}
+           "publisher.rollout", "publisher.dashboard", "publisher.tflite", "publisher.training", "publisher.models"}
 HARNESS = {"simulator.testbed", "simulator.fleet", "simulator.bench", "simulator.reliability", "simulator"}
 
 #: Layer -> the layers it may import. The canary (publisher.tflite) runs the device's own TFLite wrapper.
@@ -16,6 +16,7 @@ ALLOWED = {
     "publisher.release": {"codec", "publisher.errors"},
     "publisher.trust": {"codec", "publisher.errors"},
     "publisher.rollout": {"codec", "publisher.errors", "publisher.release"},
+    "publisher.dashboard": {"codec", "publisher.errors", "publisher.release", "publisher.rollout"},
     "publisher.models": {"codec", "publisher.errors"},
     "publisher.tflite": {"codec", "device_client", "publisher.errors", "publisher.models"},
     "publisher.training": {"codec", "publisher.errors", "publisher.models"},

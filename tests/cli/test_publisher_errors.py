@@ -142,4 +142,4 @@ def test_a_public_key_given_as_the_signing_key_names_the_private_one(tmp_path: P
 
 def test_a_publisher_on_the_device_port_is_told_to_use_the_operator_port(broker, operator_error) -> None:
     assert _status(broker, broker.url, "--cafile", str(broker.layout.ca_cert)) == 1
-    assert "the device port refuses publishers" in operator_error("bad-credentials")
+    assert "the device port refuses operator accounts" in operator_error("bad-credentials")
