@@ -32,6 +32,9 @@ MSS = 1460
 #: Makes, for each connection, a function that sees every byte delivered to the device, in order.
 Tap = Callable[[], Callable[[bytes], None]]
 
+#: Makes, for each connection, the functions (up, down) that see every byte each way as it is counted.
+WireTap = Callable[[], tuple[Callable[[bytes], None], Callable[[bytes], None]]]
+
 
 class LinkClock:
     """Link time: wall time since the clock was made, less ``lag``'s total (if given), times ``scale``."""
@@ -100,7 +103,8 @@ class LinkStats:
 
 class LinkProxy:
     """Listens on 127.0.0.1:``port`` and relays each connection to ``target`` through the profile's link;
-    ``down_tap`` (optional) watches what each connection delivers to the device."""
+    ``down_tap`` (optional) watches what each connection delivers to the device, ``wire_tap`` (optional)
+    what each connection carries each way, at the moment ``stats`` counts it (simulator.fleet.wire_bytes)."""
 
     def __init__(
         self,
@@ -109,10 +113,11 @@ class LinkProxy:
         clock: LinkClock,
         rng: random.Random | None = None,
         down_tap: Tap | None = None,
+        wire_tap: WireTap | None = None,
     ) -> None:
         self.profile, self.target, self.clock = profile, target, clock
         self.rng = rng or random.Random()
-        self.down_tap = down_tap
+        self.down_tap, self.wire_tap = down_tap, wire_tap
         self.stats = LinkStats()
         burst = 2 * MSS
         self._buckets = {"up": TokenBucket(profile.up_bytes_per_s, burst),
@@ -219,9 +224,10 @@ class _Link:
             self.abort()
             return
         tap = proxy.down_tap() if proxy.down_tap else None
+        wire_up, wire_down = proxy.wire_tap() if proxy.wire_tap else (None, None)
         self._tasks = [
-            asyncio.ensure_future(_Pump(proxy, "up").run(device_reader, self.broker)),
-            asyncio.ensure_future(_Pump(proxy, "down", tap).run(broker_reader, self.device)),
+            asyncio.ensure_future(_Pump(proxy, "up", wire=wire_up).run(device_reader, self.broker)),
+            asyncio.ensure_future(_Pump(proxy, "down", tap, wire_down).run(broker_reader, self.device)),
         ]
         try:
             done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -244,10 +250,11 @@ class _Link:
 
 
 class _Pump:
-    """One direction of one connection; ``tap`` sees every byte it delivers."""
+    """One direction of one connection; ``tap`` sees every byte it delivers, ``wire`` every byte it counts."""
 
-    def __init__(self, proxy: LinkProxy, direction: str, tap: Callable[[bytes], None] | None = None) -> None:
-        self.proxy, self.direction, self.tap = proxy, direction, tap
+    def __init__(self, proxy: LinkProxy, direction: str, tap: Callable[[bytes], None] | None = None,
+                 wire: Callable[[bytes], None] | None = None) -> None:
+        self.proxy, self.direction, self.tap, self.wire = proxy, direction, tap, wire
         profile = proxy.profile
         rate = profile.up_bytes_per_s if direction == "up" else profile.down_bytes_per_s
         # Read about a tenth of a second of link time at once: fine-grained on slow links, cheap on fast ones.
@@ -280,6 +287,8 @@ class _Pump:
                 proxy.stats.bytes_up += len(data)
             else:
                 proxy.stats.bytes_down += len(data)
+            if self.wire is not None:
+                self.wire(data)
             delay = profile.latency_s + (proxy.rng.gauss(0, profile.jitter_s) if profile.jitter_s else 0.0)
             last = max(last, clock.now() + max(0.0, delay))
             self.queue.append((last, data))

@@ -28,6 +28,11 @@ class PublishCounter:
         with self._lock:
             return self._counts.get(topic, 0)
 
+    def topics(self) -> dict[str, int]:
+        """Every topic seen, with its count."""
+        with self._lock:
+            return dict(self._counts)
+
     def _count(self, topic: str) -> None:
         with self._lock:
             self._counts[topic] = self._counts.get(topic, 0) + 1

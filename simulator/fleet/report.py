@@ -5,7 +5,11 @@ report.json:
      "strategies": [{"name": str, "update_bytes": int, "wire_bytes_down": int, "wire_bytes_up": int,
                      "applied": int, "completion_s": {"p50": float, "p95": float, "max": float},
                      "loop_lag": {"total_s", "worst_s", "wall_s", "share", "link_s", "cpu_bound", "max_share",
-                                  "min_link_s"}}]}
+                                  "min_link_s"},
+                     "bytes_per_device": {"payload_bytes": int, "down": {CATEGORY: float}, "up": {CATEGORY: float},
+                                          "down_excluding_setup_minus_payload": float, "up_excluding_setup": float,
+                                          "targets": {"down_excluding_setup_minus_payload": int,
+                                                      "up_excluding_setup": int}}}]}
 
 ``devices`` is the fleet size; each strategy runs the whole fleet, so the top-level ``applied`` and
 ``failed`` add up the strategies' runs (with one strategy they count devices). ``failed`` includes
@@ -14,6 +18,10 @@ publishing to the device running the new model, over the devices that applied it
 null when the run was CPU-bound). The event loop's lag is left out of link time; a run whose loop fell
 behind more than ``loop_lag.max_share`` of the wall time (and at least ``loop_lag.min_link_s`` link
 seconds) is CPU-bound and reports no times (simulator.fleet.loop_lag).
+
+``bytes_per_device`` is the mean over the strategy's devices of each category of simulator.fleet.wire_bytes
+each way, and the figures issue 20 sets targets for: bytes down less set-up and keepalives less the
+release payload P (``payload_bytes``, its chunks' bytes), and bytes up less set-up and keepalives.
 """
 
 from __future__ import annotations
@@ -25,6 +33,10 @@ from pathlib import Path
 
 from simulator.fleet.loop_lag import MAX_LAG_SHARE
 from simulator.fleet.results import FleetResult, StrategyResult
+from simulator.fleet.wire_bytes import CATEGORIES
+
+#: Issue 20's targets per device and release, set-up and keepalives left out: down at most P + 400 bytes, up 250.
+TARGET_DOWN_OVER_PAYLOAD, TARGET_UP = 400, 250
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -45,12 +57,30 @@ def completion(strategy: StrategyResult) -> dict[str, float | None]:
             "max": round(times[-1], 3)}
 
 
+def bytes_per_device(strategy: StrategyResult) -> dict:
+    """The per-device mean of each category each way, and the figures the targets are about (module doc)."""
+    count = max(1, len(strategy.devices))
+
+    def mean(values) -> float:
+        return round(sum(values) / count, 1)
+
+    return {
+        "payload_bytes": strategy.payload_bytes,
+        "down": {c: mean(getattr(d.wire.down, c) for d in strategy.devices) for c in CATEGORIES},
+        "up": {c: mean(getattr(d.wire.up, c) for d in strategy.devices) for c in CATEGORIES},
+        "down_excluding_setup_minus_payload": round(mean(d.wire.down.beyond_setup for d in strategy.devices)
+                                                    - strategy.payload_bytes, 1),
+        "up_excluding_setup": mean(d.wire.up.beyond_setup for d in strategy.devices),
+        "targets": {"down_excluding_setup_minus_payload": TARGET_DOWN_OVER_PAYLOAD, "up_excluding_setup": TARGET_UP},
+    }
+
+
 def report_dict(result: FleetResult) -> dict:
     strategies = [
         {
             "name": s.name, "update_bytes": s.update_bytes, "wire_bytes_down": s.wire_bytes_down,
             "wire_bytes_up": s.wire_bytes_up, "applied": s.applied, "completion_s": completion(s),
-            "loop_lag": s.loop_lag.to_dict() if s.loop_lag else None,
+            "loop_lag": s.loop_lag.to_dict() if s.loop_lag else None, "bytes_per_device": bytes_per_device(s),
         }
         for s in result.strategies
     ]
@@ -89,9 +119,11 @@ def write_report(result: FleetResult, out: Path) -> dict:
 
 
 def write_devices_csv(result: FleetResult, path: Path) -> None:
-    """A row per device and strategy: link, outcome, error code, completion, bytes, reconnects, losses."""
+    """A row per device and strategy: link, outcome, error code, completion, bytes, reconnects, losses, and the
+    bytes of each category each way (down_CATEGORY..., up_CATEGORY...)."""
     columns = ("strategy", "device", "link", "outcome", "error", "completion_s", "bytes_down", "bytes_up",
-               "reconnects", "lost_segments", "cuts")
+               "reconnects", "lost_segments", "cuts", *(f"down_{c}" for c in CATEGORIES),
+               *(f"up_{c}" for c in CATEGORIES))
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
@@ -100,7 +132,9 @@ def write_devices_csv(result: FleetResult, path: Path) -> None:
                 shown = d.completion_s is not None and strategy.times_valid  # a CPU-bound run reports no times
                 writer.writerow((strategy.name, d.device_id, d.link, d.outcome, d.error or "",
                                  f"{d.completion_s:.3f}" if shown else "", d.bytes_down,
-                                 d.bytes_up, d.reconnects, d.lost_segments, d.cuts))
+                                 d.bytes_up, d.reconnects, d.lost_segments, d.cuts,
+                                 *(getattr(d.wire.down, c) for c in CATEGORIES),
+                                 *(getattr(d.wire.up, c) for c in CATEGORIES)))
 
 
 def link_counts(result: FleetResult) -> dict[str, int]:
@@ -212,7 +246,34 @@ def report_table(result: FleetResult) -> str:
                 failures[(s.name, d.error or d.outcome)] = failures.get((s.name, d.error or d.outcome), 0) + 1
     for (name, why), count in sorted(failures.items()):
         lines.append(f"{name}: {count} device(s) did not apply: {why}")
+    lines += ["", wire_table(result)]
     warning = cpu_bound_warning(result)
     if warning:
         lines.append(warning)
     return "\n".join(lines)
+
+
+def wire_table(result: FleetResult) -> str:
+    """Bytes per device by category each way (payload+framing), set-up and keepalives apart, against the targets."""
+    header = (f"{'strategy':<11} {'':<4} {'manifest':>11} {'chunks':>15} {'status':>11} {'subscr':>7} {'acks':>5} "
+              f"{'other':>6} | {'set-up':>7} {'keepal':>6} | {'net':>8} {'target':>6}")
+    lines = ["bytes per device, mean, from publishing on; payload+framing (framing includes the acks of each flow)",
+             header, "-" * len(header)]
+    for s in result.strategies:
+        means = bytes_per_device(s)
+        figures = {"down": (f"P{means['down_excluding_setup_minus_payload']:+,.0f}", f"P+{TARGET_DOWN_OVER_PAYLOAD}"),
+                   "up": (f"{means['up_excluding_setup']:,.0f}", f"{TARGET_UP}")}
+        for way, (figure, target) in figures.items():
+            m = means[way]
+            lines.append(f"{s.name if way == 'down' else '':<11} {way:<4} {_pair(m, 'manifest'):>11} "
+                         f"{_pair(m, 'chunk'):>15} {_pair(m, 'status'):>11} {m['subscriptions']:>7,.0f} "
+                         f"{m['acks']:>5,.0f} {m['other']:>6,.0f} | {m['setup']:>7,.0f} {m['keepalive']:>6,.0f} | "
+                         f"{figure:>8} {target:>6}")
+        lines.append(f"{'':<11} P = {s.payload_bytes:,} B (the release's chunk bytes)")
+    lines.append("net: all but set-up (CONNECT/CONNACK, DISCONNECT, standing subscriptions, trust roots) and "
+                 "keepalives;\napplication bytes, no TCP/IP headers (docs/simulator.md, \"Bytes on the air\")")
+    return "\n".join(lines)
+
+
+def _pair(means: dict[str, float], flow: str) -> str:
+    return f"{means[f'{flow}_payload']:,.0f}+{means[f'{flow}_framing']:,.0f}"

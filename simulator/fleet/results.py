@@ -7,11 +7,13 @@ from pathlib import Path
 
 from simulator.fleet.config import FleetConfig
 from simulator.fleet.loop_lag import LagReport
+from simulator.fleet.wire_bytes import WireBytes
 
 
 @dataclass(frozen=True)
 class DeviceResult:
-    """One device's run: ``outcome`` is applied, failed (``error`` names the code) or timeout."""
+    """One device's run: ``outcome`` is applied, failed (``error`` names the code) or timeout; ``wire`` splits
+    ``bytes_down`` and ``bytes_up`` by category (simulator.fleet.wire_bytes)."""
 
     device_id: str
     link: str
@@ -23,6 +25,7 @@ class DeviceResult:
     lost_segments: int
     cuts: int
     error: str | None = None
+    wire: WireBytes = WireBytes()
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class StrategyResult:
     devices_dir: Path | None = None
     #: How far the event loop fell behind while the release went out (simulator.fleet.loop_lag).
     loop_lag: LagReport | None = None
+    #: The release's payload P: the bytes of its chunks.
+    payload_bytes: int = 0
 
     @property
     def times_valid(self) -> bool:

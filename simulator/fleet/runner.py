@@ -5,9 +5,10 @@ For each strategy a fresh fleet (every device running the base file as version 1
 connects through its link proxy; once the devices are online (or a bounded wait has passed) the release
 is published as version 2, and each device is followed until it runs the target file, refuses the
 release, or the run times out. Bytes are counted at each device's proxy from the moment publishing
-starts; times are link time (wall time less the event loop's lag, × the time scale) from the same
-moment, and the lag over that span says whether they can be trusted (simulator.fleet.loop_lag: a
-CPU-bound run's are not reported).
+starts until the links have fallen quiet after it (the last acknowledgements, the reconnect that renews
+a committed device's last will), split by category (simulator.fleet.wire_bytes); times are link time
+(wall time less the event loop's lag, × the time scale) from the same moment, and the lag over that
+span says whether they can be trusted (simulator.fleet.loop_lag: a CPU-bound run's are not reported).
 
 The broker's plain listener on 127.0.0.1 is used, with the same passwords and ACL as the TLS one: a
 TLS handshake in paho blocks its caller, which one event loop serving the whole fleet cannot afford
@@ -38,6 +39,7 @@ from simulator.fleet.link_proxy import LinkClock, LinkProxy, LinkStats
 from simulator.fleet.links import LinkProfile
 from simulator.fleet.loop_lag import LoopLag
 from simulator.fleet.results import DeviceResult, FleetResult, StrategyResult, Usage
+from simulator.fleet.wire_bytes import WireBytes, WireTally
 from simulator.testbed.broker import Broker
 from simulator.testbed.devices import device_config
 from simulator.testbed.usage import own_cpu_s, own_peak_rss_mib, raise_file_limit, ram_scratch_dir
@@ -47,6 +49,8 @@ log = logging.getLogger("rankcast.simulator")
 BASE_VERSION, RELEASE_VERSION = 1, 2
 _TICK_S = 0.25
 _OPEN_BATCH = 25
+#: Link seconds at most to wait, once every device is done, for the links to fall quiet (_settle).
+_SETTLE_LIMIT_S = 60.0
 
 Progress = Callable[[str, int, int], None]
 
@@ -92,6 +96,7 @@ class _StrategyRun:
         self.lag = LoopLag(config.time_scale)
         self.clock = LinkClock(config.time_scale, self.lag)
         self.proxies: list[LinkProxy] = []
+        self.tallies: list[WireTally] = []
         self.clients: list[FleetClient] = []
         self.t0: float | None = None
         self.done: dict[str, tuple[str, float | None, str | None]] = {}
@@ -108,7 +113,8 @@ class _StrategyRun:
         try:
             await self._start_fleet()
             await self._wait_online()
-            before = [proxy.stats.snapshot() for proxy in self.proxies]
+            before = [(proxy.stats.snapshot(), tally.snapshot()) for proxy, tally in zip(self.proxies, self.tallies,
+                                                                                          strict=True)]
             self.t0 = self.clock.now()
             mark = self.lag.mark()
             await asyncio.get_running_loop().run_in_executor(None, publish_release, session, release,
@@ -116,6 +122,7 @@ class _StrategyRun:
             await self._wait_done()
             link_s = self.clock.now() - self.t0
             loop_lag = self.lag.since(mark)
+            await self._settle()
             devices = self._results(before)
         finally:
             session.close()
@@ -132,7 +139,8 @@ class _StrategyRun:
             log.warning("%s: the event loop fell behind %.1f s of %.1f s (%.0f%%): too much to leave out of link time",
                         self.strategy.name, loop_lag.total_s, loop_lag.wall_s, 100 * loop_lag.share)
         return StrategyResult(self.strategy.name, self.strategy.update_bytes, release_bytes, len(release.chunks),
-                              tuple(devices), link_s, usage, model=self.model, devices_dir=kept, loop_lag=loop_lag)
+                              tuple(devices), link_s, usage, model=self.model, devices_dir=kept, loop_lag=loop_lag,
+                              payload_bytes=sum(map(len, release.chunks)))
 
     # -- the fleet --------------------------------------------------------------------------------------------
 
@@ -144,7 +152,9 @@ class _StrategyRun:
         target = ("127.0.0.1", self.broker.dev_port)
         for index, (device_id, profile) in enumerate(zip(self.ids, self.profiles, strict=True)):
             rng = random.Random(f"{self.config.seed}-{device_id}")
-            proxy = await LinkProxy(profile, target, self.clock, rng).start()
+            tally = WireTally(self.broker.prefix)
+            proxy = await LinkProxy(profile, target, self.clock, rng, wire_tap=tally.connection).start()
+            self.tallies.append(tally)
             device = self._device(device_id, proxy.port, base)
             self.proxies.append(proxy)
             self.clients.append(FleetClient(device, loop, time_scale=self.config.time_scale,
@@ -191,6 +201,23 @@ class _StrategyRun:
             log.warning("%s: %d of %d devices finished before the timeout", self.strategy.name, len(self.done),
                         len(self.clients))
 
+    async def _settle(self) -> None:
+        """Let what the release set off finish before bytes are read: the last acknowledgements, and the
+        reconnect after a commit that renews the last will (with the retained manifest it brings again).
+        Done when no link has carried a byte for two of its slowest round trips and a second (and three
+        of the clients' ticks), or after _SETTLE_LIMIT_S link seconds."""
+        quiet = max(self.clock.wall(2 * max(p.rtt_s for p in self.profiles) + 1.0), 3 * _TICK_S)
+        deadline = time.monotonic() + min(self.config.wall_limit_s, self.clock.wall(_SETTLE_LIMIT_S))
+        carried, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now_carried = sum(p.stats.bytes_up + p.stats.bytes_down for p in self.proxies)
+            busy = any(c.phase in (Phase.RENEWING, Phase.CONNECTING) for c in self.clients)
+            if now_carried != carried or busy:
+                carried, since = now_carried, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            await asyncio.sleep(0.05)
+
     async def _stop_fleet(self) -> None:
         ticker = getattr(self, "_ticker", None)
         if ticker is not None:
@@ -219,12 +246,13 @@ class _StrategyRun:
         if len(self.done) == len(self.clients):
             self.finished.set()
 
-    def _results(self, before: list[LinkStats]) -> list[DeviceResult]:
+    def _results(self, before: list[tuple[LinkStats, WireBytes]]) -> list[DeviceResult]:
         results = []
-        for client, proxy, start in zip(self.clients, self.proxies, before, strict=True):
+        for client, proxy, tally, (start, wire) in zip(self.clients, self.proxies, self.tallies, before, strict=True):
             device_id = client.device.device_id
             outcome, completion, error = self.done.get(device_id, ("timeout", None, None))
             stats = proxy.stats.since(start)
             results.append(DeviceResult(device_id, proxy.profile.name, outcome, completion, stats.bytes_down,
-                                        stats.bytes_up, client.reconnects, stats.lost_segments, stats.cuts, error))
+                                        stats.bytes_up, client.reconnects, stats.lost_segments, stats.cuts, error,
+                                        tally.snapshot().since(wire)))
         return results

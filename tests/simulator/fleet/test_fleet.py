@@ -38,7 +38,7 @@ def test_ten_devices_on_two_links_apply_both_strategies_and_the_report_has_the_s
     assert set(by_name) == {"full", "factorised"}
     for entry in by_name.values():
         assert set(entry) == {"name", "update_bytes", "wire_bytes_down", "wire_bytes_up", "applied", "completion_s",
-                              "loop_lag"}
+                              "loop_lag", "bytes_per_device"}
         assert entry["applied"] == 10
         assert entry["wire_bytes_down"] > entry["update_bytes"] > 0 and entry["wire_bytes_up"] > 0
         times = entry["completion_s"]
@@ -62,6 +62,9 @@ def test_a_device_whose_link_is_cut_reconnects_and_still_applies_the_release(tmp
     for device in full.devices:
         assert device.cuts >= 1 and device.reconnects >= 1
         assert device.completion_s > 1.5
+        # connections cut mid-packet, and each new one's set-up: every byte still has one category
+        assert (device.wire.down.total, device.wire.up.total) == (device.bytes_down, device.bytes_up)
+        assert device.wire.down.setup > 0 and device.wire.down.chunk_payload >= full.payload_bytes
 
 
 def test_a_run_the_simulator_cannot_keep_up_with_is_flagged_and_reports_no_link_times(tmp_path, inputs, monkeypatch):
