@@ -58,13 +58,24 @@ def every_manifest_filter(prefix: str = DEFAULT_PREFIX) -> list[str]:
 
 
 def status_topic(device: str, prefix: str = DEFAULT_PREFIX) -> str:
-    """Retained, QoS 1: the device's JSON status; its last will says offline."""
+    """Retained, QoS 1: the device's JSON status (codec.status_message); its presence is beside it."""
     return f"{_validate_prefix(prefix)}/devices/{validate_id(device, 'device id')}/status"
 
 
 def status_filter(prefix: str = DEFAULT_PREFIX) -> str:
     """Subscription filter matching every device's status."""
     return f"{_validate_prefix(prefix)}/devices/+/status"
+
+
+def presence_topic(device: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Retained, QoS 1: "online" while the device is connected; its last will (and a clean shutdown) says
+    "offline". Apart from the status, so the will never goes stale and a commit needs no reconnect."""
+    return f"{_validate_prefix(prefix)}/devices/{validate_id(device, 'device id')}/presence"
+
+
+def presence_filter(prefix: str = DEFAULT_PREFIX) -> str:
+    """Subscription filter matching every device's presence."""
+    return f"{_validate_prefix(prefix)}/devices/+/presence"
 
 
 def root_topic(version: int, prefix: str = DEFAULT_PREFIX) -> str:

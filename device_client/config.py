@@ -15,7 +15,7 @@
     # prefix = "rankcast"  keepalive = 60
 
     [client]                         # optional tuning
-    # chunk_window = 8  backoff_initial = 0.5  backoff_max = 60  status_interval = 1  connect_timeout = 10
+    # chunk_window = 8  backoff_initial = 0.5  backoff_max = 60  status_interval = 30  connect_timeout = 10
     # max_chain = 8  (deltas applied in a row to catch up before the full release is taken instead)
     # stall_after = 120  (seconds without a chunk before a download re-subscribes; at least 10 chunk times)
     # heartbeat = 600  (most seconds between two statuses while online)
@@ -65,7 +65,7 @@ class ClientSettings:
     manifest_wait: float = 60.0
     backoff_initial: float = 0.5
     backoff_max: float = 60.0
-    status_interval: float = 1.0
+    status_interval: float = 30.0
     connect_timeout: float = 10.0
 
     def __post_init__(self) -> None:

@@ -34,6 +34,9 @@ _REPORTED = {
     State.APPLYING: "applying", State.VERIFYING: "applying", State.DOWNLOADING: "downloading",
     State.ERROR: "error", State.COMMITTED: "idle", State.IDLE: "idle",
 }
+#: A model file this large takes long enough to apply on a Pi (copy, patch, hash, fsync) that the device
+#: reports "applying" before it starts.
+ANNOUNCED_APPLY_BYTES = 1 << 20
 _PRIORITY = ("applying", "stalled", "downloading", "error", "rolled-back", "idle")
 
 
@@ -137,6 +140,18 @@ class Device:
     def has_work(self) -> bool:
         return any(updater.ready_to_apply for updater in self.updaters.values())
 
+    def long_work(self) -> bool:
+        """Whether an apply about to run handles a file of ANNOUNCED_APPLY_BYTES or more, so that saying
+        "applying" first is worth a status (a small file's outcome follows within moments)."""
+        for updater in self.updaters.values():
+            if updater.ready_to_apply:
+                installed, download = updater.installed, updater.download
+                running = installed.path.stat().st_size if installed and installed.path.exists() else 0
+                incoming = download.latest.decompressed_length if download is not None else 0
+                if max(running, incoming) >= ANNOUNCED_APPLY_BYTES:
+                    return True
+        return False
+
     def work(self) -> None:
         """Apply every complete release; never raises."""
         for updater in self.updaters.values():
@@ -163,16 +178,16 @@ class Device:
         installed = {model: updater.installed for model, updater in self.updaters.items()}
         return {model: (i.version, i.sha256) for model, i in installed.items() if i is not None}
 
-    def status(self, online: bool = True) -> DeviceStatus:
-        """The status to publish now (or, with ``online=False``, the last will)."""
+    def status(self) -> DeviceStatus:
+        """The status to publish now."""
         updaters = list(self.updaters.values())
         states = {_reported(u) for u in updaters}
-        state = next(s for s in _PRIORITY if s in states) if online else "offline"
+        state = next(s for s in _PRIORITY if s in states)
         progress = next((p for p in (u.progress() for u in updaters) if p is not None), None)
         failed = [u for u in updaters if u.last_error is not None]
         latest = max(failed, key=lambda u: u.error_time).last_error if failed else None
         running = self.running_models()
-        return DeviceStatus(self.device_id, state, running, progress if online else None, latest,
+        return DeviceStatus(self.device_id, state, running, progress, latest,
                             sent=self.clock(), heartbeat=self.config.client.heartbeat,
                             uptime=time.monotonic() - self._started, runtime=self._runtime,
                             trust=self.trust.status(running))

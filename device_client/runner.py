@@ -23,50 +23,43 @@ _DRAIN_S = 1.0
 
 
 def run_device(device: Device, stop: threading.Event, rng: random.Random | None = None) -> None:
-    """Serve ``device`` until ``stop`` is set; returns after publishing an offline status if connected."""
+    """Serve ``device`` until ``stop`` is set; returns after publishing its presence offline if connected."""
     settings = device.config.client
     backoff = Backoff(settings.backoff_initial, settings.backoff_max, rng or random.Random())
     while not stop.is_set():
         session = DeviceSession(device)
         try:
-            renew = _serve(session, stop)
+            _serve(session, stop)
         except Exception:  # noqa: BLE001 - whatever went wrong with this connection, the client carries on
             log.exception("the connection to %s failed unexpectedly", device.config.broker.url)
-            renew = False
         if session.established:
             backoff.reset()
-        if renew or stop.is_set():
+        if stop.is_set():
             continue
         delay = backoff.next()
         log.info("reconnecting to %s in %.2f s", device.config.broker.url, delay)
         stop.wait(delay)
 
 
-def _serve(session: DeviceSession, stop: threading.Event) -> bool:
-    """Run one connection until it ends or ``stop``; True if it ended to renew the last will."""
+def _serve(session: DeviceSession, stop: threading.Event) -> None:
+    """Run one connection until it ends or ``stop`` (then say offline, and disconnect cleanly)."""
     try:
         session.start()
     except (OSError, ssl.SSLError) as exc:
         log.warning("cannot reach %s: %s", session.device.config.broker.url, exc)
-        return False
+        return
     deadline = time.monotonic() + session.device.config.client.connect_timeout
     try:
         while not stop.is_set():
             if session.client.loop(_TICK) != mqtt.MQTT_ERR_SUCCESS or session.ended or session.refused:
-                return False
+                return
             if not session.connected and time.monotonic() > deadline:
                 log.warning("no answer to CONNECT from %s", session.device.config.broker.url)
-                return False
+                return
             session.service()
-            if session.connected and session.renew_needed():
-                log.info("reconnecting so that the last will names the models now running")
-                _flush(session, session.publish_status(force=True))
-                _drain(session)
-                return True
         if session.connected:
             _flush(session, session.publish_offline())
             _drain(session)
-        return False
     finally:
         session.client.disconnect()
 

@@ -1,5 +1,10 @@
 """One MQTT connection of a Device (paho, MQTT 5): subscriptions follow the device, status goes out.
 
+The last will is the device's presence ("offline" on its own topic), so it never goes stale: a commit needs
+no reconnect. A status goes out when it says something new (a version, an error, a stall, the trust); a
+download or an apply is reported once it has lasted ``status_interval``, and its progress at most that
+often, so a small release costs one status: its outcome.
+
 The session runs no loop of its own. `device_client.runner` drives it with ``client.loop()`` and
 reconnects with backoff; a fleet simulator can drive many sessions with paho's external-loop calls
 (``loop_read``/``loop_write``/``loop_misc``) and call ``service()`` after each round.
@@ -14,9 +19,10 @@ from dataclasses import replace
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from codec.topics import status_topic
+from codec.status_message import OFFLINE, ONLINE
+from codec.topics import presence_topic, status_topic
 from device_client.device import Device
-from device_client.status import DeviceStatus
+from device_client.status import TRANSIENT_STATES, DeviceStatus
 
 log = logging.getLogger("rankcast.device")
 _QOS = 1
@@ -35,9 +41,8 @@ class DeviceSession:
         if broker.url.tls:
             self.client.tls_set(ca_certs=str(broker.cafile) if broker.cafile else None)
         self._status_topic = status_topic(device.device_id, broker.prefix)
-        # The will describes the models running now; renew_needed() says when a commit made it stale.
-        self._will_models = device.running_models()
-        self.client.will_set(self._status_topic, device.status(online=False).to_json(), qos=_QOS, retain=True)
+        self._presence_topic = presence_topic(device.device_id, broker.prefix)
+        self.client.will_set(self._presence_topic, OFFLINE, qos=_QOS, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -50,6 +55,8 @@ class DeviceSession:
         self._subscribed: set[str] = set()
         self._last_status: DeviceStatus | None = None
         self._last_status_time = 0.0
+        #: Since when the status has differed from the last one sent by progress or a transient state only.
+        self._unsent_since: float | None = None
 
     def start(self) -> None:
         """Open the TCP (and TLS) connection and send CONNECT; raises OSError if the broker is unreachable."""
@@ -61,7 +68,8 @@ class DeviceSession:
         if not self.connected:
             return
         if self.device.has_work():
-            self.publish_status(force=True)
+            if self.device.long_work():
+                self.publish_status(force=True)
             self.device.work()
         self._sync_subscriptions()
         again = sorted(self.device.resubscribe_due() & self._subscribed)
@@ -69,26 +77,25 @@ class DeviceSession:
             self.client.subscribe([(topic, _QOS) for topic in again])
         self.publish_status()
 
-    def renew_needed(self) -> bool:
-        """True once the running models differ from those in the registered last will."""
-        return self.device.running_models() != self._will_models
-
     def publish_status(self, force: bool = False) -> mqtt.MQTTMessageInfo | None:
-        """Publish the status if it changed: at once for news, progress at most every status_interval; and
-        an unchanged one every heartbeat seconds, so readers can tell a silent device from a quiet one."""
-        status, now = self.device.status(), time.monotonic()
-        if status == self._last_status and now - self._last_status_time < self.device.config.client.heartbeat:
+        """Publish the status if it says something new (at once), if only progress or a transient state
+        changed and that has lasted status_interval, or unchanged every heartbeat seconds, so readers can
+        tell a silent device from a quiet one; ``force``: now, whatever changed."""
+        status, now, client = self.device.status(), time.monotonic(), self.device.config.client
+        last = self._last_status
+        if status == last and now - self._last_status_time < client.heartbeat:
+            self._unsent_since = None
             return None
-        news = self._last_status is None or replace(status, progress=None) != replace(self._last_status, progress=None)
-        if not (force or news or now - self._last_status_time >= self.device.config.client.status_interval):
-            return None
-        self._last_status, self._last_status_time = status, now
+        if not force and last is not None and status != last and not _news(last, status):
+            self._unsent_since = now if self._unsent_since is None else self._unsent_since
+            if now - self._unsent_since < client.status_interval:
+                return None
+        self._last_status, self._last_status_time, self._unsent_since = status, now, None
         return self.client.publish(self._status_topic, status.to_json(), qos=_QOS, retain=True)
 
     def publish_offline(self) -> mqtt.MQTTMessageInfo:
         """What the will would say, sent on a clean shutdown (a clean disconnect discards the will)."""
-        return self.client.publish(self._status_topic, self.device.status(online=False).to_json(), qos=_QOS,
-                                   retain=True)
+        return self.client.publish(self._presence_topic, OFFLINE, qos=_QOS, retain=True)
 
     def _sync_subscriptions(self) -> None:
         wanted = self.device.wanted_topics()
@@ -110,6 +117,7 @@ class DeviceSession:
         self.connected = self.established = True
         self._subscribed = set()
         self._last_status = None
+        self.client.publish(self._presence_topic, ONLINE, qos=_QOS, retain=True)
         self._sync_subscriptions()
         self.publish_status()
 
@@ -128,3 +136,12 @@ class DeviceSession:
             if reason.is_failure:
                 log.error("the broker refused a subscription: %s (check the ACL for %s)", reason,
                           self.device.device_id)
+
+
+def _news(last: DeviceStatus, status: DeviceStatus) -> bool:
+    """Whether ``status`` says more than ``last`` besides progress and a move into or between transient
+    states (a download or apply that started, or went on)."""
+    def settled(item: DeviceStatus) -> DeviceStatus:
+        return replace(item, progress=None, state="idle" if item.state in TRANSIENT_STATES else item.state)
+
+    return settled(last) != settled(status)

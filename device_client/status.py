@@ -1,32 +1,38 @@
-"""The status a device publishes, retained, on {prefix}/devices/<id>/status (its last will: offline).
+"""The status a device publishes, retained, on {prefix}/devices/<id>/status (codec.status_message: empty
+keys are left out; its presence, online or offline, is on {prefix}/devices/<id>/presence).
 
-    {"device": str, "state": "idle|downloading|stalled|applying|error|rolled-back|offline",
-     "models": {"<model>": {"version": int, "sha256": hex}},
+    {"device": str, "state": "idle|downloading|stalled|applying|error|rolled-back",
+     "models": {"<model>": {"version": int, "sha256": hex16}},
      "progress": {"model", "release", "chunks_done", "chunks_total", "bytes_done", "bytes_total",
-                  "missing", "last_progress"} | null,
-     "last_error": {"code": str, "message": str, "release": int, "model": str} | null,
-     "sent": float, "heartbeat": float, "uptime": int, "runtime": str | null,
-     "trust": {"root": int, "revoked": [model, ...], "refused_root": {"version": int, "code": str, "sha256": hex16}}}
+                  "missing", "last_progress"}?,
+     "last_error": {"code": str, "message": str, "release": int, "model": str}?,
+     "sent": int, "heartbeat": int, "uptime": int, "runtime": str?,
+     "trust": {"root": int, "revoked": [model, ...], "refused_root": {"version": int, "code": str, "sha256": hex16}}?}
 
 ``sent`` is the device's Unix time when it sent the status, ``heartbeat`` the most seconds it lets pass
 between two statuses while online, so a reader can tell a silent device from a quiet one; ``uptime`` the
 seconds since the device client started, and ``runtime`` the TFLite runtime it runs .tflite models with
-("tflite-runtime 2.14.0", "ai-edge-litert 1.2.0"; null if none is installed). In
+("tflite-runtime 2.14.0", "ai-edge-litert 1.2.0"; left out if none is installed). ``sha256`` is the first
+16 hex digits of the running file's hash (64 bits: enough to tell files apart at a glance). In
 ``progress``, ``missing`` counts the chunks (and catch-up manifests) still to come and ``last_progress``
 is the Unix time the last of them arrived; ``stalled`` means nothing arrived for the stall deadline;
 ``rolled-back`` that an operator rolled the model back and the device holds the undone release back
 (``last_error`` names it) until a newer one is published. ``trust`` is there only for a device with a
 trust root: the root version it holds, the models still running a release whose key was since revoked,
-and the last root it refused (``revoked`` and ``refused_root`` only when there are any).
+and the last root it refused (``revoked`` and ``refused_root`` only when there are any). Readers show
+"offline" for a device whose presence says so.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 from dataclasses import asdict, dataclass, field
 
-STATES = ("idle", "downloading", "stalled", "applying", "error", "rolled-back", "offline")
+from codec.status_message import encode_status
+
+STATES = ("idle", "downloading", "stalled", "applying", "error", "rolled-back")
+#: States that last only while a release comes in: reported once they have lasted status_interval.
+TRANSIENT_STATES = frozenset({"downloading", "applying"})
 #: OSErrors that mean the device ran out of room for a file: no space left, a file-size limit, a quota.
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 #: The longest message a status carries (a refusal's message may quote what it refused).
@@ -97,15 +103,16 @@ class DeviceStatus:
         return {
             "device": self.device,
             "state": self.state,
-            "models": {m: {"version": v, "sha256": s.hex()} for m, (v, s) in sorted(self.models.items())},
+            "models": {m: {"version": v, "sha256": s.hex()[:16]} for m, (v, s) in sorted(self.models.items())},
             "progress": asdict(self.progress) if self.progress else None,
             "last_error": asdict(self.last_error) if self.last_error else None,
-            "sent": round(self.sent, 1),
-            "heartbeat": self.heartbeat,
+            "sent": int(self.sent),
+            "heartbeat": int(self.heartbeat) if float(self.heartbeat).is_integer() else self.heartbeat,
             "uptime": int(self.uptime),
             "runtime": self.runtime,
-            **({} if self.trust is None else {"trust": self.trust}),
+            "trust": self.trust,
         }
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+        """The compact wire form (codec.status_message.encode_status)."""
+        return encode_status(self.to_dict())

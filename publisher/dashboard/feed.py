@@ -1,4 +1,5 @@
-"""The broker as the dashboard sees it: the latest message of every device status and every manifest topic,
+"""The broker as the dashboard sees it: the latest message of every device status and presence and of every
+manifest topic,
 kept current by one live subscription, and connected again with backoff when the connection drops.
 
 The first connection is made by ``start`` in the caller's thread, so wrong credentials or a wrong port are a
@@ -13,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from codec.topics import every_manifest_filter, status_filter
+from codec.topics import every_manifest_filter, presence_filter, status_filter
 from publisher.errors import PublishError
 from publisher.release.session import BrokerLogin, BrokerSession
 
@@ -30,6 +31,7 @@ class FeedSnapshot:
 
     statuses: dict[str, bytes] = field(default_factory=dict)
     manifests: dict[str, bytes] = field(default_factory=dict)
+    presence: dict[str, bytes] = field(default_factory=dict)
     connected: bool = False
     #: Why the connection dropped (or the last reconnect failed), while it is down.
     problem: str | None = None
@@ -62,8 +64,8 @@ class FleetFeed:
         """A copy of the topics and the connection state, safe to read while messages arrive."""
         with self._lock:
             state = self._state
-            return FeedSnapshot(dict(state.statuses), dict(state.manifests), state.connected, state.problem,
-                                state.since)
+            return FeedSnapshot(dict(state.statuses), dict(state.manifests), dict(state.presence), state.connected,
+                                state.problem, state.since)
 
     def _open(self) -> BrokerSession:
         session = BrokerSession(self.login, timeout=self.timeout)
@@ -71,7 +73,8 @@ class FleetFeed:
         with self._lock:
             self._state = FeedSnapshot(connected=True, since=time.time())
         try:
-            session.follow([status_filter(self.prefix), *every_manifest_filter(self.prefix)], self._receive)
+            session.follow([status_filter(self.prefix), presence_filter(self.prefix),
+                            *every_manifest_filter(self.prefix)], self._receive)
         except PublishError:
             session.close()
             raise
@@ -79,10 +82,11 @@ class FleetFeed:
 
     def _receive(self, topic: str, payload: bytes) -> None:
         status = topic.endswith("/status")
-        if status and len(payload) > MAX_STATUS_BYTES:
+        if (status or topic.endswith("/presence")) and len(payload) > MAX_STATUS_BYTES:
             payload = OVERSIZED
         with self._lock:
-            kept = self._state.statuses if status else self._state.manifests
+            state = self._state
+            kept = state.statuses if status else state.presence if topic.endswith("/presence") else state.manifests
             if payload:
                 kept[topic] = payload
             else:

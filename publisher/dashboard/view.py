@@ -19,7 +19,7 @@ from codec.errors import UpdateError
 from codec.manifest import Manifest, read_manifest_unverified
 from publisher.dashboard.feed import FeedSnapshot
 from publisher.errors import ConfigError
-from publisher.release.fleet_status import FleetReport, parse_status
+from publisher.release.fleet_status import FleetReport, parse_status, presence_of
 from publisher.rollout.state import RolloutState
 from publisher.rollout.tally import tally
 from publisher.rollout.waves import AbortPolicy
@@ -32,7 +32,9 @@ MAX_ROWS = 500
 
 def fleet_view(feed: FeedSnapshot, now: float, rollout_states: tuple[Path, ...] = ()) -> dict:
     """The page's data for the feed's topics at ``now`` (Unix time)."""
-    report = FleetReport(sorted((parse_status(t, p) for t, p in feed.statuses.items()), key=lambda r: r.device), now)
+    parsed = (parse_status(topic, payload, feed.presence.get(presence_of(topic))) for topic, payload in
+            feed.statuses.items())
+    report = FleetReport(sorted(parsed, key=lambda row: row.device), now)
     latest, releases = _manifests(feed.manifests)
     plans = [state for state in map(_read_state, rollout_states) if state is not None]
     errors = Counter(str(row.last_error.get("code")) for row in report.devices if row.last_error)

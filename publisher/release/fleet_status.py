@@ -8,12 +8,12 @@ went silent without its last will reaching the broker, or its clock is wrong.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass
 
-from codec.topics import status_filter
+from codec.status_message import read_status
+from codec.topics import presence_filter, status_filter
 from publisher.release.session import BrokerSession
 
 #: Seconds of clock difference between a device and the reader that still do not make it stale.
@@ -88,20 +88,29 @@ class FleetReport:
 
 
 def read_fleet(session: BrokerSession, prefix: str, model: str | None = None) -> FleetReport:
-    """The retained status of every device (that follows ``model``, if given)."""
-    rows = [parse_status(topic, payload) for topic, payload in session.retained([status_filter(prefix)]).items()]
+    """The retained status of every device (that follows ``model``, if given), offline where its presence
+    says so."""
+    retained = session.retained([status_filter(prefix), presence_filter(prefix)])
+    rows = [parse_status(topic, payload, retained.get(presence_of(topic))) for topic, payload in retained.items()
+            if topic.endswith("/status")]
     if model is not None:
         rows = [row for row in rows if _concerns(row, model)]
     return FleetReport(sorted(rows, key=lambda row: row.device), time.time())
 
 
-def parse_status(topic: str, payload: bytes) -> DeviceRow:
+def presence_of(status_topic: str) -> str:
+    """The presence topic beside a status topic (codec.topics.presence_topic)."""
+    return status_topic.rsplit("/", 1)[0] + "/presence"
+
+
+def parse_status(topic: str, payload: bytes, presence: bytes | None = None) -> DeviceRow:
     """A status message as a row, keyed by the device id its topic names (the ACL lets only that device
-    write there); a malformed one, or one whose own ``device`` field names another device, becomes state
-    "invalid" with the reason, and counts for no version."""
+    write there), in state "offline" when ``presence`` (the retained message beside it) says so; a malformed
+    one, or one whose own ``device`` field names another device, becomes state "invalid" with the reason,
+    and counts for no version."""
     device = topic.split("/")[-2]
     try:
-        status = json.loads(payload)
+        status = read_status(payload, presence)
         models = status["models"]
         if status["device"] != device:
             return DeviceRow(device, "invalid", {}, None, {
@@ -110,7 +119,7 @@ def parse_status(topic: str, payload: bytes) -> DeviceRow:
         return DeviceRow(
             device=device, state=str(status["state"]),
             versions={str(m): int(info["version"]) for m, info in models.items()},
-            progress=status.get("progress"), last_error=status.get("last_error"),
+            progress=status["progress"], last_error=status["last_error"],
             sent=_seconds(status.get("sent")), heartbeat=_seconds(status.get("heartbeat")),
             trust=status["trust"] if isinstance(status.get("trust"), dict) else None,
             uptime=_seconds(status.get("uptime")),

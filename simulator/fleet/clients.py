@@ -5,8 +5,7 @@ does not scale, so each session's socket is registered with the event loop inste
 API: ``loop_read`` when readable, ``loop_write`` when paho asks to write, ``loop_misc`` on a tick).
 Everything a device decides stays in device_client (``Device`` and ``DeviceSession``); this module only
 keeps each device connected, as device_client.runner does for one device in a thread: a new session
-after every disconnect, a jittered exponential backoff between attempts, and a clean reconnect after a
-commit so that the last will names the new model.
+after every disconnect and a jittered exponential backoff between attempts.
 """
 
 from __future__ import annotations
@@ -27,15 +26,11 @@ from device_client.session import DeviceSession
 
 log = logging.getLogger("rankcast.simulator")
 
-#: Wall seconds to wait for the broker's acknowledgement of the status sent before a renewal.
-_RENEW_FLUSH_S = 3.0
-
 
 class Phase(Enum):
     WAITING = "waiting"          # no session; the next attempt is due at ``retry_at``
     CONNECTING = "connecting"    # CONNECT sent, no CONNACK yet
     CONNECTED = "connected"
-    RENEWING = "renewing"        # flushing the status before reconnecting for a fresh last will
     STOPPED = "stopped"
 
 
@@ -65,9 +60,7 @@ class FleetClient:
         self.sessions = 0
         self.reconnects = 0
         self._deadline = 0.0
-        self._renew_info: mqtt.MQTTMessageInfo | None = None
         self._socket = None
-        self._renewal = False
 
     # -- driven by the fleet ------------------------------------------------------------------------------
 
@@ -104,9 +97,8 @@ class FleetClient:
         client.on_socket_unregister_write = self._unregister_write
         self.phase = Phase.CONNECTING
         self._deadline = time.monotonic() + self._connect_timeout_s
-        if self.sessions and not self._renewal:
+        if self.sessions:
             self.reconnects += 1
-        self._renewal = False
         self.sessions += 1
         try:
             session.start()
@@ -124,11 +116,6 @@ class FleetClient:
         if session.connected and self.phase is Phase.CONNECTING:
             self.phase = Phase.CONNECTED
             self._backoff.reset()
-        if self.phase is Phase.RENEWING:
-            info = self._renew_info
-            if info is None or info.is_published() or time.monotonic() > self._deadline:
-                self._renew()
-            return
         try:
             session.service()
         except Exception:  # noqa: BLE001 - like the runner: a failing connection never stops the client
@@ -137,21 +124,6 @@ class FleetClient:
             return
         if self.on_service is not None:
             self.on_service(self)
-        if session.connected and session.renew_needed():
-            self.phase = Phase.RENEWING
-            self._renew_info = session.publish_status(force=True)
-            self._deadline = time.monotonic() + _RENEW_FLUSH_S
-
-    def _renew(self) -> None:
-        """Reconnect at once (not a lost connection) so the new last will names the models now running."""
-        client = self.session.client
-        client.disconnect()  # clean: the broker discards the old will
-        client.loop_write()
-        self._close_socket()
-        self.session = None
-        self.phase = Phase.WAITING
-        self.retry_at = 0.0
-        self._renewal = True
 
     def _drop(self) -> None:
         """End a lost or failed session; the next attempt waits for the backoff (link time, scaled)."""

@@ -168,9 +168,9 @@ class _StrategyRun:
         home = self.home / device_id
         store = FileModelStore(home / "models", model_suffix(self.inputs.base), slot_reader_for(self.inputs.base))
         store.install(self.model, base, BASE_VERSION)
-        # Status pacing is compared with the wall clock inside the session: one second of link time.
+        # Status pacing is compared with the wall clock inside the session: the default, in link time.
         client = ClientSettings(chunk_window=self.config.chunk_window,
-                                status_interval=max(0.02, 1.0 / self.config.time_scale))
+                                status_interval=max(0.02, ClientSettings().status_interval / self.config.time_scale))
         config = device_config(home, self.broker, device_id, self.model, self.public,
                                url=f"mqtt://127.0.0.1:{port}", client=client)
         return Device(config, store)
@@ -202,16 +202,15 @@ class _StrategyRun:
                         len(self.clients))
 
     async def _settle(self) -> None:
-        """Let what the release set off finish before bytes are read: the last acknowledgements, and the
-        reconnect after a commit that renews the last will (with the retained manifest it brings again).
-        Done when no link has carried a byte for two of its slowest round trips and a second (and three
-        of the clients' ticks), or after _SETTLE_LIMIT_S link seconds."""
+        """Let what the release set off finish before bytes are read: the last acknowledgements and statuses,
+        and any reconnect under way. Done when no link has carried a byte for two of its slowest round trips
+        and a second (and three of the clients' ticks), or after _SETTLE_LIMIT_S link seconds."""
         quiet = max(self.clock.wall(2 * max(p.rtt_s for p in self.profiles) + 1.0), 3 * _TICK_S)
         deadline = time.monotonic() + min(self.config.wall_limit_s, self.clock.wall(_SETTLE_LIMIT_S))
         carried, since = -1, time.monotonic()
         while time.monotonic() < deadline:
             now_carried = sum(p.stats.bytes_up + p.stats.bytes_down for p in self.proxies)
-            busy = any(c.phase in (Phase.RENEWING, Phase.CONNECTING) for c in self.clients)
+            busy = any(c.phase is Phase.CONNECTING for c in self.clients)
             if now_carried != carried or busy:
                 carried, since = now_carried, time.monotonic()
             elif time.monotonic() - since >= quiet:

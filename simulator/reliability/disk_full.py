@@ -65,7 +65,8 @@ def _run(workdir: Path, quick: bool) -> Outcome:
                 codes.append(error.get("code"))
                 reported = status["models"].get(MODEL, {})
                 stayed = home.state(MODEL) == (old[0], old[1], old[1]) and \
-                    (reported.get("version"), reported.get("sha256")) == old and not home.staged(MODEL)
+                    (reported.get("version"), reported.get("sha256")) == (old[0], old[1][:16]) \
+                    and not home.staged(MODEL)
             mark = probe.seen
             with DeviceProcess(home):  # space is back
                 try:

@@ -10,7 +10,6 @@ a chunk fetched twice shows (simulator.fleet.publish_counter); its statuses are 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -69,8 +68,7 @@ class Scene:
 
     def statuses(self, after: int) -> list[dict]:
         """The device's statuses the attacker received after message number ``after``."""
-        topic = status_topic(self.device_id, self.prefix)
-        return [json.loads(payload) for t, payload, _ in self.attacker.messages[after:] if t == topic and payload]
+        return self.attacker.statuses(self.device_id, after)
 
     def wait_error(self, code: str, after: int, what: str, timeout: float = 30.0) -> dict:
         """The first status after ``after`` whose last error has ``code``."""

@@ -6,14 +6,15 @@
         ...                                            # publish a release
         probe.wait_status(device_id, lambda s: s["state"] == "idle", "the release applied", after=mark)
 
-Statuses are read from each device's own status topic (the topic names the device, not the JSON).
+Statuses are read from each device's own status topic (the topic names the device, not the JSON), as
+readers see them (codec.status_message.read_status): every key present, and "offline" when the device's
+presence says so; subscribing to a status topic or filter follows the presence beside it too.
 Subscriptions are made again after a reconnect, so a probe outlives a broker restart. Every wait is
 bounded and raises ProbeTimeout (a TimeoutError) naming what it waited for.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -24,7 +25,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from codec.topics import DEFAULT_PREFIX, BrokerUrl, status_topic
+from codec.status_message import read_status
+from codec.topics import DEFAULT_PREFIX, BrokerUrl, presence_topic, status_topic
 from simulator.testbed.broker import Broker
 from simulator.testbed.waits import WAIT_S
 
@@ -84,9 +86,11 @@ class MqttProbe:
             return len(self.messages)
 
     def subscribe(self, topic: str, qos: int = 1) -> list[ReasonCode]:
-        """Subscribe (again after every reconnect) and wait for the SUBACK; returns its reason codes."""
-        self._filters[topic] = qos
-        _, mid = self.client.subscribe(topic, qos)
+        """Subscribe (again after every reconnect) and wait for the SUBACK; returns its reason codes (a status
+        topic or filter: those of it and of the presence beside it)."""
+        topics = [topic] + ([_presence_beside(topic)] if topic.endswith("/status") else [])
+        self._filters.update({t: qos for t in topics})
+        _, mid = self.client.subscribe([(t, qos) for t in topics])
         self.wait(lambda: mid in self._subacks, f"SUBACK for {topic}")
         with self._changed:
             return self._subacks.pop(mid)
@@ -112,23 +116,36 @@ class MqttProbe:
             return any(t == topic and p == payload for t, p, _ in self.messages)
 
     def status(self, device_id: str) -> dict:
-        """The device's latest status as JSON ({} before its first, or when it is not JSON)."""
-        return _parse(self.latest(status_topic(device_id, self.prefix))) or {}
+        """The device's latest status as a reader sees it ({} before its first, or when it is not JSON)."""
+        return _parse(self.latest(status_topic(device_id, self.prefix)),
+                      self.latest(presence_topic(device_id, self.prefix))) or {}
+
+    def statuses(self, device_id: str, after: int = 0) -> list[dict]:
+        """Every status of ``device_id`` among the messages numbered above ``after``, as a reader saw it then:
+        a presence message makes one too (the status before it, online or offline)."""
+        topic, presence = status_topic(device_id, self.prefix), presence_topic(device_id, self.prefix)
+        seen: list[dict] = []
+        last: bytes | None = None
+        with self._changed:
+            messages = list(self.messages)
+        for number, (t, payload, _) in enumerate(messages, 1):
+            if t == topic:
+                last = payload
+            if t in (topic, presence) and number > after:
+                status = _parse(last, payload if t == presence else None) if last is not None else None
+                if status is not None:
+                    seen.append(status)
+        return seen
 
     def wait_status(self, device_id: str, predicate: Callable[[dict], bool], what: str, timeout: float | None = None,
                     after: int = 0) -> dict:
         """The first status of ``device_id`` among the messages numbered above ``after`` that satisfies
         ``predicate`` (the probe must be subscribed to it)."""
-        topic = status_topic(device_id, self.prefix)
         found: list[dict] = []
 
         def arrived() -> bool:
-            for t, payload, _ in self.messages[after:]:
-                status = _parse(payload) if t == topic else None
-                if status is not None and predicate(status):
-                    found.append(status)
-                    return True
-            return False
+            found[:] = [status for status in self.statuses(device_id, after) if predicate(status)][:1]
+            return bool(found)
 
         self.wait(arrived, what, timeout)
         return found[0]
@@ -186,9 +203,12 @@ def broker_probe(broker: Broker, username: str | None = None, *, url: str | None
                      timeout=timeout, prefix=broker.prefix)
 
 
-def _parse(payload: bytes | None) -> dict | None:
+def _parse(payload: bytes | None, presence: bytes | None = None) -> dict | None:
     try:
-        status = json.loads(payload) if payload else None
+        return read_status(payload, presence) if payload else None
     except ValueError:
         return None
-    return status if isinstance(status, dict) else None
+
+
+def _presence_beside(status: str) -> str:
+    return status.rsplit("/", 1)[0] + "/presence"

@@ -3,10 +3,10 @@ spool, and finishes when the chunks come back."""
 
 from __future__ import annotations
 
-import json
 import time
 from itertools import pairwise
 
+from codec.status_message import read_status
 from codec.topics import manifest_topic
 from device_client.store import FileModelStore
 from simulator.testbed import synthetic
@@ -38,7 +38,7 @@ def test_no_progress_re_subscribes_with_backoff_then_reports_stalled(
     assert updater.resubscribe_due(start + 10.0) == set(lost) and not updater.stalled, "first retry at D"
     assert updater.resubscribe_due(start + 29.0) == set(), "the next one waits 2D more"
     assert updater.resubscribe_due(start + 30.0) == set(lost) and updater.stalled, "stalled from 3D on"
-    status = json.loads(device.status().to_json())
+    status = read_status(device.status().to_json())
     assert status["state"] == "stalled" and status["last_error"] is None
     progress = status["progress"]
     assert progress["missing"] == release.manifest.chunk_count - 2

@@ -4,7 +4,6 @@ it on the staged .tflite file before the swap (refusing with canary-failed and k
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import msgpack
 import numpy as np
@@ -15,6 +14,7 @@ from codec.canary import MAX_CANARY_BYTES, Canary
 from codec.errors import UpdateError
 from codec.manifest import SIGNATURE_DOMAIN, read_manifest
 from codec.quantise import dense_record
+from codec.status_message import read_status
 from codec.update_file import updated_model_file
 from device_client.store import FileModelStore
 from publisher.errors import ReleaseInputError
@@ -139,7 +139,7 @@ def test_a_release_passing_its_canary_is_committed(make_device, retained, signin
 def _refused_by_canary(device, retained, release, base: bytes) -> dict:
     retained.add(release)
     retained.pump(device)
-    status = json.loads(device.status().to_json())
+    status = read_status(device.status().to_json())
     assert status["state"] == "error" and status["last_error"]["code"] == "canary-failed", status
     path = FileModelStore(device.config.model_dir).model_path(MODEL)
     assert path.read_bytes() == base and status["models"][MODEL]["version"] == 1

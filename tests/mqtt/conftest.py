@@ -58,13 +58,14 @@ def signing(tmp_path: Path) -> tuple[SigningKey, Path]:
 
 @pytest.fixture
 def make_device(tmp_path: Path, signing) -> Iterator[Callable[..., DeviceThread]]:
-    """A device following ``model`` with ``base`` installed as ``version`` (None: nothing), started."""
+    """A device following ``model`` with ``base`` installed as ``version`` (None: nothing), started;
+    ``client``: [client] settings other than the quick ones (status_interval=5, ...)."""
     started: list[DeviceThread] = []
 
     def make(broker: Broker, device_id: str, model: str, base: bytes | None, version: int = 1,
-             url: str | None = None, window: int = 8) -> DeviceThread:
+             url: str | None = None, window: int = 8, **client: float) -> DeviceThread:
         home = DeviceHome.create(tmp_path / device_id, broker, device_id, model, signing[1], url=url,
-                                 client=replace(QUICK_CLIENT, chunk_window=window))
+                                 client=replace(QUICK_CLIENT, chunk_window=window, **client))
         if base is not None and not (home.model_dir / model).exists():
             home.install(model, base, version)
         started.append(DeviceThread(home))

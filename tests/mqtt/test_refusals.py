@@ -3,13 +3,13 @@ device keeps its model and its client, and takes the next good release."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
 from codec.keys import generate_signing_key
 from codec.release import Release, make_release
+from codec.status_message import read_status
 from codec.topics import status_topic
 from simulator.testbed import synthetic
 from simulator.testbed.broker import Broker
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def _status(broker: Broker, device_id: str) -> dict:
     with broker.publisher() as session:
         found = session.retained([status_topic(device_id)])
-    return json.loads(found[status_topic(device_id)]) if found else {}
+    return read_status(found[status_topic(device_id)]) if found else {}
 
 
 def _bad_release(case: str, model: str, base: bytes, key) -> Release:

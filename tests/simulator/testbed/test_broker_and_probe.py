@@ -34,7 +34,8 @@ def test_a_probe_subscribes_again_after_the_broker_restarts(tmp_path: Path) -> N
         mark = probe.seen
         with broker_probe(broker, "dev-a", url=broker.dev_url) as device:
             device.publish(topic, b'{"state": "idle"}', retain=True)
-        assert probe.wait_status("dev-a", lambda s: s["state"] == "idle", "the status after the restart", 20,
-                                 after=mark) == {"state": "idle"}
+        status = probe.wait_status("dev-a", lambda s: s["state"] == "idle", "the status after the restart", 20,
+                                   after=mark)
+        assert status == {"state": "idle", "progress": None, "last_error": None, "runtime": None, "trust": None}
         with pytest.raises(ProbeTimeout, match="no status that never comes"):
             probe.wait_status("dev-a", lambda s: False, "status that never comes", 0.3)
