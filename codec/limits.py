@@ -13,6 +13,11 @@ MAX_CHUNK_SIZE = 128 * KIB
 MIN_CHUNK_SIZE = 256
 #: Default chunk size for publishing.
 DEFAULT_CHUNK_SIZE = 32 * KIB
+#: Largest payload a format-2 manifest envelope carries inline instead of on a chunk topic. A chunk on its
+#: own topic costs a device a SUBSCRIBE, an UNSUBSCRIBE and a PUBLISH's framing (~175 B with the topic
+#: names); inline it costs ~10 B. Kept small because every device receives the latest manifest, the ones
+#: outside the rollout too, and a release's other manifests repeat it.
+MAX_INLINE_BYTES = 4 * KIB
 
 
 @dataclass(frozen=True)

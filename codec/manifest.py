@@ -1,8 +1,10 @@
 """The signed release manifest: fields, canonical encoding, signing, and verification in a fixed order.
 
 The envelope is the msgpack map {"signed": bin, "signature": bin}, with {"cosignatures": {key id: bin}}
-when a trust root asks for more than one release key (codec.root). ``signed`` is the canonical msgpack
-encoding of the manifest fields; every Ed25519 signature covers ``SIGNATURE_DOMAIN + signed``.
+when a trust root asks for more than one release key (codec.root), and {"inline": bin} when a format-2
+release carries its one small chunk (unsigned: the chunk's sha256 is signed, and checked on reading).
+``signed`` is the canonical msgpack encoding of the manifest fields (format 1: under their names; format
+2: under short keys, codec.manifest_compact); every Ed25519 signature covers ``SIGNATURE_DOMAIN + signed``.
 Verification parses the envelope, finds the key by id, checks the signature, and only then trusts the
 fields; then that the key may sign for the model and the threshold (codec.keys.ReleaseKeys). Policy
 checks (version, base, expiry) need the device's own state: codec.release_policy.
@@ -33,9 +35,14 @@ from codec.errors import (
 )
 from codec.keys import ReleaseKeys, SigningKey, VerifyKey
 from codec.limits import DEFAULT_LIMITS, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, Limits
+from codec.manifest_compact import check_inline as _check_inline
+from codec.manifest_compact import named_fields, to_short
 from codec.release_index import IndexEntry, index_to_msgpack, read_index
 
-MANIFEST_FORMAT = 1
+#: The formats readers accept; writers (codec.release.make_release) write DEFAULT_MANIFEST_FORMAT, and format
+#: 1 on request, for fleets whose devices predate format 2. A Manifest built by hand is format 1.
+MANIFEST_FORMATS = (1, 2)
+DEFAULT_MANIFEST_FORMAT = 2
 SIGNATURE_DOMAIN = b"rankcast-manifest-v1\x00"
 PAYLOAD_KINDS = ("delta", "full")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -83,7 +90,7 @@ class Manifest:
     rollout_percent: float
     rollout_salt: str
     key_id: str
-    format: int = field(default=MANIFEST_FORMAT)
+    format: int = field(default=1)
     canary: InitVar[Canary | None] = None
     index: InitVar[tuple[IndexEntry, ...] | None] = None
     fleet: InitVar[str | None] = None
@@ -134,8 +141,9 @@ class Manifest:
         return self.payload_length - self.chunk_size * (self.chunk_count - 1)
 
     def canonical_bytes(self) -> bytes:
-        """The signed encoding: a msgpack map with keys sorted, floats as float64."""
-        return msgpack.packb(dict(sorted(self.signed_fields().items())), use_bin_type=True)
+        """The signed encoding: a msgpack map with keys sorted, floats as float64 (format 2: short keys)."""
+        values = self.signed_fields() if self.format == 1 else to_short(self.signed_fields())
+        return msgpack.packb(dict(sorted(values.items())), use_bin_type=True)
 
     def in_rollout(self, device_id: str) -> bool:
         """Whether ``device_id`` falls in this release's cohort (stable per salt, uniform over ids)."""
@@ -143,9 +151,11 @@ class Manifest:
         return int.from_bytes(digest[:8], "big") / 2**64 * 100 < self.rollout_percent
 
 
-def sign_manifest(manifest: Manifest, key: SigningKey, cosigners: Sequence[SigningKey] = ()) -> bytes:
-    """The envelope bytes that travel: the canonical manifest, its signature by the key it names, and the
-    signatures of ``cosigners`` (for a trust root whose release threshold is above 1)."""
+def sign_manifest(manifest: Manifest, key: SigningKey, cosigners: Sequence[SigningKey] = (),
+                  inline: bytes | None = None) -> bytes:
+    """The envelope bytes that travel: the canonical manifest, its signature by the key it names, the
+    signatures of ``cosigners`` (for a trust root whose release threshold is above 1), and ``inline``, the
+    payload of a format-2 release of one chunk of at most MAX_INLINE_BYTES (checked like a chunk)."""
     if manifest.key_id != key.verify_key.key_id:
         raise FormatError(f"manifest names key {manifest.key_id} but is signed with {key.verify_key.key_id}")
     others = {signer.verify_key.key_id: signer for signer in cosigners}
@@ -156,6 +166,9 @@ def sign_manifest(manifest: Manifest, key: SigningKey, cosigners: Sequence[Signi
     outer: dict = {"signed": signed, "signature": key.sign(SIGNATURE_DOMAIN + signed)}
     if others:
         outer["cosignatures"] = {kid: signer.sign(SIGNATURE_DOMAIN + signed) for kid, signer in sorted(others.items())}
+    if inline is not None:
+        _check_inline(manifest, inline)
+        outer["inline"] = inline
     envelope = msgpack.packb(outer)
     if len(envelope) > DEFAULT_LIMITS.max_manifest_bytes:
         raise LimitError(
@@ -171,7 +184,7 @@ def read_manifest(
     """Parse and verify an envelope: the named key's signature, then the fields, then that the key may sign
     for the model and that enough trusted keys signed; raises FormatError, LimitError or a SignatureError."""
     trust = ReleaseKeys.of(trusted_keys)
-    signed, signature, cosignatures, fields = _parse_envelope(envelope, limits)
+    signed, signature, cosignatures, fields, inline = _parse_envelope(envelope, limits)
     key = trust.keys.get(fields["key_id"])
     if key is None:
         raise _untrusted(fields["key_id"], trust)
@@ -187,6 +200,7 @@ def read_manifest(
     if len(signers) < trust.threshold:
         raise ThresholdError(f"release {manifest.version} is signed by {len(signers)} trusted key(s); {trust.source} "
                              f"asks for {trust.threshold} (publish with more --key options)")
+    _check_inline(manifest, inline)
     return manifest
 
 
@@ -207,16 +221,24 @@ def signed_digest(envelope: bytes, limits: Limits = DEFAULT_LIMITS) -> bytes:
     if len(envelope) > limits.max_manifest_bytes:
         raise LimitError(f"manifest of {len(envelope)} bytes exceeds the limit of {limits.max_manifest_bytes}")
     outer = _unpack(envelope, limits, "manifest envelope")
-    if not isinstance(outer, dict) or set(outer) - {"cosignatures"} != {"signed", "signature"} or not isinstance(
+    if not isinstance(outer, dict) or set(outer) - _ENVELOPE_OPTIONAL != {"signed", "signature"} or not isinstance(
             outer["signed"], bytes):
         raise FormatError(_ENVELOPE)
     return hashlib.sha256(outer["signed"]).digest()
 
 
+def inline_chunk(envelope: bytes) -> bytes | None:
+    """The chunk an envelope carries inline (None: its chunks travel on their own topics); for an envelope
+    a reader of this module accepted, which checked that chunk against the manifest."""
+    return msgpack.unpackb(envelope, raw=False).get("inline")
+
+
 def read_manifest_unverified(envelope: bytes, limits: Limits = DEFAULT_LIMITS) -> Manifest:
     """Parse an envelope WITHOUT checking its signature: for inspection tools, never for applying."""
-    signed, _, _, fields = _parse_envelope(envelope, limits)
-    return _to_manifest(fields, signed, limits)
+    signed, _, _, fields, inline = _parse_envelope(envelope, limits)
+    manifest = _to_manifest(fields, signed, limits)
+    _check_inline(manifest, inline)
+    return manifest
 
 
 def read_pinned_manifest(envelope: bytes, entry: IndexEntry, model: str, limits: Limits = DEFAULT_LIMITS) -> Manifest:
@@ -225,8 +247,9 @@ def read_pinned_manifest(envelope: bytes, entry: IndexEntry, model: str, limits:
     if hashlib.sha256(envelope).digest() != entry.manifest_sha256:
         raise IntegrityError(f"the retained manifest of release {entry.version} ({entry.kind}) is not the one "
                              "the latest manifest's index pins; publish the releases again")
-    signed, _, _, fields = _parse_envelope(envelope, limits)
+    signed, _, _, fields, inline = _parse_envelope(envelope, limits)
     manifest = _to_manifest(fields, signed, limits)
+    _check_inline(manifest, inline)
     described = (manifest.model, manifest.version, manifest.payload_kind, manifest.base_sha256,
                  manifest.target_sha256, manifest.payload_length)
     if described != (model, entry.version, entry.kind, entry.base_sha256, entry.target_sha256, entry.payload_length):
@@ -234,12 +257,14 @@ def read_pinned_manifest(envelope: bytes, entry: IndexEntry, model: str, limits:
     return manifest
 
 
-def _parse_envelope(envelope: bytes, limits: Limits) -> tuple[bytes, bytes, dict[str, bytes], dict]:
+def _parse_envelope(envelope: bytes, limits: Limits) -> tuple[bytes, bytes, dict[str, bytes], dict, bytes | None]:
     if len(envelope) > limits.max_manifest_bytes:
         raise LimitError(f"manifest of {len(envelope)} bytes exceeds the limit of {limits.max_manifest_bytes}")
     outer = _unpack(envelope, limits, "manifest envelope")
-    if not isinstance(outer, dict) or set(outer) - {"cosignatures"} != {"signed", "signature"}:
+    if not isinstance(outer, dict) or set(outer) - _ENVELOPE_OPTIONAL != {"signed", "signature"}:
         raise FormatError(_ENVELOPE)
+    if "inline" in outer and type(outer["inline"]) is not bytes:
+        raise FormatError("'inline' must be the bytes of the release's one chunk")
     signed, signature, cosignatures = outer["signed"], outer["signature"], outer.get("cosignatures", {})
     if not isinstance(signed, bytes) or not isinstance(signature, bytes) or len(signature) != 64:
         raise FormatError("'signed' must be bytes and 'signature' 64 bytes")
@@ -248,19 +273,22 @@ def _parse_envelope(envelope: bytes, limits: Limits) -> tuple[bytes, bytes, dict
             and all(isinstance(k, str) and isinstance(v, bytes) and len(v) == 64 for k, v in cosignatures.items())):
         raise FormatError(f"'cosignatures' maps 1..{MAX_COSIGNATURES} key ids to 64-byte signatures")
     fields = _unpack(signed, limits, "signed manifest")
+    fields = named_fields(fields)
     if not isinstance(fields, dict) or not isinstance(fields.get("key_id"), str):
         raise FormatError("the signed manifest must be a map naming its key_id")
-    return signed, signature, cosignatures, fields
+    return signed, signature, cosignatures, fields, outer.get("inline")
 
 
-_ENVELOPE = "a manifest envelope is a map of 'signed' and 'signature', and optionally 'cosignatures'"
+_ENVELOPE = "a manifest envelope is a map of 'signed' and 'signature', and optionally 'cosignatures' and 'inline'"
+_ENVELOPE_OPTIONAL = {"cosignatures", "inline"}
 
 
 def _to_manifest(values: dict, signed: bytes, limits: Limits) -> Manifest:
     optional = _validate_fields(values, limits)
     manifest = Manifest(**{name: value for name, value in values.items() if name not in _OPTIONAL}, **optional)
     if manifest.canonical_bytes() != signed:
-        raise FormatError("the signed manifest is not canonically encoded")
+        raise FormatError("the signed manifest is not canonically encoded (format 1 under the field names, format 2 "
+                          "under short keys: docs/format.md §1)")
     return manifest
 
 
@@ -303,8 +331,8 @@ def _validate_fields(fields: dict, limits: Limits) -> dict:
     for name, types in _TYPES.items():
         if type(fields[name]) not in types:
             raise FormatError(f"manifest field {name} must be {' or '.join(t.__name__ for t in types)}")
-    if fields["format"] != MANIFEST_FORMAT:
-        raise FormatError(f"manifest format {fields['format']} is not supported (this reader knows {MANIFEST_FORMAT})")
+    if fields["format"] not in MANIFEST_FORMATS:
+        raise FormatError(f"manifest format {fields['format']} is not supported (this reader knows {MANIFEST_FORMATS})")
     validate_id(fields["model"], "model id")
     _validate_numbers(fields, limits)
     _validate_hashes(fields)

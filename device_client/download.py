@@ -3,7 +3,8 @@
 The latest manifest is verified by its signature; every other step's manifest arrives from its retained
 topic and is trusted through the pin in the latest manifest's index (codec.manifest.read_pinned_manifest).
 Once every step's manifest is known, their chunks are spooled (device_client.spool), the first step's
-first, a window at a time.
+first, a window at a time; a chunk a step's manifest envelope carries inline (codec.manifest_compact) goes
+into the same spool as one from its topic would, so the device never subscribes to that release's chunks.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from codec.limits import Limits
-from codec.manifest import Manifest, read_pinned_manifest
+from codec.manifest import Manifest, inline_chunk, read_pinned_manifest
 from codec.release_index import IndexEntry
 from codec.topics import chunk_topic, release_manifest_topic
 from device_client.catchup import Step
@@ -22,10 +23,15 @@ from device_client.status import Progress
 class Download:
     """The path to ``latest``: its steps in order, each step's manifest once known, and their spools."""
 
-    def __init__(self, latest: Manifest, steps: list[Step], known: dict[bytes, bytes], limits: Limits) -> None:
-        """``known`` maps envelope sha256 to envelopes this device already holds (earlier latest manifests)."""
+    def __init__(self, latest: Manifest, steps: list[Step], known: dict[bytes, bytes], limits: Limits,
+                 envelope: bytes | None = None) -> None:
+        """``known`` maps envelope sha256 to envelopes this device already holds (earlier latest manifests);
+        ``envelope`` is the verified one ``latest`` came in (it may carry the chunk inline)."""
+        inline = None if envelope is None else inline_chunk(envelope)
         self.latest, self.steps, self.limits = latest, steps, limits
         self.manifests: dict[tuple[int, str], Manifest] = {}
+        #: The chunk of each release whose manifest envelope carries it, checked by the manifest's reader.
+        self.inline: dict[tuple[int, str], bytes] = {} if inline is None else {latest.release_key: inline}
         self.spools: list[ReleaseSpool] = []
         for step in steps:
             if step.manifest_sha256 is None:
@@ -50,11 +56,18 @@ class Download:
         entry = IndexEntry(step.version, step.kind, step.base_sha256, step.target_sha256, step.payload_length,
                            step.manifest_sha256)
         self.manifests[step.key] = read_pinned_manifest(envelope, entry, self.latest.model, self.limits)
+        inline = inline_chunk(envelope)
+        if inline is not None:
+            self.inline[step.key] = inline
         return True
 
     def open(self, spool: Spool) -> None:
-        """Spool every step (resuming what is held, dropping chunks of releases off the path)."""
+        """Spool every step (resuming what is held, dropping chunks of releases off the path), and put in each
+        chunk that came inline (checked again by the spool, as every chunk is)."""
         self.spools = spool.open_all([self.manifests[step.key] for step in self.steps])
+        for manifest, release in self.ordered():
+            if manifest.release_key in self.inline and not release.complete:
+                release.put(0, self.inline[manifest.release_key])
 
     def ordered(self) -> Iterator[tuple[Manifest, ReleaseSpool]]:
         """Each step's manifest and spool, in the order they apply."""

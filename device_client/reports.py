@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from codec.errors import UpdateError
+from codec.errors import ChunkError, UpdateError
 from device_client.status import LastError, sanitised
 
 log = logging.getLogger("rankcast.device")
@@ -34,10 +34,12 @@ class ErrorReport:
         log.warning("%s: release %d: %s [%s]", self.model, release, sanitised(str(exc)), error.code)
 
     def unverified(self, exc: UpdateError, topic: str) -> None:
-        """A manifest refused before its signature verified: its code, and nothing it claims (no version,
-        no text from the message)."""
-        self.set(LastError(exc.code, f"a manifest on {topic} was refused before its signature verified "
-                                     f"[{exc.code}]; the device carries on as it was", 0, self.model))
+        """A manifest refused before its signature verified, or whose chunk inline is not the one it signs
+        (ChunkError): its code, and nothing it claims (no version, no text from the message)."""
+        why = "carries a chunk inline that is not the one it signs" if isinstance(exc, ChunkError) else \
+            "was refused before its signature verified"
+        self.set(LastError(exc.code, f"a manifest on {topic} {why} [{exc.code}]; the device carries on as it was", 0,
+                           self.model))
         log.warning("%s: refused a manifest that did not verify [%s]: %s", self.model, exc.code,
                     sanitised(str(exc)))
 

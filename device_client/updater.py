@@ -2,16 +2,15 @@
 feeds it messages).
 
 Every manifest is handled once per signed content. One that does not verify (device_client.trust: with
-which keys) changes nothing; a verified one that does not apply is reported and leaves a download in
-progress alone; only a release whose own content fails is remembered (device_client.verdicts); one
-refused for trust or time is handled again when those change (device_client.held). A replayed, deleted
-or withheld manifest is reported as a freeze (device_client.freeze). A device on any release the index
-lists reaches the latest in one swap by the cheapest path (device_client.catchup: deltas, or the full
-file): it fetches the steps' manifests and chunks (device_client.download), applies the steps to one
-staged copy, checking each target sha256, and commits once; a newer manifest mid-download is planned
-afresh, keeping the chunks both paths share. A chunk that fails its sha256 is fetched again
-(device_client.stall). Verification is the codec's: signature, policy, chunks, payload, records,
-targets; then the canary on the staged file (device_client.predictor) before the swap.
+which keys), or whose chunk inline is not the one it signs, changes nothing; a verified one that does not
+apply is reported and leaves a download in progress alone; only a release whose own content fails is
+remembered (device_client.verdicts); one refused for trust or time is handled again when those change
+(device_client.held). A replayed, deleted or withheld manifest is a freeze (device_client.freeze). A
+device on any release the index lists reaches the latest in one swap by the cheapest path
+(device_client.catchup): it fetches the steps' manifests and chunks, or takes a chunk carried inline
+(device_client.download), applies the steps to one staged copy, checking each target sha256, and commits
+once; a newer manifest mid-download is planned afresh, keeping the chunks both paths share. A chunk that
+fails its sha256 is fetched again (device_client.stall). Verification is the codec's, then the canary.
 """
 
 from __future__ import annotations
@@ -117,11 +116,10 @@ class ModelUpdater:
         return topics
 
     def on_manifest(self, envelope: bytes) -> None:
-        """The latest manifest arrived (retained on subscribe, or newly published).
-
-        One whose signature does not verify (junk, an unknown key, a forgery) is reported and changes
-        nothing else: not the download in progress, not the state, not the disk. A verified one is
-        handled once per signed content (its identity, however its envelope is encoded)."""
+        """The latest manifest arrived (retained on subscribe, or newly published). One whose signature
+        does not verify (junk, an unknown key, a forgery) is reported and changes nothing else: not the
+        download in progress, not the state, not the disk. A verified one is handled once per signed
+        content (its identity, however its envelope is encoded)."""
         try:
             identity = signed_digest(envelope, self.limits)
             manifest = read_manifest(envelope, self.trust.release_keys(), self.limits)
@@ -151,7 +149,7 @@ class ModelUpdater:
         current = self.download
         try:
             steps = self.policy.plan(manifest, self.installed, self.store.rolled_back(self.model))
-            download = None if steps is None else Download(manifest, steps, self._seen, self.limits)
+            download = None if steps is None else Download(manifest, steps, self._seen, self.limits, envelope)
         except (UpdateError, DeviceError) as exc:
             if current is not None:  # a release that does not apply leaves the download in progress alone
                 self.errors.report(exc, manifest.version)
@@ -207,6 +205,8 @@ class ModelUpdater:
             if self.download.add_manifest(version, kind, envelope):
                 self._progressed()
                 self._open_when_known()
+        except ChunkError as exc:  # pinned, with a chunk inline that is not the one it signs: the release's fault
+            self._refuse(exc, self.download.latest.version)
         except IntegrityError as exc:  # not the pinned manifest: a stray message, not the signed release's fault
             log.warning("%s: ignored a manifest on release %d's topic: %s", self.model, version, exc)
         except UpdateError as exc:  # pinned, but not what the signed index says it is

@@ -11,6 +11,7 @@ from codec.canary import Canary
 from codec.errors import SignatureError
 from codec.keys import PRIVATE_NAME, SigningKey, load_signing_key
 from codec.limits import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
+from codec.manifest import DEFAULT_MANIFEST_FORMAT
 from codec.payload import encode_payload
 from codec.quantise import full_record
 from codec.release import Release, make_release
@@ -73,11 +74,13 @@ def update_release(
     index: tuple[IndexEntry, ...] | None = None,
     fleet: str | None = None,
     cosigners: tuple[SigningKey, ...] = (),
+    manifest_format: int = DEFAULT_MANIFEST_FORMAT,
 ) -> Release:
     """A release of an update built by `rankcast update build` (a .rcu file); ``canary`` from
     publisher.tflite.canary.update_canary; ``index`` from publisher.release.publish.publish_with_index;
     ``fleet`` the devices it is for (devices configured for another fleet refuse it); ``cosigners`` sign
-    too (a trust root's release threshold above 1)."""
+    too (a trust root's release threshold above 1); ``manifest_format`` 1 for fleets whose devices predate
+    format 2 (codec.release.make_release)."""
     if update.target_sha256 is None:
         raise ReleaseInputError(
             "the update does not say which model file it produces (no target sha256): build it against the "
@@ -92,7 +95,7 @@ def update_release(
         base_version=None if full else (version - 1 if base_version is None else base_version),
         base_sha256=None if full else update.base_sha256, chunk_size=check_chunk_size(chunk_size),
         rollout_percent=rollout_percent, rollout_salt=rollout_salt(model, version), lifetime_s=lifetime_s,
-        canary=canary, index=index, fleet=fleet, cosigners=cosigners,
+        canary=canary, index=index, fleet=fleet, cosigners=cosigners, manifest_format=manifest_format,
     )
 
 
@@ -109,6 +112,7 @@ def full_release(
     index: tuple[IndexEntry, ...] | None = None,
     fleet: str | None = None,
     cosigners: tuple[SigningKey, ...] = (),
+    manifest_format: int = DEFAULT_MANIFEST_FORMAT,
 ) -> Release:
     """A release carrying a whole model file: first deployment, the full-model baseline, or the fallback
     of a delta release (published with ``latest=False``)."""
@@ -120,5 +124,5 @@ def full_release(
         target_sha256=hashlib.sha256(model_file).digest(), key=key, full=True,
         chunk_size=check_chunk_size(chunk_size),
         rollout_percent=rollout_percent, rollout_salt=rollout_salt(model, version), lifetime_s=lifetime_s,
-        canary=canary, index=index, fleet=fleet, cosigners=cosigners,
+        canary=canary, index=index, fleet=fleet, cosigners=cosigners, manifest_format=manifest_format,
     )

@@ -22,15 +22,15 @@ DEFAULT_INDEX_DEPTH = 7
 
 
 def release_messages(release: Release, prefix: str, latest: bool = True) -> list[tuple[str, bytes]]:
-    """What publishing sends, in order: every chunk, the release's own manifest, then (``latest``) the
-    model's manifest.
+    """What publishing sends, in order: every chunk (none when the envelope carries it inline), the
+    release's own manifest, then (``latest``) the model's manifest.
 
     The model's manifest comes last, so a device that sees it finds every chunk already retained. A full
     fallback is published with ``latest=False``: devices reach it through the latest manifest's index.
     """
     manifest = release.manifest
     version, kind = manifest.release_key
-    chunks = [(chunk_topic(manifest.model, version, kind, i, prefix), c) for i, c in enumerate(release.chunks)]
+    chunks = [(chunk_topic(manifest.model, version, kind, i, prefix), c) for i, c in enumerate(release.sent_chunks)]
     messages = [*chunks, (release_manifest_topic(manifest.model, version, kind, prefix), release.envelope)]
     return [*messages, (manifest_topic(manifest.model, prefix), release.envelope)] if latest else messages
 

@@ -64,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="sign the fleet the release is for into its manifest (default: $RANKCAST_FLEET, else "
                         "none); devices whose device.toml names another fleet refuse it (wrong-fleet), so a key "
                         "that signs for staging and production cannot have releases replayed across brokers")
+    parser.add_argument("--manifest-format", type=int, choices=(1, 2), default=2, metavar="N",
+                        help="manifest format (default 2: short keys, a payload of one chunk of at most 4 KiB "
+                        "inline); 1 is for fleets whose devices predate format 2")
     parser.add_argument("--new-model", action="store_true",
                         help="this is the model's first release (otherwise a model id the broker has never seen "
                         "is refused as a likely typo: new-model)")
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         cosigners=tuple(load_release_key(path) for path in args.cosign_key),
         chunk_size=check_chunk_size(args.chunk_size),
         rollout_percent=args.rollout, lifetime_s=parse_duration(args.expires), fleet=_fleet(args.fleet),
+        manifest_format=args.manifest_format,
     )
     fallback = None
     if args.full is not None:
@@ -100,8 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
         def make(index):
             return update_release(update, base_version=args.base_version, canary=canary, index=index, **options)
-    payload = len(release.chunks) if args.full is not None else -(-len(update.payload) // args.chunk_size)
-    total = payload + 2 + (0 if fallback is None else len(fallback.chunks) + 1)
+    total = len(make(None).sent_chunks) + 2 + (0 if fallback is None else len(fallback.sent_chunks) + 1)
     progress = _Progress(total, f"{args.model} v{args.version}")
     try:
         with broker_session(args) as session:
@@ -127,8 +130,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.model} v{args.version}: no full fallback was published (pass --deployed or --model-file); "
               "devices no chain of deltas reaches will report wrong-base", file=sys.stderr)
     fleet = "" if manifest.fleet is None else f" for fleet {manifest.fleet}"
-    print(f"published {args.model} release {manifest.version}{fleet} ({manifest.payload_kind}): {manifest.chunk_count} "
-          f"chunks, {manifest.payload_length} bytes, rollout {manifest.rollout_percent:g}%, key {manifest.key_id}, "
+    chunks = f"{manifest.chunk_count} chunks{' (inline)' if release.inline else ''}"
+    print(f"published {args.model} release {manifest.version}{fleet} ({manifest.payload_kind}): {chunks}, "
+          f"{manifest.payload_length} bytes, rollout {manifest.rollout_percent:g}%, key {manifest.key_id}, "
           f"expires {iso_time(manifest.expires)}, index of {len(manifest.index or ())} releases{extra}{canary}")
     return 0
 

@@ -64,7 +64,7 @@ def _resigned(release: Release, key: SigningKey, index: object) -> bytes:
 def test_a_malformed_index_is_refused_though_validly_signed(
     build_release, signing_key: SigningKey, trusted: dict[str, VerifyKey], index, error
 ) -> None:
-    release = build_release(version=5 if len(index) <= MAX_INDEX_ENTRIES else 40)
+    release = build_release(version=5 if len(index) <= MAX_INDEX_ENTRIES else 40, manifest_format=1)
     with pytest.raises(error):
         read_manifest(_resigned(release, signing_key, index), trusted)
 
@@ -72,7 +72,7 @@ def test_a_malformed_index_is_refused_though_validly_signed(
 def test_entries_in_another_key_order_are_not_canonical(build_release, signing_key, trusted) -> None:
     shuffled = dict(reversed(list(_entry(2).to_msgpack().items())))
     with pytest.raises(FormatError, match="canonical"):
-        read_manifest(_resigned(build_release(), signing_key, [shuffled]), trusted)
+        read_manifest(_resigned(build_release(manifest_format=1), signing_key, [shuffled]), trusted)
 
 
 def test_a_pinned_manifest_is_trusted_by_its_pin_and_checked_against_its_entry(

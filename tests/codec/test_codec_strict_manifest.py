@@ -16,8 +16,9 @@ from codec.manifest import SIGNATURE_DOMAIN, read_manifest_unverified
 
 @pytest.fixture(scope="module")
 def fields(build_release: Callable[..., Release]) -> dict:
-    """The fields of a valid delta manifest: 1000 payload bytes in 4 chunks of 256."""
-    return dataclasses.asdict(build_release(payload=bytes(1000), chunk_size=256).manifest)
+    """The fields of a valid format-1 delta manifest (keys are the field names): 1000 payload bytes in 4 chunks
+    of 256 (format 2: tests/codec/test_codec_manifest_format2.py)."""
+    return dataclasses.asdict(build_release(payload=bytes(1000), chunk_size=256, manifest_format=1).manifest)
 
 
 def signed_envelope(signed: bytes, key: SigningKey) -> bytes:

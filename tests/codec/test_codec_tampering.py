@@ -55,9 +55,9 @@ def split_envelope(envelope: bytes) -> tuple[bytes, bytes]:
 
 @pytest.fixture(scope="module")
 def release(build_release: Callable[..., Release]) -> Release:
-    """Four chunks of distinct content (the last one short)."""
+    """Four chunks of distinct content (the last one short), in format 1, whose keys are the field names."""
     payload = b"".join(hashlib.sha256(bytes([i])).digest() for i in range(25))
-    return build_release(payload=payload, chunk_size=256)
+    return build_release(payload=payload, chunk_size=256, manifest_format=1)
 
 
 @pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(Manifest)])

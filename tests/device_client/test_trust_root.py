@@ -175,7 +175,8 @@ def test_a_clock_ahead_refuses_as_expired_and_takes_the_release_once_it_is_set_r
     assert _code(device) == "expired", "still ahead: still refused"
     offset[0] = 0  # NTP set the clock right
     device.resubscribe_due()
-    assert device.status().state == "downloading", "reconsidered without the manifest arriving again"
+    # its one chunk came inline, so the download may be complete at once
+    assert device.status().state in ("downloading", "applying"), "reconsidered without the manifest arriving again"
     retained.pump(device)
     assert _running(device) == 2
 

@@ -109,7 +109,7 @@ def test_a_manifest_signed_by_an_unknown_key_is_refused(make_device, retained, b
 def test_an_altered_manifest_is_refused(make_device, retained, signing, base_model) -> None:
     release, _ = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0])
     envelope = msgpack.unpackb(release.envelope)
-    envelope["signed"] = envelope["signed"].replace(b"\x02", b"\x03", 1)
+    envelope["signed"] = envelope["signed"][:-1] + bytes([envelope["signed"][-1] ^ 1])  # the last field's value
     _refused(make_device(), retained, msgpack.packb(envelope), "bad-signature", verified=False)
 
 
