@@ -49,3 +49,23 @@ def test_widening_sends_only_the_manifest_and_reaches_every_device(broker, devic
     assert main(["rollout", "set", *_login(broker), "--model", model_id, "--version", "2", "--key", str(stranger),
                  "--pause"]) == 1
     assert "not signed by key" in operator_error("untrusted-key")
+
+
+def test_a_small_release_travels_inline_and_widening_keeps_its_payload(broker, device_ids, make_device, model_id,
+                                                                      signing, tmp_path, capsys) -> None:
+    """A one-chunk update of a few hundred bytes has no chunk topic: its manifests carry it. Widened, the
+    manifest signed again still carries it (devices have nowhere else to get it)."""
+    base = synthetic.random_model_file(8)
+    fleet = [make_device(broker, device_id, model_id, base) for device_id in device_ids(2)]
+    write_update_file(tmp_path / "v2.rcu", synthetic.random_update(base, 4))
+    key = str(signing[1].parent / PRIVATE_NAME)
+    assert main(["publish", *_login(broker), "--model", model_id, "--update", str(tmp_path / "v2.rcu"),
+                 "--version", "2", "--key", key, "--rollout", "0", "--new-model"]) == 0
+    with broker.publisher() as session:
+        topics = session.retained([f"{broker.prefix}/models/{model_id}/#"])
+    assert topics and not [t for t in topics if "/chunks/" in t], "no chunk topic: the payload is inline"
+    wait_for(lambda: all(d.device.updaters[model_id].latest_digest is not None for d in fleet), "the manifest seen")
+    assert main(["rollout", "set", *_login(broker), "--model", model_id, "--version", "2", "--key", key,
+                 "--percent", "100"]) == 0
+    wait_for(lambda: all(d.version(model_id) == 2 for d in fleet), "every device at version 2 from the inline payload")
+    assert all(not d.device.updaters[model_id].fetched for d in fleet), "no chunk came from a chunk topic"
