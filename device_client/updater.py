@@ -288,8 +288,8 @@ class ModelUpdater:
             self._refuse(exc, download.latest.version, remember=False)
             return
         download.open(self.spool)
-        done, total, _ = download.done()
-        log.info("%s: release %d: %d of %d chunks already spooled", self.model, download.latest.version, done, total)
+        (done, total, _), version = download.done(), download.latest.version
+        log.info("%s: release %d: %d of %d chunks held (spooled or inline)", self.model, version, done, total)
         if download.complete:
             self._enter(State.APPLYING)
 
