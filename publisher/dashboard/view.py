@@ -20,7 +20,7 @@ from codec.manifest import Manifest, read_manifest_unverified
 from publisher.dashboard.feed import FeedSnapshot
 from publisher.errors import ConfigError
 from publisher.release.fleet_status import FleetReport, parse_status, presence_of
-from publisher.rollout.state import RolloutState
+from publisher.rollout.state import HALTED, RolloutState
 from publisher.rollout.tally import tally
 from publisher.rollout.waves import AbortPolicy
 
@@ -76,12 +76,15 @@ def _model(model: str, latest: Manifest, report: FleetReport, releases: list[Man
     versions = report.versions().get(model, {})
     plan = next((p for p in plans if (p.model, p.version) == (model, latest.version)), None)
     before = plan.percents[plan.wave - 1] if plan is not None and 0 < plan.wave < len(plan.percents) else 0.0
-    counts = tally(report, latest, latest.rollout_percent, min(before, latest.rollout_percent), FAILURES)
+    # a halted rollout's manifest is paused (0 %): its counts are those of the wave it halted in
+    percent = plan.history[-1]["percent"] if plan is not None and plan.outcome == HALTED and plan.history \
+        else latest.rollout_percent
+    counts = tally(report, latest, percent, min(before, percent), FAILURES)
     return {
         "model": model,
         "versions": {str(v): n for v, n in versions.items()},
         "latest": _release(latest, versions),
-        "wave": {"percent": latest.rollout_percent, "paused": latest.rollout_percent == 0.0,
+        "wave": {"percent": percent, "paused": latest.rollout_percent == 0.0,
                  "cohort": len(counts.cohort), "succeeded": len(counts.succeeded),
                  "failed": dict(sorted(Counter(counts.failed.values()).items())),
                  "pending": len(counts.cohort) - counts.finished,

@@ -1,10 +1,12 @@
 """`rankcast dashboard` as an operator sees it: the real command (a subprocess, logged in with the broker's
 read-only collector account) against a real Mosquitto and a small fleet of device clients, read by Debian's
 Chromium, headless, driven by Playwright. The page shows the right counts, follows a staged rollout live
-from paused to completed, and shows what a device reports as text, never as markup."""
+from paused to completed and a bad one to its halt, and shows what a device reports as text, never as
+markup. The tests run in order on one fleet (each builds on the releases of the one before)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +21,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from codec.manifest import sign_manifest
+from codec.release import Release
 from codec.topics import status_topic
 from publisher.rollout.driver import Rollout, run_rollout
 from publisher.rollout.waves import AbortPolicy, parse_waves
@@ -63,16 +67,18 @@ def fleet(broker: Broker, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def dashboard(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """The command's URL and the rollout state file it shows."""
-    state = tmp_path_factory.mktemp("rollout") / "rollout.json"
+def dashboard(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[int, Path]]]:
+    """The command's URL and the rollout state files it shows (release -> file)."""
+    folder = tmp_path_factory.mktemp("rollout")
+    states = {version: folder / f"rollout-v{version}.json" for version in (2, 3)}
     command = [sys.executable, "-m", "rankcast", "dashboard", "--broker", broker.operator_url, "--username", COLLECTOR,
                "--password-file", str(broker.password_file(COLLECTOR)), "--cafile", str(broker.layout.ca_cert),
-               "--listen", "127.0.0.1:0", "--refresh", "0.5", "--rollout-state", str(state)]
+               "--listen", "127.0.0.1:0", "--refresh", "0.5",
+               *(argument for path in states.values() for argument in ("--rollout-state", str(path)))]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     assert " at http://" in line, f"{line}{process.stderr.read() if process.poll() is not None else ''}"
-    yield line.split(" at ")[1].split()[0], state
+    yield line.split(" at ")[1].split()[0], states
     process.terminate()
     process.wait(timeout=10)
 
@@ -126,7 +132,7 @@ def test_the_page_follows_a_staged_rollout_from_paused_to_every_device(broker, f
                       broker.prefix)
     outcome: list = []
     with broker.publisher() as session:
-        driver = threading.Thread(target=lambda: outcome.append(run_rollout(session, rollout, dashboard[1], 0.2)))
+        driver = threading.Thread(target=lambda: outcome.append(run_rollout(session, rollout, dashboard[1][2], 0.2)))
         driver.start()
         expect(model.locator(".wave-percent")).to_have_text(f"rollout {first:g}%", timeout=20_000)
         expect(model.locator("h3").first).to_contain_text("wave 1 of 2")
@@ -166,3 +172,31 @@ def _status_as(broker: Broker, device: str, payload: bytes) -> None:
     """Leave ``payload`` as ``device``'s retained status, logged in as that device."""
     with broker_probe(broker, device) as probe:
         probe.publish(status_topic(device, broker.prefix), payload, retain=True)
+
+
+def test_a_bad_release_shows_its_halt_and_its_failures_by_code(broker, fleet, page, dashboard) -> None:
+    """Release 3 promises another result, so every device that applies it refuses it (bad-hash): its rollout
+    halts in its first wave, and the page says so with the failures by code."""
+    key, _, devices = fleet
+    base = devices[0].home.model_file(MODEL)
+    good, _ = synthetic.make_delta_release(base, 3, MODEL, 3, key, chunk_size=512, rollout_percent=0.0)
+    manifest = replace(good.manifest, target_sha256=hashlib.sha256(b"something else").digest())
+    broker.publish(Release(manifest, sign_manifest(manifest, key), good.chunks))
+    ids = [device.device.device_id for device in devices]
+    first = next(p for p in range(1, 100)
+                 if 0 < sum(replace(manifest, rollout_percent=float(p)).in_rollout(d) for d in ids) < FLEET)
+    rollout = Rollout(MODEL, 3, parse_waves(f"{first},100", soak_s=0.0, min_devices=1), AbortPolicy(), key,
+                      broker.prefix)
+    with broker.publisher() as session:
+        state = run_rollout(session, rollout, dashboard[1][3], 0.2)
+    assert state.outcome == "halted"
+    failed = len(state.history[-1]["failed"])
+    model = _model(page)
+    expect(model.locator("h3").first).to_contain_text("wave 1 of 2 · halted", timeout=20_000)
+    expect(model.locator(".wave-percent")).to_have_text("paused")
+    expect(model.locator(".wave-failed")).to_have_text(str(failed))
+    expect(model.locator(".wave")).to_contain_text(f"bad-hash ×{failed}")
+    expect(model.locator(".chips .chip.halted")).to_have_count(1)
+    expect(page.locator('#errors tr[data-code="bad-hash"] .count')).to_have_text(str(failed + 1))
+    expect(model.locator('.history tr[data-version="3"]')).to_contain_text("paused")
+    _shoot(page, "dashboard-halted.png")
