@@ -288,7 +288,7 @@ def _to_manifest(values: dict, signed: bytes, limits: Limits) -> Manifest:
     manifest = Manifest(**{name: value for name, value in values.items() if name not in _OPTIONAL}, **optional)
     if manifest.canonical_bytes() != signed:
         raise FormatError("the signed manifest is not canonically encoded (format 1 under the field names, format 2 "
-                          "under short keys: docs/format.md §1)")
+                          "under short keys: docs/format.md §5)")
     return manifest
 
 

@@ -1,6 +1,6 @@
 """Manifest format 2: a signed map of short keys without the fields a reader restores, and inline chunks.
 
-Format 1 (docs/format.md §1) signs the fields under their names; format 2 signs the same fields under the
+Format 1 (docs/format.md §5) signs the fields under their names; format 2 signs the same fields under the
 keys of ``SHORT_KEYS`` and leaves out what is redundant: ``chunk_sha256`` when the payload is one chunk
 (that chunk is the payload, so its sha256 is ``payload_sha256``), and ``base_version`` and
 ``base_sha256`` when they are nil (a full release). A reader restores them before the fields are checked,
@@ -20,7 +20,7 @@ from codec.limits import MAX_INLINE_BYTES
 if TYPE_CHECKING:
     from codec.manifest import Manifest
 
-#: Field name -> its key in a format-2 signed map (docs/format.md §1, "Format 2").
+#: Field name -> its key in a format-2 signed map (docs/format.md §5, "Format 2").
 SHORT_KEYS = {
     "format": "f", "model": "m", "version": "v", "payload_kind": "k", "base_version": "bv", "base_sha256": "bs",
     "target_sha256": "t", "payload_length": "pl", "payload_sha256": "ps", "decompressed_length": "dl",
@@ -59,7 +59,7 @@ def from_short(short: dict) -> dict:
     unknown = sorted(str(key) for key in short if key not in _NAMES)
     if unknown:
         raise FormatError(f"a format-2 manifest has keys of no field: {', '.join(unknown)} (format 2 uses the "
-                          "short keys of docs/format.md §1)")
+                          "short keys of docs/format.md §5)")
     values = {_NAMES[key]: value for key, value in short.items()}
     for name in _NIL_LEFT_OUT:
         if name in values and values[name] is None:
@@ -82,13 +82,22 @@ def named_fields(fields: object) -> object:
     return fields
 
 
+def travels_inline(manifest: Manifest) -> bool:
+    """Whether the release's envelope carries its chunk: always for format 2 and one chunk of at most
+    MAX_INLINE_BYTES (so the limit is part of format 2), never otherwise."""
+    return manifest.format >= 2 and manifest.chunk_count == 1 and manifest.payload_length <= MAX_INLINE_BYTES
+
+
 def check_inline(manifest: Manifest, inline: bytes | None) -> None:
-    """Refuse ``inline`` unless the release may carry it (format 2, one chunk of at most MAX_INLINE_BYTES)
-    and it is that chunk: FormatError, or ChunkError (code bad-chunk, as for a chunk on its own topic)."""
+    """Refuse ``inline`` unless the release carries it (travels_inline) and it is that chunk: FormatError, or
+    ChunkError (code bad-chunk, as for a chunk on its own topic); refuse an envelope of such a release
+    without it (FormatError: stripped on the way, and its chunk is on no topic)."""
     if inline is None:
+        if travels_inline(manifest):
+            raise FormatError(f"a format-2 release of one chunk of at most {MAX_INLINE_BYTES} bytes carries it "
+                              "inline, and this envelope does not (stripped on the way?): its chunk is on no topic")
         return
-    if manifest.format < 2 or manifest.chunk_count != 1 or not len(inline) == manifest.payload_length <= \
-            MAX_INLINE_BYTES:
+    if not travels_inline(manifest) or len(inline) != manifest.payload_length:
         raise FormatError(f"only a format-2 release of one chunk of at most {MAX_INLINE_BYTES} bytes carries it "
                           "inline, and exactly its payload_length bytes")
     if hashlib.sha256(inline).digest() != manifest.chunk_digest(0):

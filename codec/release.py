@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from codec.canary import Canary
 from codec.chunks import chunk_digests, split_payload
 from codec.keys import SigningKey
-from codec.limits import DEFAULT_CHUNK_SIZE, MAX_INLINE_BYTES
+from codec.limits import DEFAULT_CHUNK_SIZE
 from codec.manifest import DEFAULT_MANIFEST_FORMAT, Manifest, inline_chunk, sign_manifest
+from codec.manifest_compact import travels_inline
 from codec.release_index import IndexEntry
 
 DEFAULT_LIFETIME_S = 30 * 24 * 3600
@@ -60,13 +61,12 @@ def make_release(
     fleet: str | None = None,
     cosigners: Sequence[SigningKey] = (),
     manifest_format: int = DEFAULT_MANIFEST_FORMAT,
-    inline: bool = True,
 ) -> Release:
     """Cut ``payload`` into chunks and sign a manifest for it (validated before signing); ``index`` lists
     the older releases devices may catch up through (codec.release_index), ``fleet`` the devices it is for,
     ``cosigners`` the release keys that sign besides ``key`` (codec.manifest.sign_manifest).
     ``manifest_format`` 1 is for fleets whose devices predate format 2; in format 2 a payload of one chunk
-    of at most MAX_INLINE_BYTES travels inline in the envelope unless ``inline`` is False."""
+    of at most MAX_INLINE_BYTES travels inline in the envelope (codec.manifest_compact.travels_inline)."""
     chunks = split_payload(payload, chunk_size)
     created = int(time.time()) if created is None else created
     manifest = Manifest(
@@ -78,6 +78,5 @@ def make_release(
         rollout_salt=secrets.token_hex(8) if rollout_salt is None else rollout_salt,
         key_id=key.verify_key.key_id, format=manifest_format, canary=canary, index=index, fleet=fleet,
     )
-    carried = chunks[0] if inline and manifest_format >= 2 and len(chunks) == 1 and len(payload) <= MAX_INLINE_BYTES \
-        else None
+    carried = chunks[0] if travels_inline(manifest) else None
     return Release(manifest, sign_manifest(manifest, key, cosigners, carried), chunks)

@@ -23,12 +23,22 @@ def encode_status(fields: dict) -> bytes:
 
 def read_status(payload: bytes, presence: bytes | None = None) -> dict:
     """A status with every documented key (an absent optional one is None), in state "offline" when
-    ``presence`` says so. Raises ValueError for anything but a JSON object."""
-    status = json.loads(payload)
+    ``presence`` says so. Raises ValueError for anything but a JSON object whose optional keys are objects
+    (NaN, Infinity and nesting too deep for the parser included: a device's text, read by every tool)."""
+    try:
+        status = json.loads(payload, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("a status nested too deeply") from None
     if not isinstance(status, dict):
         raise ValueError("a status is a JSON object")
     for key in OPTIONAL_KEYS:
         status.setdefault(key, None)
+        if not isinstance(status[key], (str if key == "runtime" else dict) | None):
+            raise ValueError(f"a status's {key} is {'a string' if key == 'runtime' else 'an object'}, or left out")
     if presence == OFFLINE:
         status["state"] = "offline"
     return status
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"a status holds no {name}")

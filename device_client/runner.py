@@ -79,7 +79,7 @@ def _drain(session: DeviceSession) -> None:
 
 
 def _flush(session: DeviceSession, info: mqtt.MQTTMessageInfo | None) -> None:
-    """Wait (bounded) until the broker acknowledged ``info``, so the last status is not lost."""
+    """Wait (bounded) until the broker acknowledged ``info``, so the presence "offline" is not lost."""
     deadline = time.monotonic() + _FLUSH_TIMEOUT
     while info is not None and not info.is_published() and time.monotonic() < deadline:
         if session.client.loop(_TICK) != mqtt.MQTT_ERR_SUCCESS:

@@ -88,7 +88,7 @@ class DeviceSession:
             return None
         if not force and last is not None and status != last and not _news(last, status):
             self._unsent_since = now if self._unsent_since is None else self._unsent_since
-            if now - self._unsent_since < client.status_interval:
+            if now - self._unsent_since < min(client.status_interval, client.heartbeat):
                 return None
         self._last_status, self._last_status_time, self._unsent_since = status, now, None
         return self.client.publish(self._status_topic, status.to_json(), qos=_QOS, retain=True)
@@ -140,8 +140,9 @@ class DeviceSession:
 
 def _news(last: DeviceStatus, status: DeviceStatus) -> bool:
     """Whether ``status`` says more than ``last`` besides progress and a move into or between transient
-    states (a download or apply that started, or went on)."""
+    states (a download or apply that started, or went on); the end of a reported download is news."""
     def settled(item: DeviceStatus) -> DeviceStatus:
         return replace(item, progress=None, state="idle" if item.state in TRANSIENT_STATES else item.state)
 
-    return settled(last) != settled(status)
+    ended = last.state in TRANSIENT_STATES and status.state not in TRANSIENT_STATES
+    return ended or settled(last) != settled(status)

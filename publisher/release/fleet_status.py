@@ -125,7 +125,7 @@ def parse_status(topic: str, payload: bytes, presence: bytes | None = None) -> D
             uptime=_seconds(status.get("uptime")),
             runtime=str(status["runtime"])[:64] if isinstance(status.get("runtime"), str) else None,
         )
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
         return DeviceRow(device, "invalid", {}, None, {"code": "bad-status", "message": f"unreadable status: {exc}"})
 
 

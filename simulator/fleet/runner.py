@@ -5,10 +5,10 @@ For each strategy a fresh fleet (every device running the base file as version 1
 connects through its link proxy; once the devices are online (or a bounded wait has passed) the release
 is published as version 2, and each device is followed until it runs the target file, refuses the
 release, or the run times out. Bytes are counted at each device's proxy from the moment publishing
-starts until the links have fallen quiet after it (the last acknowledgements, the reconnect that renews
-a committed device's last will), split by category (simulator.fleet.wire_bytes); times are link time
-(wall time less the event loop's lag, × the time scale) from the same moment, and the lag over that
-span says whether they can be trusted (simulator.fleet.loop_lag: a CPU-bound run's are not reported).
+starts until the links have fallen quiet after it (the last acknowledgements and statuses), split by
+category (simulator.fleet.wire_bytes); times are link time (wall time less the event loop's lag, × the
+time scale) from the same moment, and the lag over that span says whether they can be trusted
+(simulator.fleet.loop_lag: a CPU-bound run's are not reported).
 
 The broker's plain listener on 127.0.0.1 is used, with the same passwords and ACL as the TLS one: a
 TLS handshake in paho blocks its caller, which one event loop serving the whole fleet cannot afford

@@ -11,7 +11,8 @@ no copy; until a head is complete its bytes count as ``other``.
 The categories (each direction has them all):
 
 - ``setup``: CONNECT, CONNACK, DISCONNECT, AUTH; SUBSCRIBE/UNSUBSCRIBE and their acks for standing
-  topics (the manifest topic, the trust roots); the retained trust roots and their acks.
+  topics (the manifest topic, the trust roots); the retained trust roots and their acks; the presence
+  ("online") a device publishes on connecting, and its ack.
 - ``keepalive``: PINGREQ, PINGRESP.
 - ``manifest_*``, ``chunk_*``, ``status_*``: PUBLISH on a manifest topic (the model's latest or a
   release's own), a chunk topic, a device status topic; ``_payload`` the message, ``_framing`` the rest
@@ -124,9 +125,10 @@ class _Connection:
         if parse_root_topic(topic, self.tally.prefix) is not None:
             return "setup"
         head = f"{self.tally.prefix}/devices/"
-        if topic.startswith(head) and topic.endswith("/status") and topic.count("/") == head.count("/") + 1:
+        own = topic.startswith(head) and topic.count("/") == head.count("/") + 1
+        if own and topic.endswith("/status"):
             return "status"
-        return "other"
+        return "setup" if own and topic.endswith("/presence") else "other"
 
     def filter_flow(self, filters: list[str]) -> str:
         head = f"{self.tally.prefix}/models/"

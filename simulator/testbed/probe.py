@@ -88,7 +88,8 @@ class MqttProbe:
     def subscribe(self, topic: str, qos: int = 1) -> list[ReasonCode]:
         """Subscribe (again after every reconnect) and wait for the SUBACK; returns its reason codes (a status
         topic or filter: those of it and of the presence beside it)."""
-        topics = [topic] + ([_presence_beside(topic)] if topic.endswith("/status") else [])
+        # the presence first: its retained message then comes before the status it qualifies
+        topics = ([_presence_beside(topic)] if topic.endswith("/status") else []) + [topic]
         self._filters.update({t: qos for t in topics})
         _, mid = self.client.subscribe([(t, qos) for t in topics])
         self.wait(lambda: mid in self._subacks, f"SUBACK for {topic}")
@@ -96,8 +97,10 @@ class MqttProbe:
             return self._subacks.pop(mid)
 
     def unsubscribe(self, topic: str) -> None:
-        self._filters.pop(topic, None)
-        self.client.unsubscribe(topic)
+        topics = [topic] + ([_presence_beside(topic)] if topic.endswith("/status") else [])
+        for name in topics:
+            self._filters.pop(name, None)
+        self.client.unsubscribe(topics)
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> ReasonCode:
         """Publish at QoS 1 and wait for the PUBACK; returns its reason code."""
@@ -121,18 +124,22 @@ class MqttProbe:
                       self.latest(presence_topic(device_id, self.prefix))) or {}
 
     def statuses(self, device_id: str, after: int = 0) -> list[dict]:
-        """Every status of ``device_id`` among the messages numbered above ``after``, as a reader saw it then:
-        a presence message makes one too (the status before it, online or offline)."""
+        """Every status of ``device_id`` among the messages numbered above ``after``, as a reader saw it then
+        (with the presence seen before it); a presence message makes one too (the status before it, online
+        or offline)."""
         topic, presence = status_topic(device_id, self.prefix), presence_topic(device_id, self.prefix)
         seen: list[dict] = []
         last: bytes | None = None
+        present: bytes | None = None
         with self._changed:
             messages = list(self.messages)
         for number, (t, payload, _) in enumerate(messages, 1):
             if t == topic:
                 last = payload
+            elif t == presence:
+                present = payload
             if t in (topic, presence) and number > after:
-                status = _parse(last, payload if t == presence else None) if last is not None else None
+                status = _parse(last, present) if last is not None else None
                 if status is not None:
                     seen.append(status)
         return seen

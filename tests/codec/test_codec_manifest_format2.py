@@ -71,7 +71,7 @@ def test_a_format_2_manifest_reads_back_as_the_same_manifest(chunked: Release, t
 def test_one_chunk_leaves_out_its_sha256_and_a_full_release_its_base(
     build_release: Callable[..., Release], trusted: dict[str, VerifyKey]
 ) -> None:
-    full = build_release(full=True, base_version=None, base_sha256=None, chunk_size=4096, inline=False)
+    full = build_release(full=True, base_version=None, base_sha256=None, chunk_size=4096)
     short = short_map(full)
     assert not {"ch", "bv", "bs"} & set(short) and short["ps"] == full.manifest.chunk_sha256
     read = read_manifest(full.envelope, trusted)
@@ -79,8 +79,8 @@ def test_one_chunk_leaves_out_its_sha256_and_a_full_release_its_base(
 
 
 def test_format_2_is_smaller_than_format_1_of_the_same_release(build_release: Callable[..., Release]) -> None:
-    one, two = (build_release(chunk_size=4096, manifest_format=f, inline=False) for f in (1, 2))
-    saved = len(one.envelope) - len(two.envelope)
+    one, two = (build_release(chunk_size=4096, manifest_format=f) for f in (1, 2))
+    saved = len(msgpack.unpackb(one.envelope)["signed"]) - len(msgpack.unpackb(two.envelope)["signed"])
     names = sum(len(f.name) for f in dataclasses.fields(one.manifest))
     assert saved >= names - 2 * len(SHORT_KEYS) + 32, (len(one.envelope), len(two.envelope))
 
@@ -172,7 +172,14 @@ def test_only_one_chunk_of_at_most_the_limit_travels_inline(build_release: Calla
     assert not build_release(payload=bytes(1000), chunk_size=256).inline, "more than one chunk"
     big = build_release(payload=bytes(range(256)) * (MAX_INLINE_BYTES // 256 + 1), chunk_size=8192)
     assert big.manifest.chunk_count == 1 and not big.inline and big.sent_chunks == big.chunks
-    assert not build_release(chunk_size=4096, inline=False).inline
+
+
+def test_an_envelope_stripped_of_its_inline_chunk_is_refused(small: Release, trusted: dict[str, VerifyKey]) -> None:
+    """The chunk is on no topic, so an envelope without it could only strand a device: refused as it comes."""
+    outer = msgpack.unpackb(small.envelope)
+    del outer["inline"]
+    with pytest.raises(FormatError, match="stripped"):
+        read_manifest(msgpack.packb(outer), trusted)
 
 
 @pytest.mark.parametrize("corrupt", ["flip", "short", "long", "text"])

@@ -1,5 +1,6 @@
 """A release whose manifest envelope carries its one chunk inline: the device spools and applies it as a
-chunk from its topic, never subscribes to a chunk topic for it, and refuses a wrong one as bad-chunk."""
+chunk from its topic, never subscribes to a chunk topic for it, refuses a wrong one as bad-chunk and an
+envelope stripped of it as bad-format."""
 
 from __future__ import annotations
 
@@ -58,6 +59,24 @@ def test_a_wrong_inline_chunk_is_refused_as_a_bad_chunk_and_the_genuine_one_is_t
     assert _version(device) == 1 and not any("/chunks/" in topic for topic in wanted)
     assert not (device.config.model_dir / ".spool" / MODEL / "refused.json").exists(), "not remembered"
     device.handle(manifest_topic(MODEL), release.envelope)  # the publisher's, unaltered
+    retained.pump(device)
+    assert FileModelStore(device.config.model_dir).model_path(MODEL).read_bytes() == updated
+
+
+def test_an_envelope_stripped_of_its_inline_chunk_changes_nothing_and_the_genuine_one_is_taken(
+    make_device, retained, signing, base_model
+) -> None:
+    """Without its chunk (on no topic) the release could not finish: the device refuses the envelope as it comes,
+    starts no download, and takes the publisher's envelope when it arrives."""
+    release, updated = synthetic.make_delta_release(base_model, 2, MODEL, 2, signing[0], chunk_size=4096)
+    outer = msgpack.unpackb(release.envelope)
+    del outer["inline"]
+    retained.add(release, manifest=msgpack.packb(outer))
+    device = make_device()
+    retained.pump(device)
+    assert device.status().last_error.code == "bad-format" and device.updaters[MODEL].download is None
+    assert _version(device) == 1
+    device.handle(manifest_topic(MODEL), release.envelope)
     retained.pump(device)
     assert FileModelStore(device.config.model_dir).model_path(MODEL).read_bytes() == updated
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from codec.manifest import sign_manifest
+from codec.manifest import inline_chunk, sign_manifest
 from codec.topics import manifest_topic
 from device_client.store import FileModelStore
 from simulator.testbed import synthetic
@@ -16,7 +16,7 @@ MODEL = "digits"
 
 def _resigned(release, key, percent: float, later_by: int) -> bytes:
     manifest = replace(release.manifest, rollout_percent=percent, created=release.manifest.created + later_by)
-    return sign_manifest(manifest, key)
+    return sign_manifest(manifest, key, inline=inline_chunk(release.envelope))
 
 
 def test_a_pause_stops_the_download_and_a_wider_rollout_resumes_it(make_device, retained, signing, base_model) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from codec.keys import generate_signing_key
-from codec.manifest import sign_manifest
+from codec.manifest import inline_chunk, sign_manifest
 from codec.release import Release
 from codec.root import sign_root
 from codec.topics import BrokerUrl, root_topic
@@ -185,7 +185,8 @@ def _expired_release(base: bytes, setup: TrustSetup, now: float) -> Release:
     """A release signed ten days ago that expired a day ago."""
     release, _ = synthetic.make_delta_release(base, 2, MODEL, 2, setup.release["k1"])
     manifest = replace(release.manifest, created=int(now - 10 * DAY), expires=int(now - DAY))
-    return Release(manifest, sign_manifest(manifest, setup.release["k1"]), release.chunks)
+    envelope = sign_manifest(manifest, setup.release["k1"], inline=inline_chunk(release.envelope))
+    return Release(manifest, envelope, release.chunks)
 
 
 def test_a_clock_behind_cannot_take_a_release_that_expired_before_a_document_it_verified(

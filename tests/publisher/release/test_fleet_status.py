@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
+
+import pytest
 
 from publisher.release.fleet_status import FleetReport, format_report, parse_status
 
@@ -71,3 +74,22 @@ def test_each_row_shows_the_uptime_and_the_report_counts_the_runtimes() -> None:
     assert report.devices[1].uptime_at(now + 30) == 70, "still running: its uptime grows with the time since"
     assert "TFLite runtimes: ai-edge-litert 2.3.0: 1, none: 1, tflite-runtime 2.14.0: 1" in lines
     assert report.to_dict()["devices"][0]["uptime"] == 7300 and report.to_dict()["devices"][0]["runtime"]
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"device":"pump-1","state":"idle","models":{"m":{"version":Infinity}}}',
+    b'{"device":"pump-1","state":"idle","models":{},"sent":NaN}',
+    b"[" * 9000,
+    b'{"device":"pump-1","state":"idle","models":{},"last_error":"x"}',
+    b'{"device":"pump-1","state":"idle","models":{},"progress":[1]}',
+    b'{"device":"pump-1","state":"idle","models":{},"runtime":{"a":1}}',
+])
+def test_a_status_no_reader_should_take_is_one_invalid_row_and_the_others_still_count(payload: bytes) -> None:
+    """What one device writes on its own topic cannot make `rankcast status`, `rollout run` or the dashboard
+    fail (a number JSON cannot carry, nesting past the parser, an optional key of the wrong type)."""
+    now = time.time()
+    rows = [parse_status("rankcast/devices/pump-1/status", payload), parse_status(*_status("pump-2", "idle", now))]
+    report = FleetReport(rows, now)
+    assert [row.state for row in report.devices] == ["invalid", "idle"]
+    assert rows[0].last_error["code"] == "bad-status" and report.versions() == {"digits": {3: 1}}
+    json.dumps(report.to_dict(), allow_nan=False)
