@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from codec.errors import UpdateError
 from codec.keys import ReleaseKeys, VerifyKey
-from codec.manifest import Manifest, inline_chunk, read_manifest, read_manifest_unverified, validate_id
+from codec.manifest import Manifest, read_manifest, read_manifest_unverified, validate_id
 from codec.topics import (
     chunk_topic,
     manifest_topic,
@@ -98,7 +98,7 @@ def prune_releases(
         else:
             kept.append((release, reason))
     if not dry_run:
-        session.publish_all((topic, b"") for r in cleared for topic in _release_topics(r, prefix))
+        session.publish_all((topic, b"") for r in cleared for topic in _release_topics(r.manifest, prefix))
     return PruneResult(cleared, kept)
 
 
@@ -115,11 +115,11 @@ def _keep_reason(release: RetainedRelease, downloading: set, newest: list[int], 
     return None
 
 
-def _release_topics(release: RetainedRelease, prefix: str) -> list[str]:
-    """A release's retained topics: its chunks' (none when its manifest carries the chunk inline), its manifest's."""
-    manifest, key = release.manifest, release.manifest.release_key
-    chunks = 0 if inline_chunk(release.envelope) is not None else manifest.chunk_count
-    return [*(chunk_topic(manifest.model, *key, i, prefix) for i in range(chunks)),
+def _release_topics(manifest: Manifest, prefix: str) -> list[str]:
+    """A release's retained topics: its chunks' (cleared even when its manifest carries the chunk inline: an
+    earlier format-1 publish of the same version may have left it), its manifest's."""
+    key = manifest.release_key
+    return [*(chunk_topic(manifest.model, *key, i, prefix) for i in range(manifest.chunk_count)),
             release_manifest_topic(manifest.model, *key, prefix)]
 
 

@@ -90,9 +90,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _describe(release) -> str:
     from codec.manifest import iso_time
+    from codec.manifest_compact import travels_inline
 
     m = release.manifest
-    return f"{m.model} release {m.version} ({m.payload_kind}): {m.chunk_count} chunks, {m.payload_length} bytes, " \
+    chunks = "1 chunk inline" if travels_inline(m) else f"{m.chunk_count} chunks"
+    return f"{m.model} release {m.version} ({m.payload_kind}): {chunks}, {m.payload_length} bytes, " \
         f"expires {iso_time(m.expires)}"
 
 

@@ -77,6 +77,7 @@ def _keys(args: argparse.Namespace):
 
 def _set(args: argparse.Namespace) -> int:
     from codec.manifest import iso_time
+    from codec.manifest_compact import travels_inline
     from publisher.rollout.steer import set_rollout
 
     key, cosigners = _keys(args)
@@ -84,8 +85,9 @@ def _set(args: argparse.Namespace) -> int:
         manifest = set_rollout(session, args.model, args.version, 0.0 if args.pause else args.percent, key,
                                args.prefix, cosigners)
     what = "paused" if manifest.rollout_percent == 0 else f"rollout {manifest.rollout_percent:g}%"
+    chunks = "its chunk inline" if travels_inline(manifest) else f"{manifest.chunk_count} chunks untouched"
     print(f"{args.model} release {manifest.version}: {what} (manifest signed {iso_time(manifest.created)}; "
-          f"{manifest.chunk_count} chunks untouched)")
+          f"{chunks})")
     return 0
 
 

@@ -65,7 +65,9 @@ def test_a_small_release_travels_inline_and_widening_keeps_its_payload(broker, d
         topics = session.retained([f"{broker.prefix}/models/{model_id}/#"])
     assert topics and not [t for t in topics if "/chunks/" in t], "no chunk topic: the payload is inline"
     wait_for(lambda: all(d.device.updaters[model_id].latest_digest is not None for d in fleet), "the manifest seen")
+    capsys.readouterr()
     assert main(["rollout", "set", *_login(broker), "--model", model_id, "--version", "2", "--key", key,
                  "--percent", "100"]) == 0
+    assert "rollout 100%" in (said := capsys.readouterr().out) and "its chunk inline" in said, said
     wait_for(lambda: all(d.version(model_id) == 2 for d in fleet), "every device at version 2 from the inline payload")
     assert all(not d.device.updaters[model_id].fetched for d in fleet), "no chunk came from a chunk topic"
