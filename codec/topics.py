@@ -78,6 +78,12 @@ def presence_filter(prefix: str = DEFAULT_PREFIX) -> str:
     return f"{_validate_prefix(prefix)}/devices/+/presence"
 
 
+def presence_beside(status: str) -> str:
+    """The presence topic (or filter) beside a status topic (or filter): ``…/devices/d1/status`` ->
+    ``…/devices/d1/presence``."""
+    return status.rsplit("/", 1)[0] + "/presence"
+
+
 def root_topic(version: int, prefix: str = DEFAULT_PREFIX) -> str:
     """Retained, QoS 1: version ``version`` of the trust root (codec.root); every version stays retained,
     so a device offline across several rotations walks them all."""

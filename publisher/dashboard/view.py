@@ -17,9 +17,10 @@ from pathlib import Path
 
 from codec.errors import UpdateError
 from codec.manifest import Manifest, read_manifest_unverified
+from codec.topics import presence_beside
 from publisher.dashboard.feed import FeedSnapshot
 from publisher.errors import ConfigError
-from publisher.release.fleet_status import FleetReport, parse_status, presence_of
+from publisher.release.fleet_status import FleetReport, parse_status
 from publisher.rollout.state import HALTED, RolloutState
 from publisher.rollout.tally import tally
 from publisher.rollout.waves import AbortPolicy
@@ -32,7 +33,7 @@ MAX_ROWS = 500
 
 def fleet_view(feed: FeedSnapshot, now: float, rollout_states: tuple[Path, ...] = ()) -> dict:
     """The page's data for the feed's topics at ``now`` (Unix time)."""
-    parsed = (parse_status(topic, payload, feed.presence.get(presence_of(topic))) for topic, payload in
+    parsed = (parse_status(topic, payload, feed.presence.get(presence_beside(topic))) for topic, payload in
             feed.statuses.items())
     report = FleetReport(sorted(parsed, key=lambda row: row.device), now)
     latest, releases = _manifests(feed.manifests)

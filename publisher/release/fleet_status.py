@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from codec.status_message import read_status
-from codec.topics import presence_filter, status_filter
+from codec.topics import presence_beside, presence_filter, status_filter
 from publisher.release.session import BrokerSession
 
 #: Seconds of clock difference between a device and the reader that still do not make it stale.
@@ -91,16 +91,11 @@ def read_fleet(session: BrokerSession, prefix: str, model: str | None = None) ->
     """The retained status of every device (that follows ``model``, if given), offline where its presence
     says so."""
     retained = session.retained([status_filter(prefix), presence_filter(prefix)])
-    rows = [parse_status(topic, payload, retained.get(presence_of(topic))) for topic, payload in retained.items()
+    rows = [parse_status(topic, payload, retained.get(presence_beside(topic))) for topic, payload in retained.items()
             if topic.endswith("/status")]
     if model is not None:
         rows = [row for row in rows if _concerns(row, model)]
     return FleetReport(sorted(rows, key=lambda row: row.device), time.time())
-
-
-def presence_of(status_topic: str) -> str:
-    """The presence topic beside a status topic (codec.topics.presence_topic)."""
-    return status_topic.rsplit("/", 1)[0] + "/presence"
 
 
 def parse_status(topic: str, payload: bytes, presence: bytes | None = None) -> DeviceRow:

@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from codec.status_message import read_status
-from codec.topics import DEFAULT_PREFIX, BrokerUrl, presence_topic, status_topic
+from codec.topics import DEFAULT_PREFIX, BrokerUrl, presence_beside, presence_topic, status_topic
 from simulator.testbed.broker import Broker
 from simulator.testbed.waits import WAIT_S
 
@@ -88,8 +88,7 @@ class MqttProbe:
     def subscribe(self, topic: str, qos: int = 1) -> list[ReasonCode]:
         """Subscribe (again after every reconnect) and wait for the SUBACK; returns its reason codes (a status
         topic or filter: those of it and of the presence beside it)."""
-        # the presence first: its retained message then comes before the status it qualifies
-        topics = ([_presence_beside(topic)] if topic.endswith("/status") else []) + [topic]
+        topics = _followed(topic)
         self._filters.update({t: qos for t in topics})
         _, mid = self.client.subscribe([(t, qos) for t in topics])
         self.wait(lambda: mid in self._subacks, f"SUBACK for {topic}")
@@ -97,7 +96,7 @@ class MqttProbe:
             return self._subacks.pop(mid)
 
     def unsubscribe(self, topic: str) -> None:
-        topics = [topic] + ([_presence_beside(topic)] if topic.endswith("/status") else [])
+        topics = _followed(topic)
         for name in topics:
             self._filters.pop(name, None)
         self.client.unsubscribe(topics)
@@ -217,5 +216,7 @@ def _parse(payload: bytes | None, presence: bytes | None = None) -> dict | None:
         return None
 
 
-def _presence_beside(status: str) -> str:
-    return status.rsplit("/", 1)[0] + "/presence"
+def _followed(topic: str) -> list[str]:
+    """What subscribing to ``topic`` follows: a status topic or filter with its presence, the presence first
+    (its retained message then comes before the status it qualifies)."""
+    return [presence_beside(topic), topic] if topic.endswith("/status") else [topic]
