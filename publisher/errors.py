@@ -61,6 +61,12 @@ class BudgetError(PublisherError):
     code = "over-budget"
 
 
+class TargetError(BudgetError):
+    """No update within the byte limit reached the target accuracy on the validation split."""
+
+    code = "target-not-reached"
+
+
 class ExportError(PublisherError):
     """A model cannot be written as a TFLite file as asked (bad input shape, graph or weights)."""
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from codec.limits import DEFAULT_LIMITS
 from publisher.errors import ConfigError
 from publisher.training.delta_set import DeltaSet
 from publisher.training.deltas import Delta, DenseDelta, LowRankDelta
@@ -87,8 +88,9 @@ def fixed_side(shape: tuple[int, ...]) -> str:
 
 
 def sends_dense(shape: tuple[int, ...], rank: int, seeded: bool = False) -> bool:
-    """True when the sent codes of rank-``rank`` factors would be at least as many as the tensor's."""
-    return rank * unit_codes(shape, seeded) >= math.prod(view_2d(shape))
+    """True when the sent codes of rank-``rank`` factors would be at least as many as the tensor's, or the
+    rank is past what devices decode (codec.limits: a 4096 -> 10 layer could take rank 4095)."""
+    return rank * unit_codes(shape, seeded) >= math.prod(view_2d(shape)) or rank > DEFAULT_LIMITS.max_rank
 
 
 def largest_factor_rank(shape: tuple[int, ...], seeded: bool = False, limit: int | None = None) -> int:

@@ -4,6 +4,7 @@ when asked, the updated state_dict and model file the next update builds on."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from publisher.models.imported import import_tflite
 from publisher.training.factorised import DEFAULT_FACTORS, FactorConfig
 from publisher.training.loop import Progress, check_data
 from publisher.training.reconstruct import load_file
+from publisher.training.targeted import Target, TargetedUpdate, build_targeted
 from publisher.training.update import DEFAULT_LR, BuiltUpdate, UpdateConfig, build_update
 from publisher.training.user_model import load_architecture, load_state
 
@@ -64,26 +66,38 @@ def check_fits(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], path: 
 def build_from_files(
     *, arch: str | None, base: Path | None, train: Path, evaluate: Path, out: Path,
     rank: int | None, budget: int | None, epochs: int, lr: float | None, deployed: Path | None,
-    factors: FactorConfig = DEFAULT_FACTORS, out_weights: Path | None = None, out_model: Path | None = None,
-    progress: Progress | None = None,
-) -> BuiltUpdate:
+    factors: FactorConfig = DEFAULT_FACTORS, target: Target | None = None, out_weights: Path | None = None,
+    out_model: Path | None = None, progress: Progress | None = None,
+) -> FileBuild:
     """Build the update and write ``out``; ``out_weights`` gets the updated state_dict (the next ``base``),
     ``out_model`` the deployed file with the update applied (the next ``deployed``). Without ``arch``, the
-    model is imported from the ``deployed`` .tflite file's own graph and weights (publisher.models.imported)."""
+    model is imported from the ``deployed`` .tflite file's own graph and weights (publisher.models.imported).
+    Without ``rank`` and ``budget`` the update is the smallest that reaches ``target`` (default: within one
+    point of a full fine-tune on a validation split of ``train``; publisher.training.targeted)."""
     _check_outputs({"--base": base, "--deployed": deployed}, {"--out": out, "--out-weights": out_weights,
                                                             "--out-model": out_model})
     if out_model is not None and deployed is None:
         raise ConfigError("--out-model writes the --deployed file with the update applied: give --deployed FILE, "
                           "the model file devices run")
+    targeted = rank is None and budget is None
+    if not targeted and target is not None:
+        raise ConfigError("--within, --target-accuracy and --max-bytes choose the size: leave out --rank and --budget")
     config = UpdateConfig(rank=rank, budget=budget, epochs=epochs, lr=DEFAULT_LR if lr is None else lr, factors=factors)
     model = _imported(deployed, base) if arch is None else fold_batchnorm(load_state(load_architecture(arch), base))
     base_file = None if deployed is None else _deployed_file(model, deployed)
     train_data, eval_data = load_data(train), load_data(evaluate)
     check_fits(model, train_data, train)
     check_fits(model, eval_data, evaluate)
-    built = build_update(model, train_data, eval_data, config, base_file, progress)
-    info = {**summary(built), "arch": arch or f"imported from {Path(deployed).name}",
+    if targeted:
+        search = build_targeted(model, train_data, eval_data, factors, target or Target(), epochs, lr, base_file,
+                                progress)
+        result = FileBuild(search.built, search)
+    else:
+        result = FileBuild(build_update(model, train_data, eval_data, config, base_file, progress), None)
+    built = result.built
+    info = {**summary(result), "arch": arch or f"imported from {Path(deployed).name}",
             "ranks": ",".join(f"{name}={r}" for name, r in built.ranks.items())}
+    info.update({f"validation_{key}": value for key, value in info.pop("validation", {}).items()})
     write_update_file(out, UpdateFile(
         payload=built.payload, decompressed_length=built.decompressed_length, payload_kind="delta",
         base_sha256=None if base_file is None else _sha256(base_file),
@@ -94,15 +108,33 @@ def build_from_files(
         torch.save(load_file(model, built.target_file).state_dict(), out_weights)
     if out_model is not None:
         Path(out_model).write_bytes(built.target_file)
-    return built
+    return result
 
 
-def summary(built: BuiltUpdate) -> dict[str, float | int]:
-    """What `update build --json` prints and the .rcu's info records."""
-    return {
+@dataclass(frozen=True)
+class FileBuild:
+    """The update built, and the search that chose its size when none was given."""
+
+    built: BuiltUpdate
+    search: TargetedUpdate | None
+
+
+def summary(result: FileBuild) -> dict:
+    """What `update build --json` prints and the .rcu's info records (flattened there)."""
+    built, search = result.built, result.search
+    facts: dict = {
         "accuracy_before": built.accuracy_before, "accuracy_after": built.accuracy_after,
         "update_bytes": len(built.payload), "full_model_bytes": built.full_model_bytes,
     }
+    if search is not None:
+        facts["validation"] = {
+            "examples": search.validation_examples, "target": search.goal, "accuracy": search.chosen.accuracy,
+            "bound": search.chosen.bound, "form": search.chosen.form, "trainings": len(search.attempts),
+            **({} if search.reference is None else {"reference": search.reference.accuracy,
+                                                     "reference_lr": search.reference.lr,
+                                                     "reference_eval": search.reference.eval_accuracy}),
+        }
+    return facts
 
 
 def _check_outputs(inputs: dict[str, Path | None], outputs: dict[str, Path | None]) -> None:

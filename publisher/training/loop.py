@@ -25,6 +25,9 @@ class Progress(Protocol):
     def epoch(self, epoch: int, loss: float) -> None:
         """Epoch ``epoch`` (from 1) of the current stage ended with this mean training loss."""
 
+    def note(self, line: str) -> None:
+        """One line of what was found between trainings (an accuracy measured, a choice made)."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:

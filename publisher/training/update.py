@@ -12,7 +12,7 @@ Bring-your-own-loop use::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -29,7 +29,7 @@ from publisher.training.delta_set import DeltaSet
 from publisher.training.factorised import DEFAULT_FACTORS, FactorConfig, factorise, uniform_ranks
 from publisher.training.finetune import finetune, weight_deltas
 from publisher.training.fit import fit
-from publisher.training.loop import Progress, TrainConfig, accuracy
+from publisher.training.loop import EpochCallback, Progress, TrainConfig, accuracy
 from publisher.training.reconstruct import load_file, model_file
 from publisher.training.spectrum_ranks import allocate_ranks
 
@@ -102,42 +102,117 @@ def build_update(
     base_file = model_file(model.state_dict()) if base_file is None else base_file
     deployed = load_file(model, base_file)
     train_config = TrainConfig(epochs=config.epochs, lr=config.lr)
-    plan = partial(balanced_ranks_under_budget, model, config=config.factors)
-    examples, on_epoch = len(train_data[0]), None if progress is None else progress.epoch
-    if config.budget is not None and not config.factors.seeded:
+    if config.budget is None:
+        trained = train_at_ranks(deployed, train_data, uniform_ranks(model, config.rank or DEFAULT_RANK),
+                                 config.factors, train_config, progress)
+        return finish_update(model, base_file, trained, eval_data)
+    warm = None
+    if not config.factors.seeded:
         warm_config = TrainConfig(epochs=max(1, config.epochs // 8), lr=config.lr)
         if progress is not None:
-            progress.stage("warm-up fine-tune (its spectrum sets the ranks)", warm_config.epochs, examples)
-        warm = finetune(model, *train_data, warm_config, on_epoch)
-        plan = partial(allocate_ranks, model, weight_deltas(model, warm), config=config.factors)
+            progress.stage("warm-up fine-tune (its spectrum sets the ranks)", warm_config.epochs, len(train_data[0]))
+        warm = weight_deltas(model, finetune(model, *train_data, warm_config, _epochs(progress)))
         train_config = TrainConfig(epochs=config.epochs - warm_config.epochs, lr=config.lr)
-    budget, over = config.budget, ""
-    for _ in range(BUDGET_ATTEMPTS):
-        ranks = uniform_ranks(model, config.rank or DEFAULT_RANK) if budget is None else plan(budget=budget)
-        if progress is not None:
-            progress.stage(f"training factors of ranks {describe_ranks(ranks)}{over}", train_config.epochs, examples)
-        delta_set = factorise(deployed, ranks, config.factors)
-        fit(delta_set, *train_data, train_config, on_epoch)
-        payload, length = delta_set.encode()
-        if config.budget is None or len(payload) <= config.budget:
+    planner = rank_planner(model, config.factors, warm)
+    trained = train_under_budget(deployed, train_data, config.budget, planner, config.factors, train_config, progress)
+    return finish_update(model, base_file, trained, eval_data)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A trained delta set (in quantised mode: its outputs are the rebuilt model's) and its payload."""
+
+    delta_set: DeltaSet
+    payload: bytes
+    decompressed_length: int
+    ranks: dict[str, int]
+
+
+def rank_planner(model: nn.Module, factors: FactorConfig,
+                 deltas: Mapping[str, torch.Tensor] | None = None) -> Callable[[int], dict[str, int]]:
+    """Budget -> ranks: the largest balanced ranks for a seeded update, else ranks from the spectrum of
+    ``deltas`` (a fine-tune's weight deltas, needed then)."""
+    if factors.seeded:
+        return partial(balanced_ranks_under_budget, model, config=factors)
+    if deltas is None:
+        raise ConfigError("ranks of an update with both factors under a budget need a fine-tune's weight deltas")
+    return partial(allocate_ranks, model, deltas, config=factors)
+
+
+def train_at_ranks(deployed: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], ranks: dict[str, int],
+                   factors: FactorConfig, train_config: TrainConfig, progress: Progress | None = None,
+                   note: str = "") -> Trained:
+    """Factors of these ranks on the deployed model, trained on the device arithmetic, and encoded."""
+    if progress is not None:
+        progress.stage(f"training factors of ranks {describe_ranks(ranks)}{note}", train_config.epochs,
+                       len(train_data[0]))
+    delta_set = factorise(deployed, ranks, factors)
+    fit(delta_set, *train_data, train_config, _epochs(progress))
+    payload, length = delta_set.encode()
+    return Trained(delta_set, payload, length, ranks)
+
+
+def train_under_budget(deployed: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], budget: int,
+                       planner: Callable[[int], dict[str, int]], factors: FactorConfig, train_config: TrainConfig,
+                       progress: Progress | None = None) -> Trained:
+    """The update ``planner`` plans for ``budget``, trained; planned again smaller while trained codes
+    compress worse than the plan's (at most BUDGET_ATTEMPTS trainings). BudgetError if none fits."""
+    planned, note = budget, ""
+    ranks = planner(planned)
+    for attempt in range(1, BUDGET_ATTEMPTS + 1):
+        trained = train_at_ranks(deployed, train_data, ranks, factors, train_config, progress, note)
+        if len(trained.payload) <= budget:
+            return trained
+        note = f" again, smaller (the last took {len(trained.payload)} bytes of a {budget}-byte budget)"
+        smaller = _smaller_plan(planner, planned, len(trained.payload) - budget, trained.ranks)
+        if smaller is None or attempt == BUDGET_ATTEMPTS:
             break
-        over = f" again, smaller (the last took {len(payload)} bytes of a {config.budget}-byte budget)"
-        budget -= len(payload) - config.budget  # plan again, as much smaller as this one was over
-    else:
-        raise BudgetError(
-            f"no trained update fitted in {config.budget} bytes after {BUDGET_ATTEMPTS} trainings (the last took "
-            f"{len(payload)} bytes); raise the budget"
-        )
-    target_file, _ = apply_to_bytes(base_file, payload, length)
-    return BuiltUpdate(
-        payload=payload,
-        decompressed_length=length,
-        target_file=target_file,
-        ranks=ranks,
-        accuracy_before=accuracy(deployed, *eval_data),
-        accuracy_after=accuracy(load_file(model, target_file), *eval_data),
-        full_model_bytes=len(encode_payload([full_record(target_file)])[0]),
+        planned, ranks = smaller
+    raise BudgetError(
+        f"no trained update fitted in {budget} bytes after {attempt} training{'s' * (attempt > 1)} (the last "
+        f"took {len(trained.payload)} bytes); raise the budget"
     )
+
+
+def _smaller_plan(planner: Callable[[int], dict[str, int]], planned: int, over: int,
+                  ranks: dict[str, int]) -> tuple[int, dict[str, int]] | None:
+    """The plan for ``planned`` less ``over`` bytes, or less twice, four times... that until the ranks
+    differ from ``ranks``; None when no smaller plan exists."""
+    step = over
+    while step < planned:
+        try:
+            plan = planner(planned - step)
+        except BudgetError:
+            return None
+        if plan != ranks:
+            return planned - step, plan
+        step *= 2
+    return None
+
+
+def finish_update(model: nn.Module, base_file: bytes, trained: Trained,
+                  eval_data: tuple[torch.Tensor, torch.Tensor]) -> BuiltUpdate:
+    """The built update: the payload applied to ``base_file`` as a device applies it, and the accuracy of
+    the deployed and the rebuilt model on ``eval_data``."""
+    target_file, _ = apply_to_bytes(base_file, trained.payload, trained.decompressed_length)
+    return BuiltUpdate(
+        payload=trained.payload,
+        decompressed_length=trained.decompressed_length,
+        target_file=target_file,
+        ranks=trained.ranks,
+        accuracy_before=accuracy(load_file(model, base_file), *eval_data),
+        accuracy_after=accuracy(load_file(model, target_file), *eval_data),
+        full_model_bytes=full_model_bytes(target_file),
+    )
+
+
+def full_model_bytes(model_file_bytes: bytes) -> int:
+    """The payload of a full release of this model file: what an update is measured against."""
+    return len(encode_payload([full_record(model_file_bytes)])[0])
+
+
+def _epochs(progress: Progress | None) -> EpochCallback | None:
+    return None if progress is None else progress.epoch
 
 
 def describe_ranks(ranks: Mapping[str, int]) -> str:

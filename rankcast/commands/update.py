@@ -8,8 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-#: At most about this many epoch lines per training on stderr.
+#: At most about this many epoch lines per training on stderr (a size search runs many trainings).
 _EPOCH_LINES = 20
+_SEARCH_EPOCH_LINES = 4
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build = actions.add_parser(
         "build",
         help="train an update and write UPDATE.rcu",
-        description="Shows each training epoch on stderr, then what it built: bytes, ranks, and the accuracy on "
+        description="By default the update is the smallest that comes within --within points (1) of a full "
+        "fine-tune, both measured on a validation split carved from TRAIN.npz: budgets double from 128 bytes, "
+        "each tried seeded and then as U·V, until one reaches it (--rank or --budget choose the size yourself). "
+        "Shows each training on stderr, then what it built: bytes, ranks, and the accuracy on "
         "EVAL.npz before and after, measured on the model a device rebuilds. TRAIN.npz and EVAL.npz hold x "
         "(float32, one example a row: N×F or N×C×H×W, or the layout of a --deployed .tflite imported without "
         "--arch) and y (integer class labels); README.md shows how to make "
@@ -41,16 +45,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--train", required=True, type=Path, metavar="TRAIN.npz", help="arrays x and y to train on")
     build.add_argument("--eval", required=True, type=Path, metavar="EVAL.npz", help="arrays x and y to measure on")
     size = build.add_mutually_exclusive_group()
-    size.add_argument("--rank", type=int, help="one rank for every layer (default 8)")
+    size.add_argument(
+        "--within", type=float, metavar="PTS",
+        help="points of validation accuracy the update may lose against a full fine-tune (the best of lr 1e-3, "
+        "3e-3 and 1e-2) on the same split, its accuracy less one standard error (default 1; docs/method.md)",
+    )
+    size.add_argument("--target-accuracy", type=float, metavar="ACC",
+                      help="the validation accuracy to reach instead, as a fraction (0.95): no reference fine-tune")
+    size.add_argument("--rank", type=int, help="one rank for every layer, no search")
     size.add_argument(
         "--budget", type=int, metavar="BYTES",
         help="largest payload: the largest ranks that fit, more on layers whose rank is cheap, the widest "
         "layers only once they get 7 (with --both-factors: ranks per layer from a short fine-tune's spectrum)",
     )
     build.add_argument(
+        "--max-bytes", type=int, metavar="BYTES",
+        help="the largest update the search tries before it refuses (default a tenth of the full model)",
+    )
+    build.add_argument(
         "--both-factors", action="store_true",
         help="train and send U and V, the paper's form: more bytes for the same accuracy on narrow layers "
-        "(docs/method.md); --lr 1e-2 suits it",
+        "(docs/method.md); --lr 1e-2 suits it; the search then tries only this form",
     )
     build.add_argument(
         "--codes", choices=("trit", "b1", "i4", "i8"), default="trit",
@@ -62,7 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the layer before it, so its shift is that layer's bias); budgets count them",
     )
     build.add_argument("--epochs", type=int, default=20, help="training epochs, all on the codes devices receive")
-    build.add_argument("--lr", type=float, help="Adam learning rate of the factors (default 3e-2)")
+    build.add_argument("--lr", type=float,
+                       help="Adam learning rate of the factors (default 3e-2 seeded, 1e-2 with both factors)")
     build.add_argument("--deployed", type=Path, metavar="FILE",
                        help="the model file devices run (.rcw or .tflite): pins the update's base and target, "
                        "which publishing needs (default with --store: the latest version's)")
@@ -78,8 +94,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--out-model", type=Path, metavar="FILE",
                        help="also write the --deployed file with the update applied: the next update's --deployed")
     build.add_argument("--json", action="store_true",
-                       help="print one JSON line {accuracy_before, accuracy_after, update_bytes, full_model_bytes} "
-                       "instead of the summary (the epochs still go to stderr)")
+                       help="print one JSON line {accuracy_before, accuracy_after, update_bytes, full_model_bytes, "
+                       "and after a search validation: {examples, target, accuracy, bound, form, trainings, "
+                       "reference, reference_lr, reference_eval}} instead of the summary (the trainings still go "
+                       "to stderr)")
     build.set_defaults(run=run)
 
 
@@ -91,22 +109,37 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     stored = _from_store(args)
-    built = build_from_files(
+    target = _target(args)
+    result = build_from_files(
         arch=args.arch, base=args.base, train=args.train, evaluate=args.eval, out=args.out,
         rank=args.rank, budget=args.budget, epochs=args.epochs, lr=args.lr, deployed=args.deployed,
         factors=FactorConfig(dtype=args.codes, seeded=not args.both_factors, train_small=args.train_biases),
-        out_weights=args.out_weights, out_model=args.out_model, progress=_EpochLog(),
+        target=target, out_weights=args.out_weights, out_model=args.out_model,
+        progress=_EpochLog(_SEARCH_EPOCH_LINES if target is not None else _EPOCH_LINES),
     )
     if stored is not None:
         stored = stored.record(args)
     if args.json:
-        print(json.dumps(summary(built)))
+        print(json.dumps(summary(result)))
     else:
-        print(_summary(args, built, time.monotonic() - started))
+        print(_summary(args, result, time.monotonic() - started))
         if stored is not None:
             print(f"  recorded as version {stored.version} of {stored.model} in {args.store} (publish it with "
                   f"`rankcast publish --store {args.store} --model {stored.model}`)")
     return 0
+
+
+def _target(args: argparse.Namespace):
+    """What the size search must reach, or None when --rank or --budget fixes the size (and no search option
+    was given: build_from_files refuses --max-bytes beside them)."""
+    from publisher.training.targeted import DEFAULT_WITHIN, Target
+
+    options = (args.within, args.target_accuracy, args.max_bytes)
+    if args.rank is not None or args.budget is not None:
+        if all(option is None for option in options):
+            return None
+    return Target(within=DEFAULT_WITHIN if args.within is None else args.within, accuracy=args.target_accuracy,
+                  max_bytes=args.max_bytes, forms=(False,) if args.both_factors else (True, False))
 
 
 class _StoreBuild:
@@ -163,19 +196,23 @@ def _from_store(args: argparse.Namespace) -> _StoreBuild | None:
     return _StoreBuild(store, latest, scratch, defaulted)
 
 
-def _summary(args: argparse.Namespace, built, seconds: float) -> str:
-    """What was built, in words: bytes, ranks, accuracy, the files written."""
+def _summary(args: argparse.Namespace, result, seconds: float) -> str:
+    """What was built, in words: bytes, ranks, how the size was chosen, accuracy, the files written."""
     from publisher.training.update import describe_ranks
 
+    built, search = result.built, result.search
     size = len(built.payload)
-    sent = "U and V" if args.both_factors else "the smaller factor, the other regenerated from a seed"
+    both = args.both_factors if search is None else not search.chosen.seeded
+    sent = "U and V" if both else "the smaller factor, the other regenerated from a seed"
     lines = [
         f"wrote {args.out}: an update of {size:,} bytes in {_duration(seconds)} (a full release of the model "
         f"is {built.full_model_bytes:,} bytes, {built.full_model_bytes / size:.0f}x more)",
         f"  ranks      {describe_ranks(built.ranks)} ({args.codes} codes of {sent})"
         + ("; every bias and norm parameter as i8 deltas" if args.train_biases else ""),
+        *_search_lines(search),
         f"  accuracy   {built.accuracy_before:.1%} -> {built.accuracy_after:.1%} on {args.eval} (the model a device "
-        "rebuilds)",
+        "rebuilds" + ("" if search is None or search.reference is None else
+                      f"; the full fine-tune: {search.reference.eval_accuracy:.1%}") + ")",
         f"  applies to {args.deployed} (sha256 {_sha256(args.deployed.read_bytes())[:16]}), which becomes sha256 "
         f"{_sha256(built.target_file)[:16]}" if args.deployed else "  applies to no --deployed file, so it cannot "
         "be published: build it again with --deployed FILE, the model file devices run",
@@ -187,15 +224,42 @@ def _summary(args: argparse.Namespace, built, seconds: float) -> str:
     return "\n".join(lines)
 
 
-class _EpochLog:
-    """Each training and its epochs on stderr: the loss, the time an epoch takes, the time left."""
+def _points(fraction: float) -> str:
+    """0.01 as ``1 point``, 0.025 as ``2.5 points``."""
+    points = round(100 * fraction, 6)
+    return f"{points:g} point{'' if points == 1 else 's'}"
 
-    def __init__(self) -> None:
-        self.epochs, self.every, self.started, self.first = 0, 1, 0.0, 0.0
+
+def _search_lines(search) -> list[str]:
+    """How the size search chose the update, for the summary (nothing when --rank or --budget chose it)."""
+    if search is None:
+        return []
+    if search.reference is None:
+        goal = f"{search.goal:.1%}, the given --target-accuracy"
+    else:
+        goal = (f"{search.goal:.1%}, a full fine-tune's {search.reference.accuracy:.1%} (lr "
+                f"{search.reference.lr:g}) less {_points(search.reference.accuracy - search.goal)}")
+    return [
+        f"  target     {goal}, on a validation split of {search.validation_examples:,} training examples",
+        f"  reached    {search.chosen.accuracy:.1%} there, at least {search.chosen.bound:.1%} within one standard "
+        f"error: the smallest of {len(search.attempts)} trained candidates that did ({search.chosen.form}, planned "
+        f"for {search.chosen.budget:,} bytes)",
+    ]
+
+
+class _EpochLog:
+    """Each training and its epochs on stderr: the loss, the time an epoch takes, the time left; and what
+    a size search found between trainings."""
+
+    def __init__(self, lines: int = _EPOCH_LINES) -> None:
+        self.lines, self.epochs, self.every, self.started, self.first = lines, 0, 1, 0.0, 0.0
 
     def stage(self, what: str, epochs: int, examples: int) -> None:
-        self.epochs, self.every, self.started = epochs, math.ceil(epochs / _EPOCH_LINES), time.monotonic()
+        self.epochs, self.every, self.started = epochs, math.ceil(epochs / self.lines), time.monotonic()
         print(f"{what}: {epochs} epoch{'s' * (epochs != 1)} on {examples:,} examples", file=sys.stderr, flush=True)
+
+    def note(self, line: str) -> None:
+        print(f"  -> {line}", file=sys.stderr, flush=True)
 
     def epoch(self, epoch: int, loss: float) -> None:
         now = time.monotonic()

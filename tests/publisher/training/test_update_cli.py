@@ -97,3 +97,18 @@ def test_unloadable_architecture_is_reported_in_one_line(tmp_path, files):
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
     assert "[bad-model]" in done.stderr and "PYTHONPATH" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_default_build_is_the_smallest_update_within_a_point_of_a_full_finetune(tmp_path, files):
+    command = [sys.executable, "-m", "rankcast", "update", "build", "--arch", "tinynet:build", "--base",
+               str(files["base.pt"]), "--train", str(files["train.npz"]), "--eval", str(files["eval.npz"]),
+               "--epochs", "8", "--out", str(tmp_path / "update.rcu")]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "reference: a full fine-tune at lr 0.001" in done.stderr and "-> chosen: the" in done.stderr
+    assert "less 1 point, on a validation split of" in done.stdout and "  reached    " in done.stdout
+    info = read_update_file(tmp_path / "update.rcu").info
+    assert info["validation_accuracy"] > info["validation_bound"] >= info["validation_target"] - 1e-9
+    assert info["validation_target"] == pytest.approx(info["validation_reference"] - 0.01)
+    assert info["update_bytes"] == len(read_update_file(tmp_path / "update.rcu").payload)

@@ -97,3 +97,21 @@ def test_out_model_needs_the_deployed_file(build, operator_error) -> None:
 def test_an_output_never_overwrites_an_input(build, files, operator_error) -> None:
     assert build("--deployed", "deployed.rcw", "--out-model", "deployed.rcw") == 1
     assert "would overwrite --deployed" in operator_error("bad-config")
+
+
+def test_search_options_beside_a_fixed_size_are_refused(build, operator_error) -> None:
+    assert build("--rank", "2", "--max-bytes", "500") == 1
+    assert "leave out --rank and --budget" in operator_error("bad-config")
+
+
+def test_a_target_accuracy_in_percent_is_refused_with_the_fraction_to_give(build, operator_error) -> None:
+    assert build("--target-accuracy", "95") == 1
+    assert "0.95 for 95%" in operator_error("bad-config")
+
+
+def test_an_unreachable_target_writes_no_update(build, files, capsys) -> None:
+    assert build("--target-accuracy", "1.0", "--max-bytes", "200") == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]  # after the trainings the search showed
+    assert line.startswith("rankcast: error [target-not-reached]: ")
+    assert "no update of at most 200 bytes reached the target 100.0%" in line and "--max-bytes" in line
+    assert not (files["base.pt"].parent / "update.rcu").exists()
