@@ -16,7 +16,7 @@ from torch import nn
 
 from codec.payload import encode_payload
 from codec.records import Record
-from publisher.errors import BudgetError
+from publisher.errors import BudgetError, TargetError
 from publisher.training.balanced_ranks import balanced_ranks_under_budget
 from publisher.training.delta_set import DeltaSet
 from publisher.training.factorised import BOTH_FACTORS, DEFAULT_FACTORS, FactorConfig, factorise
@@ -25,13 +25,14 @@ from publisher.training.fit import fit
 from publisher.training.loop import TrainConfig, accuracy, train
 from publisher.training.reconstruct import load_file, model_file, updated_model
 from publisher.training.spectrum_ranks import allocate_ranks
+from publisher.training.targeted import Target, build_targeted
 from simulator.bench.baselines import bitdelta, full_finetune, konecny, patch, topk
 from simulator.bench.scenarios import Scenario
 
 #: Learning rates per method, each the best of {3e-3, 1e-2, 3e-2} ({1e-2, 3e-2, 1e-1} for factorised) on
 #: a validation split carved from the training data (docs/method.md); the test split played no part.
 LEARNING_RATES = {"finetune": 1e-2, "topk_sparse": 3e-2, "konecny": 3e-2, "factorised": 3e-2, "factorised_uv": 1e-2}
-OURS = ("factorised", "factorised_uv")
+OURS = ("factorised", "factorised_uv", "cli_default")
 #: Init seeds of successive training seeds are this far apart, so per-layer seeds (init seed + layer
 #: index) stay distinct and one msgpack byte (below 128) in seeded records.
 SEED_STRIDE = 16
@@ -166,6 +167,19 @@ def factorised_uv(ctx: Context) -> Iterator[Point]:
     yield from _budget_sweep(ctx, "factorised_uv", BOTH_FACTORS, ctx.sweeps.uv_budgets or ctx.sweeps.budgets)
 
 
+def cli_default(ctx: Context) -> Iterator[Point]:
+    """What `rankcast update build` picks when told no size (publisher.training.targeted): one point, chosen
+    on a validation split of the update data, measured on the test split; none when it refuses."""
+    update, test = ctx.scenario.update, ctx.scenario.test
+    try:
+        search = build_targeted(ctx.base, (update.x, update.y), (test.x, test.y), DEFAULT_FACTORS, Target(),
+                                epochs=ctx.epochs, base_file=ctx.base_file)
+    except TargetError:
+        return
+    chosen, built = search.chosen, search.built  # accuracy_after: the rebuilt model on the test split
+    yield Point("cli_default", f"{chosen.form} under {chosen.budget} B", len(built.payload), built.accuracy_after)
+
+
 def _budget_sweep(ctx: Context, method: str, factor_config: FactorConfig, budgets: tuple[int, ...]) -> Iterator[Point]:
     """Ranks per budget: seeded updates take the largest balanced ranks and every epoch; the others
     spend the warm-up's epochs on a spectrum allocation (publisher.training.spectrum_ranks)."""
@@ -201,4 +215,5 @@ METHODS: dict[str, Callable[[Context], Iterator[Point]]] = {
     "bitdelta": bitdelta_sign,
     "factorised": factorised,
     "factorised_uv": factorised_uv,
+    "cli_default": cli_default,
 }

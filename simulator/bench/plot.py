@@ -12,6 +12,7 @@ from typing import Any
 OURS_STYLE = {
     "factorised": {"linewidth": 2.5, "color": "black"},
     "factorised_uv": {"linewidth": 2.5, "color": "black", "linestyle": "--"},
+    "cli_default": {"color": "red", "marker": "*", "markersize": 12, "linestyle": "none"},
 }
 
 
@@ -29,8 +30,8 @@ def plot_bench(results: Sequence[Any], path: Path) -> None:
         methods = dict.fromkeys(p.method for p in result.points)
         for method in methods:
             points = sorted((p.bytes, p.accuracy) for p in result.points if p.method == method)
-            style = OURS_STYLE.get(method, {"linewidth": 1})
-            axis.plot(*zip(*points, strict=True), marker="o", markersize=3, label=method, **style)
+            style = {"marker": "o", "markersize": 3, **OURS_STYLE.get(method, {"linewidth": 1})}
+            axis.plot(*zip(*points, strict=True), label=method, **style)
         axis.axhline(result.target_accuracy, linestyle="--", color="grey", linewidth=1,
                      label=f"target: full fine-tune {result.full_finetune_accuracy:.3f} minus the margin")
         axis.set_xscale("log")

@@ -178,9 +178,9 @@ def min_bytes(points: list[Point], method: str, target: float) -> int | None:
 def format_table(results: list[CaseResult]) -> str:
     """Per case: accuracies, each method's bytes at target, and the ratios of rankcast's methods."""
     short = {m: m.replace("finetune_", "ft_").replace("_sparse", "").replace("_model", "") for m in METHODS}
-    short["factorised_uv"] = "fact_uv"
+    short["factorised_uv"], short["cli_default"] = "fact_uv", "default"
     ratios = {"fact/bl": ("factorised", BASELINES), "uv/bl": ("factorised_uv", BASELINES),
-              "fact/full": ("factorised", ("full_model",))}
+              "fact/full": ("factorised", ("full_model",)), "dflt/bl": ("cli_default", BASELINES)}
     header = f"{'scenario':<9}{'model':<5}{'base':>6}{'ft':>6}{'target':>7}" + "".join(
         f"{short[m]:>10}" for m in METHODS
     ) + "".join(f"{label:>10}" for label in ratios)
@@ -192,7 +192,8 @@ def format_table(results: list[CaseResult]) -> str:
             f"{r.name:<9}{r.model:<5}{r.base_accuracy:>6.3f}{r.full_finetune_accuracy:>6.3f}{r.target_accuracy:>7.3f}{cells}"
         )
     lines.append("bytes at target accuracy (full fine-tune - 1 pt); '-' = never reached. bl = best baseline; "
-                 "fact_uv = U and V both trained (the paper's form). Targets: fact/bl <= 0.50, fact/full <= 0.033")
+                 "fact_uv = U and V both trained (the paper's form); default = what `update build` picks with no "
+                 "size given ('-': below the target or refused). Targets: fact/bl <= 0.50, fact/full <= 0.033")
     return "\n".join(lines)
 
 

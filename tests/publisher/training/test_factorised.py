@@ -84,3 +84,11 @@ def test_seeded_factors_above_rank_8_are_damped_so_steps_do_not_grow_with_rank()
     tall = LowRankDelta((64, 4), 32, "trit", fixed="u")  # fixed U: 1/sqrt(rank) before damping
     assert wide.fixed_scale == pytest.approx(0.5 / 8) and tall.fixed_scale == pytest.approx(0.5 / 32**0.5)
     assert torch.equal(wide.v.abs(), torch.full_like(wide.v, wide.fixed_scale))
+
+
+def test_a_rank_past_what_devices_decode_is_never_planned_as_factors():
+    from codec.limits import DEFAULT_LIMITS
+    from publisher.training.factorised import largest_factor_rank, sends_dense
+
+    assert largest_factor_rank((10, 4096), seeded=True) == DEFAULT_LIMITS.max_rank  # 4,095 by code count alone
+    assert sends_dense((10, 4096), DEFAULT_LIMITS.max_rank + 1, seeded=True)
