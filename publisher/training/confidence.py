@@ -27,6 +27,11 @@ def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return predict(model, x).argmax(dim=1) == y
 
 
+def share(correct_examples: torch.Tensor) -> float:
+    """The accuracy of per-example ``correct`` flags (in float64, as loop.accuracy counts)."""
+    return int(correct_examples.sum()) / len(correct_examples)
+
+
 def accuracy_bound(candidate: torch.Tensor, reference: torch.Tensor | None = None) -> float:
     """The candidate's accuracy (from its per-example ``correct``) less CONFIDENCE_Z standard errors: of its
     difference from ``reference`` (same examples) when given, else of the accuracy itself."""

@@ -29,6 +29,11 @@ class Progress(Protocol):
         """One line of what was found between trainings (an accuracy measured, a choice made)."""
 
 
+def epoch_callback(progress: Progress | None) -> EpochCallback | None:
+    """What a training calls after each epoch to tell ``progress``, if anyone listens."""
+    return None if progress is None else progress.epoch
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Adam with a cosine learning-rate decay over ``epochs`` passes of shuffled mini-batches."""

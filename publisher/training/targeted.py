@@ -22,10 +22,10 @@ from torch import nn
 
 from publisher.errors import BudgetError, ConfigError, TargetError
 from publisher.models.folding import fold_batchnorm
-from publisher.training.confidence import accuracy_bound, correct
+from publisher.training.confidence import accuracy_bound, correct, share
 from publisher.training.factorised import FactorConfig
 from publisher.training.finetune import finetune, weight_deltas
-from publisher.training.loop import Progress, TrainConfig, accuracy
+from publisher.training.loop import Progress, TrainConfig, accuracy, epoch_callback
 from publisher.training.reconstruct import load_file, model_file
 from publisher.training.update import (
     DEFAULT_LR,
@@ -35,6 +35,7 @@ from publisher.training.update import (
     full_model_bytes,
     rank_planner,
     train_under_budget,
+    warm_up_deltas,
 )
 from publisher.training.validation import VALIDATION_FRACTION, Data, validation_split
 
@@ -142,13 +143,15 @@ def build_targeted(
         reference, tuned = _reference(deployed, fit_data, validation, eval_data, epochs, progress)
         goal = reference.accuracy - target.within / 100
         _note(progress, f"target: {goal:.1%} = the full fine-tune's {reference.accuracy:.1%} "
-                        f"(lr {reference.lr:g}) - {_points(target.within)}")
+                        f"(lr {reference.lr:g}) - {points_text(target.within)}")
     else:
         goal = target.accuracy
+    deltas = None
+    if False in target.forms:  # the U·V form's ranks come from a fine-tune's spectrum
+        deltas = (weight_deltas(deployed, tuned) if tuned is not None
+                  else warm_up_deltas(deployed, fit_data, epochs, REFERENCE_LRS[0], progress))
     search = _Search(deployed, fit_data, validation, factors, epochs, lr, goal, progress,
-                     None if reference is None else reference.correct)
-    if False in target.forms:
-        search.set_deltas(weight_deltas(deployed, tuned or _warm_up(deployed, fit_data, epochs, progress)))
+                     None if reference is None else reference.correct, deltas)
     chosen = search.smallest(target.forms, limit)
     if chosen is None:
         raise TargetError(_missed(search.attempts, goal, limit, reference, target, len(validation[1])))
@@ -178,10 +181,6 @@ class _Search:
     trained: dict[Attempt, Trained] = field(default_factory=dict)
     planned: dict[tuple[bool, tuple[tuple[str, int], ...]], Attempt] = field(default_factory=dict)
 
-    def set_deltas(self, deltas: dict[str, torch.Tensor]) -> None:
-        """The fine-tune's weight deltas whose spectra plan the U·V form's ranks."""
-        self.deltas = deltas
-
     def smallest(self, forms: tuple[bool, ...], limit: int) -> Attempt | None:
         """The smallest update found that reaches the goal within ``limit`` bytes, or None."""
         missed, budget = 0, min(FIRST_BUDGET, limit)
@@ -204,9 +203,12 @@ class _Search:
         """Train each form under ``budget`` in turn until one reaches the goal."""
         for seeded in forms:
             attempt = self._attempt(budget, seeded)
-            if attempt is not None and attempt.bound >= self.goal - 1e-9:
+            if attempt is not None and self._reaches(attempt):
                 return attempt
         return None
+
+    def _reaches(self, attempt: Attempt) -> bool:
+        return attempt.bound >= self.goal - 1e-9  # a float rounding below an exact count is not a miss
 
     def _attempt(self, budget: int, seeded: bool) -> Attempt | None:
         """One candidate trained and measured; None when no update of this form fits the budget."""
@@ -225,12 +227,12 @@ class _Search:
             _note(self.progress, f"{budget:,} B, {form_name(seeded)}: {exc}")
             return None
         right = correct(trained.delta_set.model, *self.validation)
-        attempt = Attempt(seeded, budget, len(trained.payload), float(right.double().mean()),
+        attempt = Attempt(seeded, budget, len(trained.payload), share(right),
                           accuracy_bound(right, self.reference))
         self.attempts.append(attempt)
         self.trained[attempt] = trained
         self.planned[plan] = attempt
-        verdict = "reaches" if attempt.bound >= self.goal - 1e-9 else "misses"
+        verdict = "reaches" if self._reaches(attempt) else "misses"
         _note(self.progress, f"{budget:,} B, {attempt.form}: {attempt.bytes:,} bytes, {attempt.accuracy:.1%} on the "
                              f"validation split, at least {attempt.bound:.1%}: {verdict} {self.goal:.1%}")
         return attempt
@@ -243,27 +245,18 @@ def _reference(deployed: nn.Module, fit_data: Data, validation: Data, eval_data:
     for lr in REFERENCE_LRS:
         if progress is not None:
             progress.stage(f"reference: a full fine-tune at lr {lr:g}", epochs, len(fit_data[1]))
-        tuned = finetune(deployed, *fit_data, TrainConfig(epochs=epochs, lr=lr),
-                         None if progress is None else progress.epoch)
+        tuned = finetune(deployed, *fit_data, TrainConfig(epochs=epochs, lr=lr), epoch_callback(progress))
         right = correct(tuned, *validation)
-        found.append((Reference(float(right.double().mean()), lr, right), tuned))
+        found.append((Reference(share(right), lr, right), tuned))
         _note(progress, f"full fine-tune at lr {lr:g}: {found[-1][0].accuracy:.1%} on the validation split")
     best, tuned = max(found, key=lambda pair: pair[0].accuracy)  # the first best: the smallest rate
     return replace(best, eval_accuracy=accuracy(tuned, *eval_data)), tuned
 
 
-def _warm_up(deployed: nn.Module, fit_data: Data, epochs: int, progress: Progress | None) -> nn.Module:
-    """A short fine-tune whose spectrum plans the U·V form's ranks when no reference was trained."""
-    config = TrainConfig(epochs=max(1, epochs // 8), lr=REFERENCE_LRS[0])
-    if progress is not None:
-        progress.stage("warm-up fine-tune (its spectrum sets the U·V ranks)", config.epochs, len(fit_data[1]))
-    return finetune(deployed, *fit_data, config, None if progress is None else progress.epoch)
-
-
 def _missed(attempts: list[Attempt], goal: float, limit: int, reference: Reference | None, target: Target,
             examples: int) -> str:
     """Why no update was chosen, and what to change, in one line."""
-    goal_text = (f"{goal:.1%} (the full fine-tune's {reference.accuracy:.1%} - {_points(target.within)})"
+    goal_text = (f"{goal:.1%} (the full fine-tune's {reference.accuracy:.1%} - {points_text(target.within)})"
                  if reference is not None else f"the target {goal:.1%}")
     closest = max(attempts, key=lambda attempt: attempt.bound, default=None)
     best = "" if closest is None else (f"; the closest, {closest.accuracy:.1%} (at least {closest.bound:.1%}), took "
@@ -281,8 +274,10 @@ def form_name(seeded: bool) -> str:
     return "seeded" if seeded else "U·V"
 
 
-def _points(within: float) -> str:
-    return f"{within:g} point{'' if within == 1 else 's'}"
+def points_text(points: float) -> str:
+    """1 as ``1 point``, 2.5 as ``2.5 points`` (rounded past float noise)."""
+    points = round(points, 6)
+    return f"{points:g} point{'' if points == 1 else 's'}"
 
 
 def _note(progress: Progress | None, line: str) -> None:

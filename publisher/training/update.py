@@ -29,7 +29,7 @@ from publisher.training.delta_set import DeltaSet
 from publisher.training.factorised import DEFAULT_FACTORS, FactorConfig, factorise, uniform_ranks
 from publisher.training.finetune import finetune, weight_deltas
 from publisher.training.fit import fit
-from publisher.training.loop import EpochCallback, Progress, TrainConfig, accuracy
+from publisher.training.loop import Progress, TrainConfig, accuracy, epoch_callback
 from publisher.training.reconstruct import load_file, model_file
 from publisher.training.spectrum_ranks import allocate_ranks
 
@@ -108,11 +108,8 @@ def build_update(
         return finish_update(model, base_file, trained, eval_data)
     warm = None
     if not config.factors.seeded:
-        warm_config = TrainConfig(epochs=max(1, config.epochs // 8), lr=config.lr)
-        if progress is not None:
-            progress.stage("warm-up fine-tune (its spectrum sets the ranks)", warm_config.epochs, len(train_data[0]))
-        warm = weight_deltas(model, finetune(model, *train_data, warm_config, _epochs(progress)))
-        train_config = TrainConfig(epochs=config.epochs - warm_config.epochs, lr=config.lr)
+        warm = warm_up_deltas(model, train_data, config.epochs, config.lr, progress)
+        train_config = TrainConfig(epochs=config.epochs - warm_up_epochs(config.epochs), lr=config.lr)
     planner = rank_planner(model, config.factors, warm)
     trained = train_under_budget(deployed, train_data, config.budget, planner, config.factors, train_config, progress)
     return finish_update(model, base_file, trained, eval_data)
@@ -147,7 +144,7 @@ def train_at_ranks(deployed: nn.Module, train_data: tuple[torch.Tensor, torch.Te
         progress.stage(f"training factors of ranks {describe_ranks(ranks)}{note}", train_config.epochs,
                        len(train_data[0]))
     delta_set = factorise(deployed, ranks, factors)
-    fit(delta_set, *train_data, train_config, _epochs(progress))
+    fit(delta_set, *train_data, train_config, epoch_callback(progress))
     payload, length = delta_set.encode()
     return Trained(delta_set, payload, length, ranks)
 
@@ -211,8 +208,19 @@ def full_model_bytes(model_file_bytes: bytes) -> int:
     return len(encode_payload([full_record(model_file_bytes)])[0])
 
 
-def _epochs(progress: Progress | None) -> EpochCallback | None:
-    return None if progress is None else progress.epoch
+def warm_up_epochs(epochs: int) -> int:
+    """The epochs of the short fine-tune whose spectrum plans U·V ranks: an eighth of the budget."""
+    return max(1, epochs // 8)
+
+
+def warm_up_deltas(model: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], epochs: int, lr: float,
+                   progress: Progress | None = None) -> dict[str, torch.Tensor]:
+    """The weight deltas of a short full fine-tune (warm_up_epochs of ``epochs``): their spectra plan the
+    ranks of an update with both factors."""
+    config = TrainConfig(epochs=warm_up_epochs(epochs), lr=lr)
+    if progress is not None:
+        progress.stage("warm-up fine-tune (its spectrum sets the U·V ranks)", config.epochs, len(train_data[0]))
+    return weight_deltas(model, finetune(model, *train_data, config, epoch_callback(progress)))
 
 
 def describe_ranks(ranks: Mapping[str, int]) -> str:

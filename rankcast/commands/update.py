@@ -224,21 +224,17 @@ def _summary(args: argparse.Namespace, result, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def _points(fraction: float) -> str:
-    """0.01 as ``1 point``, 0.025 as ``2.5 points``."""
-    points = round(100 * fraction, 6)
-    return f"{points:g} point{'' if points == 1 else 's'}"
-
-
 def _search_lines(search) -> list[str]:
     """How the size search chose the update, for the summary (nothing when --rank or --budget chose it)."""
+    from publisher.training.targeted import points_text
+
     if search is None:
         return []
     if search.reference is None:
         goal = f"{search.goal:.1%}, the given --target-accuracy"
     else:
         goal = (f"{search.goal:.1%}, a full fine-tune's {search.reference.accuracy:.1%} (lr "
-                f"{search.reference.lr:g}) less {_points(search.reference.accuracy - search.goal)}")
+                f"{search.reference.lr:g}) less {points_text(100 * (search.reference.accuracy - search.goal))}")
     return [
         f"  target     {goal}, on a validation split of {search.validation_examples:,} training examples",
         f"  reached    {search.chosen.accuracy:.1%} there, at least {search.chosen.bound:.1%} within one standard "
