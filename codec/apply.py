@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from codec.arrays import CODE_MAX, WireArray, unpack
+from codec.compact import Layout
 from codec.errors import FormatError, ModelMismatchError, NonFiniteError
 from codec.fpenv import ieee_arithmetic
 from codec.full_payload import starts_with_full_record, write_full_record
@@ -175,12 +176,12 @@ def apply_payload(
     if full:
         _write_full(Path(path), payload, decompressed_length, limits)
         return file_sha256(path)
-    first, records = _records(payload, decompressed_length, limits)
-    if isinstance(first, FullRecord):
-        raise FormatError("the payload holds a whole model file where a delta was declared")
     if Path(path).stat().st_size == 0:
         raise FormatError(f"the model file {path} is empty; restore it from the kept previous file")
     slots = _read_slots(path, limits, slot_reader)
+    first, records = _records(payload, decompressed_length, limits, slots)
+    if isinstance(first, FullRecord):
+        raise FormatError("the payload holds a whole model file where a delta was declared")
     with open(path, "r+b") as handle, ieee_arithmetic():
         for record in itertools.chain([first], records):
             _apply_in_file(handle.fileno(), slots, record)
@@ -246,21 +247,23 @@ def apply_to_bytes(
     The same arithmetic as ``apply_payload``, on a copy in memory: ``model_file`` is not changed, and
     nothing is written to disk. For publishers and tools that need the exact bytes a device will run.
     """
-    first, records = _records(payload, decompressed_length, limits)
-    if isinstance(first, FullRecord):
+    if starts_with_full_record(payload, decompressed_length, limits):
+        first, _ = _records(payload, decompressed_length, limits)
         data = first.data
     elif not model_file:
         raise FormatError("the model file is empty: a delta payload needs the file it applies to")
     else:
         buffer = bytearray(model_file)
-        _patch(memoryview(buffer), itertools.chain([first], records), limits, slot_reader)
+        _patch(memoryview(buffer), payload, decompressed_length, limits, slot_reader)
         data = bytes(buffer)
     return data, hashlib.sha256(data).digest()
 
 
-def _records(payload: Payload, decompressed_length: int, limits: Limits) -> tuple[Record, Iterator[Record]]:
+def _records(
+    payload: Payload, decompressed_length: int, limits: Limits, layout: Layout | None = None
+) -> tuple[Record, Iterator[Record]]:
     """The payload's first record and an iterator over the rest (a full record is checked to stand alone)."""
-    records = iter_records(payload, decompressed_length, limits)
+    records = iter_records(payload, decompressed_length, limits, layout)
     first = next(records, None)
     if first is None:
         raise FormatError("the payload holds no records")
@@ -269,11 +272,16 @@ def _records(payload: Payload, decompressed_length: int, limits: Limits) -> tupl
     return first, records
 
 
-def _patch(buffer: memoryview, records: Iterator[Record], limits: Limits, slot_reader: SlotReader) -> None:
-    """Apply ``records`` in order to the model file held in ``buffer``, in IEEE arithmetic (codec.fpenv)."""
+def _patch(buffer: memoryview, payload: bytes, decompressed_length: int, limits: Limits,
+           slot_reader: SlotReader) -> None:
+    """Apply a delta payload's records in order to the model file held in ``buffer``, in IEEE arithmetic
+    (codec.fpenv)."""
     slots = slot_reader(buffer, limits)
+    first, records = _records(payload, decompressed_length, limits, slots)
+    if isinstance(first, FullRecord):
+        raise FormatError("a full record replaces the whole file and cannot be applied to a tensor")
     with ieee_arithmetic():
-        for record in records:
+        for record in itertools.chain([first], records):
             apply_record(buffer, slots, record)
 
 

@@ -166,3 +166,16 @@ def _check_padding_and_range(array: WireArray, what: str) -> None:
     elif array.dtype == "f32":
         if not np.isfinite(np.frombuffer(array.data, _NUMPY["f32"])).all():
             raise NonFiniteError(f"{what}: float values must be finite (no NaN or Inf)")
+
+
+def round_to_bfloat16(values: np.ndarray) -> np.ndarray:
+    """float32 values rounded to the nearest bfloat16 (ties to even), as float32: the scales format 2
+    sends in two bytes (the upper half of their float32 bits) are of this form."""
+    bits = np.ascontiguousarray(values, np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000).astype(np.uint32)
+    return rounded.view(np.float32).reshape(np.shape(values))
+
+
+def is_bfloat16(values: np.ndarray) -> bool:
+    """Whether every float32 value is exactly a bfloat16 (its lower 16 bits are zero)."""
+    return not (np.ascontiguousarray(values, np.float32).view(np.uint32) & 0xFFFF).any()

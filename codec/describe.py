@@ -8,11 +8,12 @@ from collections.abc import Mapping
 import msgpack
 import zstandard
 
+from codec.compact import COMPACT_FORMAT, Layout
 from codec.errors import FormatError
 from codec.keys import VerifyKey
 from codec.manifest import Manifest, iso_time, read_manifest, read_manifest_unverified
 from codec.model_files import model_kind, read_model_slots
-from codec.payload import iter_records
+from codec.payload import iter_records, payload_format
 from codec.records import DenseRecord, FullRecord, LowRankRecord, Record, SparseRecord
 from codec.seeded import GENERATOR, SeededSigns
 from codec.update_file import MAGIC as UPDATE_MAGIC
@@ -21,10 +22,11 @@ from codec.update_file import UpdateFile
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-def describe(data: bytes, trusted_keys: Mapping[str, VerifyKey] | None = None) -> str:
-    """Summarise a payload, manifest envelope, .rcu update or model file (RCW, .tflite), by content."""
+def describe(data: bytes, trusted_keys: Mapping[str, VerifyKey] | None = None, model: bytes | None = None) -> str:
+    """Summarise a payload, manifest envelope, .rcu update or model file (RCW, .tflite), by content; a
+    format-2 payload's records are listed with ``model``, the model file they apply to."""
     if data.startswith(ZSTD_MAGIC):
-        return describe_payload(data)
+        return describe_payload(data, layout=None if model is None else read_model_slots(memoryview(model)))
     if model_kind(data) is not None:
         return describe_model_file(data)
     if data.startswith(UPDATE_MAGIC):
@@ -32,8 +34,9 @@ def describe(data: bytes, trusted_keys: Mapping[str, VerifyKey] | None = None) -
     return describe_manifest(data, trusted_keys)
 
 
-def describe_payload(payload: bytes, decompressed_length: int | None = None) -> str:
-    """One line per record: kind, name, shape, rank or dtype, and its msgpack bytes."""
+def describe_payload(payload: bytes, decompressed_length: int | None = None, layout: Layout | None = None) -> str:
+    """One line per record: kind, name, shape, rank or dtype, and its bytes as a format-1 record. A format-2
+    payload needs ``layout`` (the tensors of the model it applies to) for that; without, one line says so."""
     if decompressed_length is None:
         try:
             declared = zstandard.get_frame_parameters(payload).content_size
@@ -42,10 +45,14 @@ def describe_payload(payload: bytes, decompressed_length: int | None = None) -> 
         if declared == zstandard.CONTENTSIZE_UNKNOWN:
             raise FormatError("this payload's zstd frame does not state its size; inspect its manifest instead")
         decompressed_length = declared
-    lines = [f"payload: {len(payload):,} bytes compressed, {decompressed_length:,} decompressed"]
+    version = payload_format(payload, decompressed_length)
+    lines = [f"payload: {len(payload):,} bytes compressed, {decompressed_length:,} decompressed, format {version}"]
+    if version == COMPACT_FORMAT and layout is None:
+        return "\n".join(lines + ["  its records refer to the model's tensors by position: pass the model file "
+                                  "they apply to (rankcast inspect PAYLOAD --model FILE) to list them"])
     lines.append(f"  {'kind':8} {'tensor':32} {'shape':>18} {'detail':>18} {'bytes':>10}")
     count = 0
-    for record in iter_records(payload, decompressed_length):
+    for record in iter_records(payload, decompressed_length, layout=layout):
         count += 1
         size = len(msgpack.packb(record.to_msgpack()))
         shape = "x".join(map(str, getattr(record, "shape", ()))) or "-"
@@ -146,4 +153,4 @@ def describe_update_file(data: bytes) -> str:
         f"  target sha256  {digest(update.target_sha256)}",
     ]
     lines += [f"  {key:14} {value}" for key, value in update.info.items()]
-    return "\n".join(lines + [describe_payload(update.payload, update.decompressed_length)])
+    return "\n".join(lines + [describe_payload(update.payload, update.decompressed_length, update.layout())])

@@ -17,7 +17,18 @@ import msgpack
 
 from codec.errors import FormatError, LimitError
 from codec.limits import MIB, Limits
-from codec.payload import READ_SIZE, BoundedDecompressor, Payload, decoding_errors, expect_end, read_header, read_str
+from codec.msgpack_reads import read_str
+from codec.payload import (
+    PAYLOAD_FORMAT,
+    READ_SIZE,
+    BoundedDecompressor,
+    Payload,
+    decoding_errors,
+    expect_end,
+    read_format,
+    read_header,
+    read_records_header,
+)
 from codec.records import read_name
 
 #: Bytes copied at a time from the decompressed stream to the file.
@@ -34,15 +45,16 @@ def starts_with_full_record(payload: Payload, decompressed_length: int, limits: 
     """
     with decoding_errors(limits):
         unpacker = _unpacker(BoundedDecompressor(payload, decompressed_length, limits), limits)
-        if read_header(unpacker, limits) < 1 or unpacker.read_map_header() < 1:
+        if read_format(unpacker) != PAYLOAD_FORMAT or read_records_header(unpacker, limits) < 1 \
+                or unpacker.read_map_header() < 1:
             return False
         for _ in range(len(_FULL_KEYS)):
-            key = read_str(unpacker, limits)
+            key = read_str(unpacker, 4 * limits.max_name_length)
             if key == "data":
                 return True  # only a full record has data at its top level
             if key not in _FULL_KEYS:
                 return False
-            value = read_str(unpacker, limits)
+            value = read_str(unpacker, 4 * limits.max_name_length)
             if key == "kind":
                 return value == "full"
         return False
@@ -65,13 +77,13 @@ def write_full_record(payload: Payload, decompressed_length: int, limits: Limits
             raise FormatError(f"a full record must have exactly the keys {sorted(_FULL_KEYS)}")
         seen: dict[str, object] = {}
         for _ in range(len(_FULL_KEYS)):
-            key = read_str(unpacker, limits)
+            key = read_str(unpacker, 4 * limits.max_name_length)
             if key not in _FULL_KEYS or key in seen:
                 raise FormatError(f"a full record must have exactly the keys {sorted(_FULL_KEYS)}")
             if key == "data":
                 seen[key] = _copy_bin(unpacker, limits.max_record_bytes - (unpacker.tell() - record_start), out)
             else:
-                seen[key] = read_str(unpacker, limits)
+                seen[key] = read_str(unpacker, 4 * limits.max_name_length)
             if key == "kind" and seen[key] != "full":
                 raise FormatError(f"the payload's record is {seen[key]!r:.40}, not a full record")
         size = unpacker.tell() - record_start

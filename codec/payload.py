@@ -1,7 +1,10 @@
-"""The payload: one zstd frame holding the msgpack map {"format": 1, "records": [...]}.
+"""The payload: one zstd frame holding a msgpack document of records.
 
-Frames are compressed against the format's template dictionary (codec.dictionary) and always
-decompressed with it, which also reads frames made without it.
+Format 1 is the map {"format": 1, "records": [...]}, each record naming its tensor. Format 2
+(codec.compact) refers to the model's tensors by position and needs the model's layout to decode;
+writers use it for deltas when they are given the layout, and format 1 for full payloads and when
+they are not. Frames are compressed against the format's template dictionary (codec.dictionary) and
+always decompressed with the readers' dictionary, which also reads frames made without one.
 
 Encoding builds the whole document; decoding streams it, record by record, so a reader holds at most
 one record in memory and stops the moment the decompressed bytes pass the declared length. A payload
@@ -19,19 +22,23 @@ from typing import Protocol, runtime_checkable
 import msgpack
 import zstandard
 
+from codec.compact import COMPACT_FORMAT, KEYS, Layout, encode_compact, read_compact
 from codec.dictionary import zstd_dictionary
 from codec.errors import FormatError, IntegrityError, LimitError, UpdateError
 from codec.limits import DEFAULT_LIMITS, KIB, Limits
+from codec.msgpack_reads import read_str
 from codec.records import FullRecord, Record, record_from_msgpack
 
 PAYLOAD_FORMAT = 1
+#: Each format this reader knows, and the number of keys its document map has.
+FORMAT_KEYS = {PAYLOAD_FORMAT: 2, COMPACT_FORMAT: 1 + len(KEYS)}
+#: Where a document's format number is: after the map's header byte and the 7 bytes of "format".
+FORMAT_VALUE_OFFSET = 8
 DEFAULT_LEVEL = 19
 _WINDOW_LOG = 23  # 8 MiB: the default Limits.max_window_bytes
 READ_SIZE = 64 * KIB
 #: The longest zstd frame header (ZSTD_FRAMEHEADERSIZE_MAX): all get_frame_parameters reads.
 _FRAME_HEADER_MAX = 18
-_STR_LENGTH_BYTES = {0xD9: 1, 0xDA: 2, 0xDB: 4}
-_FIXSTR_FIRST, _FIXSTR_LAST = 0xA0, 0xBF
 
 
 @runtime_checkable
@@ -46,8 +53,11 @@ class PayloadSource(Protocol):
 Payload = bytes | bytearray | memoryview | PayloadSource
 
 
-def encode_document(records: Sequence[Record]) -> bytes:
-    """The uncompressed msgpack document for ``records`` (checked for unique names)."""
+def encode_document(records: Sequence[Record], layout: Layout | None = None) -> bytes:
+    """The uncompressed msgpack document for ``records`` (checked for unique names): format 2 for the
+    model ``layout`` when one is given, else format 1, as always for a full record (it needs no model)."""
+    if layout is not None and not any(isinstance(record, FullRecord) for record in records):
+        return encode_compact(records, layout)
     names = [record.name for record in records]
     if len(set(names)) != len(names):
         raise FormatError("record names must be unique within a payload")
@@ -58,8 +68,9 @@ def encode_document(records: Sequence[Record]) -> bytes:
 
 
 def compress(document: bytes, level: int = DEFAULT_LEVEL) -> bytes:
-    """One zstd frame against the template dictionary, with the content size in its header and a window
-    of at most 8 MiB."""
+    """One zstd frame against the document's template dictionary (format 1's alone for a format-1
+    document, which readers of format 1 only can then decode), with the content size in its header and
+    a window of at most 8 MiB."""
     params = zstandard.ZstdCompressionParameters.from_level(
         level, source_size=len(document), write_content_size=1, write_checksum=0
     )
@@ -67,22 +78,29 @@ def compress(document: bytes, level: int = DEFAULT_LEVEL) -> bytes:
         params = zstandard.ZstdCompressionParameters.from_level(
             level, source_size=len(document), window_log=_WINDOW_LOG, write_content_size=1, write_checksum=0
         )
-    compressor = zstandard.ZstdCompressor(compression_params=params, dict_data=zstd_dictionary())
+    compact = document[FORMAT_VALUE_OFFSET : FORMAT_VALUE_OFFSET + 1] == bytes([COMPACT_FORMAT])
+    compressor = zstandard.ZstdCompressor(compression_params=params, dict_data=zstd_dictionary(compact))
     return compressor.compress(document)
 
 
-def encode_payload(records: Sequence[Record], level: int = DEFAULT_LEVEL) -> tuple[bytes, int]:
-    """Compressed payload bytes and the decompressed length the manifest must declare."""
-    document = encode_document(records)
+def encode_payload(
+    records: Sequence[Record], level: int = DEFAULT_LEVEL, layout: Layout | None = None
+) -> tuple[bytes, int]:
+    """Compressed payload bytes and the decompressed length the manifest must declare; format 2 for the
+    model ``layout`` when one is given (records then refer to tensors by position), else (and for a full
+    record) format 1."""
+    document = encode_document(records, layout)
     return compress(document, level), len(document)
 
 
 def iter_records(
-    payload: Payload, decompressed_length: int, limits: Limits = DEFAULT_LIMITS
+    payload: Payload, decompressed_length: int, limits: Limits = DEFAULT_LIMITS, layout: Layout | None = None
 ) -> Iterator[Record]:
     """Yield the payload's records one at a time, validating everything against ``limits``.
 
-    Raises FormatError, LimitError or IntegrityError; never anything else for hostile bytes.
+    A format-2 payload needs ``layout``, the tensors of the model file it applies to, in file order
+    (codec.model_files.read_model_slots); a format-1 payload ignores it. Raises FormatError,
+    LimitError, IntegrityError or ModelMismatchError; never anything else for hostile bytes.
     """
     stream = BoundedDecompressor(payload, decompressed_length, limits)
     unpacker = msgpack.Unpacker(
@@ -92,7 +110,14 @@ def iter_records(
         raw=False, strict_map_key=True, use_list=True,
     )
     with decoding_errors(limits):
-        count = read_header(unpacker, limits)
+        if read_format(unpacker) == COMPACT_FORMAT:
+            if layout is None:
+                raise FormatError("this payload (format 2) refers to the model's tensors by position: "
+                                  "decoding it needs the model file it applies to")
+            yield from read_compact(unpacker, layout, limits)
+            expect_end(unpacker, stream)
+            return
+        count = read_records_header(unpacker, limits)
         names: set[str] = set()
         for _ in range(count):
             start = unpacker.tell()
@@ -125,48 +150,53 @@ def decoding_errors(limits: Limits) -> Iterator[None]:
         raise FormatError(f"the payload is not a valid msgpack document: {exc}") from None
 
 
-def decode_payload(payload: Payload, decompressed_length: int, limits: Limits = DEFAULT_LIMITS) -> list[Record]:
+def decode_payload(
+    payload: Payload, decompressed_length: int, limits: Limits = DEFAULT_LIMITS, layout: Layout | None = None
+) -> list[Record]:
     """All records of a payload (for tools; devices use iter_records to hold one at a time)."""
-    return list(iter_records(payload, decompressed_length, limits))
+    return list(iter_records(payload, decompressed_length, limits, layout))
+
+
+def payload_format(payload: Payload, decompressed_length: int, limits: Limits = DEFAULT_LIMITS) -> int:
+    """The format number of a payload's document (only its first bytes are decompressed)."""
+    unpacker = msgpack.Unpacker(BoundedDecompressor(payload, decompressed_length, limits), read_size=64,
+                                max_buffer_size=READ_SIZE)
+    with decoding_errors(limits):
+        return read_format(unpacker)
+
+
+def read_format(unpacker: msgpack.Unpacker) -> int:
+    """Read a document's map header, its "format" key and its format number (1 or 2), which is returned.
+
+    Read typed, so hostile bytes here cost no more memory than their length.
+    """
+    keys = unpacker.read_map_header()
+    if read_str(unpacker, 16) != "format":
+        raise FormatError("a payload document is a map whose first key is 'format'")
+    marker = unpacker.read_bytes(1)
+    if not marker or marker[0] not in FORMAT_KEYS:  # a positive fixint is its own one-byte encoding
+        raise FormatError(f"payload format 0x{marker.hex() or 'end'} is not supported (this reader knows "
+                          f"{' and '.join(map(str, FORMAT_KEYS))}); update the device's rankcast")
+    if keys != FORMAT_KEYS[marker[0]]:
+        raise FormatError(f"a format-{marker[0]} payload document has {FORMAT_KEYS[marker[0]]} keys, not {keys}")
+    return marker[0]
 
 
 def read_header(unpacker: msgpack.Unpacker, limits: Limits) -> int:
-    """Read {"format": 1, "records": [ up to the first record; returns the record count.
+    """Read {"format": 1, "records": [ up to the first record; returns the record count."""
+    if read_format(unpacker) != PAYLOAD_FORMAT:
+        raise FormatError("a full payload is a format-1 document")
+    return read_records_header(unpacker, limits)
 
-    The keys and the version are read typed, so hostile bytes here cost no more memory than their length.
-    """
-    if unpacker.read_map_header() != 2 or read_str(unpacker, limits) != "format":
-        raise FormatError("a payload document is a map whose first key is 'format'")
-    marker = unpacker.read_bytes(1)
-    if not marker or marker[0] != PAYLOAD_FORMAT:  # a positive fixint is its own one-byte encoding
-        raise FormatError(f"payload format 0x{marker.hex() or 'end'} is not supported (this reader knows "
-                          f"{PAYLOAD_FORMAT})")
-    if read_str(unpacker, limits) != "records":
+
+def read_records_header(unpacker: msgpack.Unpacker, limits: Limits) -> int:
+    """After a format-1 document's format: its "records" key and array header; returns the record count."""
+    if read_str(unpacker, 16) != "records":
         raise FormatError("a payload document's second key must be 'records'")
     count = unpacker.read_array_header()
     if count > limits.max_records:
         raise LimitError(f"{count} records exceed the limit of {limits.max_records}")
     return count
-
-
-def read_str(unpacker: msgpack.Unpacker, limits: Limits) -> str:
-    """A msgpack string of at most 4 × max_name_length bytes, read without decoding anything else."""
-    marker = unpacker.read_bytes(1)
-    if not marker:
-        raise FormatError("the payload ends in the middle of its document (truncated?)")
-    if _FIXSTR_FIRST <= marker[0] <= _FIXSTR_LAST:
-        length = marker[0] - _FIXSTR_FIRST
-    elif marker[0] in _STR_LENGTH_BYTES:
-        size_bytes = unpacker.read_bytes(_STR_LENGTH_BYTES[marker[0]])
-        length = int.from_bytes(size_bytes, "big")
-    else:
-        raise FormatError("the payload's document has a non-string where a key or name belongs")
-    if length > 4 * limits.max_name_length:
-        raise LimitError(f"a string of {length} bytes exceeds the limit of {4 * limits.max_name_length}")
-    data = unpacker.read_bytes(length)
-    if len(data) != length:
-        raise FormatError("the payload ends in the middle of its document (truncated?)")
-    return data.decode("utf-8")
 
 
 def expect_end(unpacker: msgpack.Unpacker, stream: BoundedDecompressor) -> None:
@@ -199,7 +229,9 @@ class BoundedDecompressor(io.RawIOBase):
             raise LimitError(f"zstd window of {frame.window_size} bytes exceeds {limits.max_window_bytes}")
         if frame.content_size not in (zstandard.CONTENTSIZE_UNKNOWN, declared):
             raise IntegrityError(f"zstd frame says {frame.content_size} bytes, the manifest {declared}")
-        decompressor = zstandard.ZstdDecompressor(dict_data=zstd_dictionary(), max_window_size=limits.max_window_bytes)
+        decompressor = zstandard.ZstdDecompressor(
+            dict_data=zstd_dictionary(compact=True), max_window_size=limits.max_window_bytes
+        )
         self._reader = decompressor.stream_reader(payload, read_across_frames=False)
         self._declared = declared
         self._produced = 0

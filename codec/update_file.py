@@ -1,7 +1,9 @@
 """The .rcu update file: a payload plus what publishing it needs, kept between `update build` and `publish`.
 
 Layout: b"RCU1" then one msgpack map {"payload": bin, "decompressed_length": int, "payload_kind":
-"delta"|"full", "base_sha256": bin(32)|nil, "target_sha256": bin(32)|nil, "info": {str: str|int|float}}.
+"delta"|"full", "base_sha256": bin(32)|nil, "target_sha256": bin(32)|nil, "info": {str: str|int|float}},
+plus "tensors": [[name, [dims]], ...] for a format-2 payload, whose records refer to the deployed file's
+tensors by position: the tools that read an .rcu (inspect, publish) decode its payload with them.
 base/target are known when the update was built against the deployed model file (or for full files).
 """
 
@@ -14,6 +16,7 @@ from pathlib import Path
 import msgpack
 
 from codec.apply import apply_to_bytes
+from codec.compact import Layout, layout_from_shapes
 from codec.errors import BaseMismatchError, FormatError, IntegrityError
 from codec.manifest import PAYLOAD_KINDS
 
@@ -31,6 +34,12 @@ class UpdateFile:
     base_sha256: bytes | None = None
     target_sha256: bytes | None = None
     info: dict[str, str | int | float] = field(default_factory=dict)
+    #: The deployed file's tensors (name, shape) in file order, which a format-2 payload refers to.
+    tensors: tuple[tuple[str, tuple[int, ...]], ...] | None = None
+
+    def layout(self) -> Layout | None:
+        """The layout a format-2 payload needs to decode (None when the file keeps none)."""
+        return None if self.tensors is None else layout_from_shapes(self.tensors)
 
     def to_bytes(self) -> bytes:
         if self.payload_kind not in PAYLOAD_KINDS:
@@ -40,6 +49,8 @@ class UpdateFile:
             "payload_kind": self.payload_kind, "base_sha256": self.base_sha256,
             "target_sha256": self.target_sha256, "info": dict(self.info),
         }
+        if self.tensors is not None:
+            body["tensors"] = [[name, list(shape)] for name, shape in self.tensors]
         return MAGIC + msgpack.packb(body, use_bin_type=True)
 
     @classmethod
@@ -50,8 +61,8 @@ class UpdateFile:
             body = msgpack.unpackb(data[len(MAGIC) :], raw=False, max_ext_len=0)
         except (msgpack.exceptions.UnpackException, ValueError, TypeError) as exc:
             raise FormatError(f"the update file is not valid msgpack: {exc}") from None
-        if not isinstance(body, dict) or set(body) != _KEYS:
-            raise FormatError(f"an update file holds exactly the keys {sorted(_KEYS)}")
+        if not isinstance(body, dict) or not _KEYS <= set(body) <= _KEYS | {"tensors"}:
+            raise FormatError(f"an update file holds exactly the keys {sorted(_KEYS)} (and tensors)")
         for name in ("base_sha256", "target_sha256"):
             if body[name] is not None and (not isinstance(body[name], bytes) or len(body[name]) != 32):
                 raise FormatError(f"{name} must be 32 bytes or nil")
@@ -59,7 +70,18 @@ class UpdateFile:
             raise FormatError("payload must be bytes and decompressed_length an integer")
         if body["payload_kind"] not in PAYLOAD_KINDS or not isinstance(body["info"], dict):
             raise FormatError("payload_kind must be 'delta' or 'full' and info a map")
+        if "tensors" in body:
+            body["tensors"] = _tensors(body["tensors"])
         return cls(**body)
+
+
+def _tensors(value: object) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and isinstance(entry[1], list)
+        and all(type(d) is int and d >= 1 for d in entry[1]) for entry in value
+    ):
+        raise FormatError("an update file's tensors are [[name, [dims]], ...]")
+    return tuple((name, tuple(shape)) for name, shape in value)
 
 
 def write_update_file(path: Path, update: UpdateFile) -> None:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from codec.compact import Layout
 from codec.payload import encode_payload
 from codec.records import Record
 from publisher.errors import ModelError
@@ -19,6 +20,8 @@ class DeltaSet:
     """``model`` is a deep copy of the deployed model with ``deltas`` attached by parameter name."""
 
     def __init__(self, model: nn.Module, deltas: Mapping[str, Delta]) -> None:
+        #: The model's tensors in the order of its RCW file (publisher.training.reconstruct.model_file).
+        self.layout = {name: value for name, value in model.state_dict().items() if value.is_floating_point()}
         self.model = copy.deepcopy(model)
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
@@ -46,6 +49,8 @@ class DeltaSet:
         with torch.no_grad():
             return [record for name, delta in self.deltas.items() for record in delta.records(name)]
 
-    def encode(self) -> tuple[bytes, int]:
-        """The compressed payload and its decompressed length (codec.payload.encode_payload)."""
-        return encode_payload(self.records())
+    def encode(self, layout: Layout | None = None) -> tuple[bytes, int]:
+        """The compressed payload (format 2) and its decompressed length for the model file whose tensors
+        are ``layout`` (codec.model_files.read_model_slots of the deployed file; default: the RCW file
+        of the model)."""
+        return encode_payload(self.records(), layout=self.layout if layout is None else layout)

@@ -16,7 +16,14 @@ from torch import nn
 from codec.arrays import WireArray, pack
 from codec.records import DenseRecord, LowRankRecord, Record, SparseRecord
 from codec.seeded import Factor, SeededSigns, factor_codes
-from publisher.training.quantiser import QuantisedLowRank, QuantisedValues, exact_product, levels_of, quantise
+from publisher.training.quantiser import (
+    QuantisedLowRank,
+    QuantisedValues,
+    bfloat16_scale,
+    exact_product,
+    levels_of,
+    quantise,
+)
 
 FIXED_SIDES = (None, "u", "v")
 
@@ -126,12 +133,13 @@ class LowRankDelta(Delta):
 
 
 def folded_scale(scale: torch.Tensor, fixed_scale: float) -> torch.Tensor:
-    """The one scale a seeded record sends for its trained factor: float32(scale × fixed_scale).
+    """The one scale a seeded record sends for its trained factor: float32(scale × fixed_scale), rounded
+    to a bfloat16 as every trained scale is (publisher.training.quantiser.bfloat16_scale).
 
     The seeded factor's own scale is then 1.0, which a device multiplies by exactly, and which the
     payload's template dictionary already holds (4 bytes fewer a record than sending 1/√k).
     """
-    return torch.tensor(np.float32(float(scale)) * np.float32(fixed_scale))
+    return bfloat16_scale(torch.tensor(np.float32(float(scale)) * np.float32(fixed_scale)))
 
 
 class FixedSignLowRank(torch.autograd.Function):
@@ -209,13 +217,14 @@ class SignDelta(Delta):
         self.scale = nn.Parameter(torch.tensor(float(scale)))
 
     def delta(self) -> torch.Tensor:
-        return self.signs * self.scale
+        """signs × the scale as sent (a bfloat16); the gradient passes straight through the rounding."""
+        return self.signs * (self.scale + (bfloat16_scale(self.scale.detach()) - self.scale.detach()))
 
     def records(self, name: str) -> list[Record]:
         return [
             DenseRecord(
                 name, "add", pack(self.signs.numpy().astype(np.int8), "b1"),
-                pack(_one_scale(self.scale.detach()), "f32"),
+                pack(_one_scale(bfloat16_scale(self.scale.detach())), "f32"),
             )
         ]
 

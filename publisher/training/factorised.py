@@ -119,7 +119,8 @@ def factorise(model: nn.Module, ranks: Mapping[str, int], config: FactorConfig =
     if unknown:
         raise ConfigError(f"ranks name layers the model lacks or cannot factorise: {sorted(unknown)}")
     deltas: dict[str, Delta] = {}
-    for index, (name, shape) in enumerate(shapes.items()):
+    factored = 0
+    for name, shape in shapes.items():
         rank = ranks.get(name, 0)
         if rank <= 0:
             continue
@@ -127,7 +128,9 @@ def factorise(model: nn.Module, ranks: Mapping[str, int], config: FactorConfig =
             deltas[name] = DenseDelta(shape, config.dtype, config.levels)
         else:
             fixed = fixed_side(shape) if config.seeded else None
-            deltas[name] = LowRankDelta(shape, rank, config.dtype, config.seed + index, fixed, config.levels)
+            # Consecutive seeds: payload format 2 then sends none of them but the first (codec.compact).
+            deltas[name] = LowRankDelta(shape, rank, config.dtype, config.seed + factored, fixed, config.levels)
+            factored += 1
     if config.train_small:
         deltas.update({name: DenseDelta(shape, "i8") for name, shape in small_shapes(model).items()})
     return DeltaSet(model, _in_model_order(model, deltas))

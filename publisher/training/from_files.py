@@ -102,7 +102,7 @@ def build_from_files(
         payload=built.payload, decompressed_length=built.decompressed_length, payload_kind="delta",
         base_sha256=None if base_file is None else _sha256(base_file),
         target_sha256=None if base_file is None else _sha256(built.target_file),
-        info=info,
+        info=info, tensors=built.tensors,
     ))
     if out_weights is not None:
         torch.save(load_file(model, built.target_file).state_dict(), out_weights)

@@ -2,8 +2,9 @@
 
 A factor or delta is quantised with one scale per tensor: ``b1`` codes are signs with the mean
 magnitude as scale; the others are uniform, ``codes = round(x / scale)`` with ``scale = peak / levels``
-(or a step set by the values' RMS for 1 or 3 levels). The scale travels as a one-element scale array
-(per-row scales would cost four bytes a row, more than a row's codes at low rank). The forward passes
+(or a step set by the values' RMS for 1 or 3 levels), rounded to a bfloat16. The scale travels as a
+one-element scale array (per-row scales would cost two bytes a row, more than a row's codes at low
+rank). The forward passes
 below evaluate exactly the device's float32 formulas (see codec.apply), so a model trained with them
 and the model rebuilt on a device have identical weights.
 """
@@ -37,6 +38,7 @@ def uniform_codes(values: torch.Tensor, levels: int) -> tuple[torch.Tensor, torc
     if levels in RMS_STEP:
         rms = values.square().mean().sqrt()
         scale = torch.minimum(scale, (rms * RMS_STEP[levels]).float())
+    scale = bfloat16_scale(scale)
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     codes = torch.clamp(torch.round(values / safe), -levels, levels)
     return codes, scale
@@ -46,7 +48,14 @@ def sign_codes(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """±1 codes (zero counts as +1) and the float32 scalar scale mean(|values|), the scale that
     minimises the squared error for those signs."""
     values = values.detach().float()
-    return torch.where(values >= 0, 1.0, -1.0), values.abs().mean()
+    return torch.where(values >= 0, 1.0, -1.0), bfloat16_scale(values.abs().mean())
+
+
+def bfloat16_scale(scale: torch.Tensor) -> torch.Tensor:
+    """A float32 scale rounded to the nearest bfloat16 (ties to even): payload format 2 sends such a
+    scale in two bytes instead of four (codec.compact), and the step it loses (at most 2^-8 of the
+    scale) is far below a code's."""
+    return scale.to(torch.bfloat16).float()
 
 
 def quantise(values: torch.Tensor, dtype: str, levels: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,8 +40,9 @@ class RankPolicy:
     incompressible, but on payloads of a few hundred bytes zstd spent up to 4% more on codes with
     60-80% zeros (about what trained trit codes have), measured on both models' plans.
 
-    ``record_overhead``: bytes a record costs besides its codes (name, shape, dtypes, two one-element
-    scales) after zstd with the template dictionary; measured about 37-40 B on both models' payloads.
+    ``record_overhead``: bytes a record costs besides its codes (its head and two bfloat16 scales) in
+    payload format 2 after zstd; measured 1-2 B on both digits models' U·V payloads and 3-4 B on
+    MobileNetV2's (`rankcast bench records`; it was 37-40 B in format 1).
 
     ``uniform_share``: with both factors trained, the share of the budget that first buys one uniform
     rank for all before the spectrum decides the rest: a hedge, since on the validation split pure
@@ -53,7 +54,7 @@ class RankPolicy:
     widest_min_rank: int = 7
     min_layers_left: int = 2
     zero_fractions: tuple[float, ...] = (0.0, 0.6, 0.7, 0.8)
-    record_overhead: int = 40
+    record_overhead: int = 4
     uniform_share: float = 0.5
 
     def __post_init__(self) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
+from codec.compact import Layout
 from publisher.errors import BudgetError, ConfigError, TargetError
 from publisher.models.folding import fold_batchnorm
 from publisher.training.confidence import accuracy_bound, correct, share
@@ -31,6 +32,7 @@ from publisher.training.update import (
     DEFAULT_LR,
     BuiltUpdate,
     Trained,
+    file_layout,
     finish_update,
     full_model_bytes,
     rank_planner,
@@ -150,7 +152,7 @@ def build_targeted(
     if False in target.forms:  # the U·V form's ranks come from a fine-tune's spectrum
         deltas = (weight_deltas(deployed, tuned) if tuned is not None
                   else warm_up_deltas(deployed, fit_data, epochs, REFERENCE_LRS[0], progress))
-    search = _Search(deployed, fit_data, validation, factors, epochs, lr, goal, progress,
+    search = _Search(deployed, file_layout(base_file), fit_data, validation, factors, epochs, lr, goal, progress,
                      None if reference is None else reference.correct, deltas)
     chosen = search.smallest(target.forms, limit)
     if chosen is None:
@@ -168,6 +170,7 @@ class _Search:
     """Candidates trained on the fit part and measured on the validation split, keyed by their attempt."""
 
     deployed: nn.Module
+    layout: Layout
     fit_data: Data
     validation: Data
     factors: FactorConfig
@@ -222,7 +225,7 @@ class _Search:
                                      f"{self.planned[plan].budget:,} B candidate")
                 return self.planned[plan]
             trained = train_under_budget(self.deployed, self.fit_data, budget, planner, factors, config,
-                                         self.progress)
+                                         self.progress, self.layout)
         except BudgetError as exc:
             _note(self.progress, f"{budget:,} B, {form_name(seeded)}: {exc}")
             return None

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 from codec.apply import apply_to_bytes
+from codec.compact import Layout, layout_shapes
+from codec.model_files import read_model_slots
 from codec.payload import encode_payload
 from codec.quantise import full_record
 from publisher.errors import BudgetError, ConfigError
@@ -75,6 +77,8 @@ class BuiltUpdate:
     accuracy_before: float
     accuracy_after: float
     full_model_bytes: int
+    #: The deployed file's tensors (name, shape), which the payload's records refer to by position.
+    tensors: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
 
 def wrap(model: nn.Module, rank: int = DEFAULT_RANK, config: FactorConfig = DEFAULT_FACTORS) -> DeltaSet:
@@ -101,18 +105,25 @@ def build_update(
     model = fold_batchnorm(model)
     base_file = model_file(model.state_dict()) if base_file is None else base_file
     deployed = load_file(model, base_file)
+    layout = file_layout(base_file)
     train_config = TrainConfig(epochs=config.epochs, lr=config.lr)
     if config.budget is None:
         trained = train_at_ranks(deployed, train_data, uniform_ranks(model, config.rank or DEFAULT_RANK),
-                                 config.factors, train_config, progress)
+                                 config.factors, train_config, progress, layout=layout)
         return finish_update(model, base_file, trained, eval_data)
     warm = None
     if not config.factors.seeded:
         warm = warm_up_deltas(model, train_data, config.epochs, config.lr, progress)
         train_config = TrainConfig(epochs=config.epochs - warm_up_epochs(config.epochs), lr=config.lr)
     planner = rank_planner(model, config.factors, warm)
-    trained = train_under_budget(deployed, train_data, config.budget, planner, config.factors, train_config, progress)
+    trained = train_under_budget(deployed, train_data, config.budget, planner, config.factors, train_config, progress,
+                                 layout)
     return finish_update(model, base_file, trained, eval_data)
+
+
+def file_layout(model_file_bytes: bytes) -> Layout:
+    """The tensors of a deployed RCW or .tflite file in file order: what its updates' records refer to."""
+    return read_model_slots(memoryview(model_file_bytes))
 
 
 @dataclass(frozen=True)
@@ -138,26 +149,27 @@ def rank_planner(model: nn.Module, factors: FactorConfig,
 
 def train_at_ranks(deployed: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], ranks: dict[str, int],
                    factors: FactorConfig, train_config: TrainConfig, progress: Progress | None = None,
-                   note: str = "") -> Trained:
-    """Factors of these ranks on the deployed model, trained on the device arithmetic, and encoded."""
+                   note: str = "", layout: Layout | None = None) -> Trained:
+    """Factors of these ranks on the deployed model, trained on the device arithmetic, and encoded for the
+    deployed file whose tensors are ``layout`` (default: the model's RCW file)."""
     if progress is not None:
         progress.stage(f"training factors of ranks {describe_ranks(ranks)}{note}", train_config.epochs,
                        len(train_data[0]))
     delta_set = factorise(deployed, ranks, factors)
     fit(delta_set, *train_data, train_config, epoch_callback(progress))
-    payload, length = delta_set.encode()
+    payload, length = delta_set.encode(layout)
     return Trained(delta_set, payload, length, ranks)
 
 
 def train_under_budget(deployed: nn.Module, train_data: tuple[torch.Tensor, torch.Tensor], budget: int,
                        planner: Callable[[int], dict[str, int]], factors: FactorConfig, train_config: TrainConfig,
-                       progress: Progress | None = None) -> Trained:
+                       progress: Progress | None = None, layout: Layout | None = None) -> Trained:
     """The update ``planner`` plans for ``budget``, trained; planned again smaller while trained codes
     compress worse than the plan's (at most BUDGET_ATTEMPTS trainings). BudgetError if none fits."""
     planned, note = budget, ""
     ranks = planner(planned)
     for attempt in range(1, BUDGET_ATTEMPTS + 1):
-        trained = train_at_ranks(deployed, train_data, ranks, factors, train_config, progress, note)
+        trained = train_at_ranks(deployed, train_data, ranks, factors, train_config, progress, note, layout)
         if len(trained.payload) <= budget:
             return trained
         note = f" again, smaller (the last took {len(trained.payload)} bytes of a {budget}-byte budget)"
@@ -200,6 +212,7 @@ def finish_update(model: nn.Module, base_file: bytes, trained: Trained,
         accuracy_before=accuracy(load_file(model, base_file), *eval_data),
         accuracy_after=accuracy(load_file(model, target_file), *eval_data),
         full_model_bytes=full_model_bytes(target_file),
+        tensors=layout_shapes(file_layout(base_file)),
     )
 
 

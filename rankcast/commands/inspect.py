@@ -19,6 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--trust", type=Path, action="append", default=[], metavar="KEY.pub",
         help="check a manifest's signature against this public key (repeatable)",
     )
+    parser.add_argument(
+        "--model", type=Path, metavar="MODEL",
+        help="the model file (.tflite or RCW) a format-2 payload applies to: its records name tensors by "
+        "position, so listing them needs it (an .rcu keeps its own)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -28,5 +33,6 @@ def run(args: argparse.Namespace) -> int:
 
     keys = [load_verify_key(path) for path in args.trust]
     trusted = {key.key_id: key for key in keys} if keys else None
-    print(describe(args.file.read_bytes(), trusted))
+    model = None if args.model is None else args.model.read_bytes()
+    print(describe(args.file.read_bytes(), trusted, model))
     return 0

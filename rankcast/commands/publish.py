@@ -181,7 +181,7 @@ def _checked_update(path: Path, update):
     from codec.payload import iter_records
 
     try:
-        for _ in iter_records(update.payload, update.decompressed_length):
+        for _ in iter_records(update.payload, update.decompressed_length, layout=update.layout()):
             pass
     except UpdateError as exc:
         raise _input_error(f"{path} is damaged, its payload does not decode [{exc.code}]: {exc}; build it "

@@ -1,4 +1,4 @@
-"""Codec throughput: encode, decode and apply of rank-r updates to a model of N parameters.
+"""Codec throughput: encode, decode and apply of rank-r updates (payload format 2) to a model of N parameters.
 
 Prints a table and writes OUT/codec_bench.json. Decode is compared with plain zstd decompression of
 the same bytes, so the cost of strict validation is visible as a ratio measured in the same run.
@@ -75,9 +75,9 @@ def measure(parameters: int, rank: int, repeats: int) -> CodecBenchResult:
     model = wide_model(parameters)
     model_file = encode_weights(model)
     shapes = {name: tensor.shape for name, tensor in model.items()}
-    encode_s = _best_time(lambda: encode_payload(random_records(shapes, rank)), repeats)
-    payload, decompressed = encode_payload(random_records(shapes, rank))
-    decode_s = _best_time(lambda: sum(1 for _ in iter_records(payload, decompressed)), repeats)
+    encode_s = _best_time(lambda: encode_payload(random_records(shapes, rank), layout=model), repeats)
+    payload, decompressed = encode_payload(random_records(shapes, rank), layout=model)
+    decode_s = _best_time(lambda: sum(1 for _ in iter_records(payload, decompressed, layout=model)), repeats)
     plain = zstandard.ZstdDecompressor(dict_data=zstd_dictionary())
     zstd_s = _best_time(lambda: plain.decompress(payload), repeats)
     with tempfile.TemporaryDirectory() as workdir:

@@ -14,6 +14,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from codec.model_files import read_model_slots
 from codec.payload import encode_payload
 from codec.records import Record
 from publisher.errors import BudgetError, TargetError
@@ -33,8 +34,8 @@ from simulator.bench.scenarios import Scenario
 #: a validation split carved from the training data (docs/method.md); the test split played no part.
 LEARNING_RATES = {"finetune": 1e-2, "topk_sparse": 3e-2, "konecny": 3e-2, "factorised": 3e-2, "factorised_uv": 1e-2}
 OURS = ("factorised", "factorised_uv", "cli_default")
-#: Init seeds of successive training seeds are this far apart, so per-layer seeds (init seed + layer
-#: index) stay distinct and one msgpack byte (below 128) in seeded records.
+#: Init seeds of successive training seeds are this far apart, so per-layer seeds (init seed + the
+#: layer's place among the factored layers) stay distinct on the digits models.
 SEED_STRIDE = 16
 
 
@@ -79,8 +80,9 @@ class Context:
         return TrainConfig(epochs=self.epochs if epochs is None else epochs, lr=LEARNING_RATES[method])
 
     def measure(self, records: list[Record]) -> tuple[int, float]:
-        """Payload bytes, and test accuracy of the model a device rebuilds from them."""
-        payload, length = encode_payload(records)
+        """Payload bytes (format 2, every method alike), and test accuracy of the model a device rebuilds
+        from them."""
+        payload, length = encode_payload(records, layout=read_model_slots(memoryview(self.base_file)))
         model = updated_model(self.base, self.base_file, payload, length)
         return len(payload), accuracy(model, self.scenario.test.x, self.scenario.test.y)
 

@@ -11,7 +11,8 @@ import hashlib
 from pathlib import Path
 
 from codec.apply import apply_to_bytes
-from codec.model_files import model_suffix
+from codec.compact import layout_shapes
+from codec.model_files import model_suffix, read_model_slots
 from codec.update_file import UpdateFile, write_update_file
 from publisher.training.factorised import factorise, uniform_ranks
 from publisher.training.fit import fit
@@ -37,22 +38,24 @@ def build_scenario_update(
     model = build_model("mlp", seed=0)
     train(model, model.parameters(), data.base.x, data.base.y, TrainConfig(epochs=epochs))
     rcw = model_file(model.state_dict())
-    delta_set = factorise(model, uniform_ranks(model, rank))
-    fit(delta_set, data.update.x, data.update.y, TrainConfig(epochs=epochs, lr=DEFAULT_LR))
-    payload, length = delta_set.encode()
-    info = {
-        "scenario": name, "rank": rank, "epochs": epochs,
-        "base_accuracy": accuracy(model, data.test.x, data.test.y),
-        "accuracy": accuracy(updated_model(model, rcw, payload, length), data.test.x, data.test.y),
-    }
     if tflite:
         from publisher.tflite.export import export_tflite_bytes
 
         base = export_tflite_bytes(model, (1, *data.test.x.shape[1:]))[0]
     else:
         base = rcw
+    delta_set = factorise(model, uniform_ranks(model, rank))
+    fit(delta_set, data.update.x, data.update.y, TrainConfig(epochs=epochs, lr=DEFAULT_LR))
+    layout = read_model_slots(memoryview(base))
+    payload, length = delta_set.encode(layout)
+    info = {
+        "scenario": name, "rank": rank, "epochs": epochs,
+        "base_accuracy": accuracy(model, data.test.x, data.test.y),
+        "accuracy": accuracy(updated_model(model, base, payload, length), data.test.x, data.test.y),
+    }
     target, target_sha = apply_to_bytes(base, payload, length)
-    update = UpdateFile(payload, length, "delta", hashlib.sha256(base).digest(), target_sha, info)
+    update = UpdateFile(payload, length, "delta", hashlib.sha256(base).digest(), target_sha, info,
+                        layout_shapes(layout))
     suffix = model_suffix(base)
     paths = workdir / f"{name}-base{suffix}", workdir / f"{name}-update.rcu", workdir / f"{name}-target{suffix}"
     paths[0].write_bytes(base)

@@ -72,7 +72,7 @@ def fleet_inputs(base: bytes, update: UpdateFile, names: tuple[str, ...] = STRAT
     if update.target_sha256 is None:
         update = UpdateFile(update.payload, update.decompressed_length, update.payload_kind,
                             update.base_sha256 or hashlib.sha256(base).digest(), hashlib.sha256(target).digest(),
-                            update.info)
+                            update.info, update.tensors)
     made = {"full": lambda: full_update(target), "factorised": lambda: update}
     return FleetInputs(base, target, tuple(Strategy(name, made[name]()) for name in names))
 

@@ -4,7 +4,8 @@
 subnormal; three .tflite: an MLP, a CNN with a depthwise convolution, an MLP of subnormal weights) and,
 for each, payloads of every record kind: low-rank factors in every code width (b1, trit, i4, i8, i16),
 unseeded or with a seeded U or V, at rank 1 and 8; dense records (f32, per-row i8, i4 set); sparse records
-(f32 add, i8 set); and one full release. It records the sha256 each payload gives there.
+(f32 add, i8 set), each in payload format 1 and again in format 2 (the case's name ending in FORMAT_2);
+and one full release. It records the sha256 each payload gives there.
 
 ``apply_cases(folder)`` (the device's CPU) first runs the device's own TFLite runtime on a model, as a
 device does at its first canary check (tflite-runtime's aarch64 wheel turns on flush-to-zero then), and
@@ -141,6 +142,10 @@ def _sparse(rng: np.random.Generator, name: str, shape: tuple[int, ...], mode: s
     return sparse_record(name, shape, positions, rng.standard_normal(positions.size) * size, mode, dtype)
 
 
+#: The suffix of a case's twin in payload format 2 (the same records, so the same sha256).
+FORMAT_2 = "@format2"
+
+
 def write_cases(folder: Path) -> dict[str, str]:
     """Write the model files and every payload under ``folder``; returns case -> sha256 hex here."""
     folder = Path(folder)
@@ -149,12 +154,14 @@ def write_cases(folder: Path) -> dict[str, str]:
     index: dict[str, dict] = {}
     for number, (file_name, model) in enumerate(model_files().items()):
         (folder / "models" / file_name).write_bytes(model)
+        layout = read_model_slots(memoryview(model))
         for kind, records in payloads(model, "subnormal" in file_name, seed=number).items():
-            index[f"{file_name}/{kind}"] = {"model": file_name, "records": records}
-    index["full/mlp.tflite"] = {"model": "rcw.rcw", "records": [full_record(make_tflite(8))]}
+            index[f"{file_name}/{kind}"] = {"model": file_name, "records": records, "layout": None}
+            index[f"{file_name}/{kind}{FORMAT_2}"] = {"model": file_name, "records": records, "layout": layout}
+    index["full/mlp.tflite"] = {"model": "rcw.rcw", "records": [full_record(make_tflite(8))], "layout": None}
     cases = {}
     for number, (name, case) in enumerate(index.items()):
-        payload, length = encode_payload(case["records"])
+        payload, length = encode_payload(case["records"], layout=case["layout"])
         (folder / "payloads" / f"{number:03d}.bin").write_bytes(payload)
         cases[name] = {"model": case["model"], "payload": f"{number:03d}.bin", "length": length}
     (folder / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")

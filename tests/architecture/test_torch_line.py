@@ -30,7 +30,7 @@ HARNESS_TORCH = ("simulator.bench.scenarios", "simulator.bench.methods", "simula
                  "simulator.bench.trained", "simulator.bench.baselines.full_finetune",
                  "simulator.bench.baselines.bitdelta", "simulator.bench.baselines.konecny",
                  "simulator.bench.baselines.topk", "simulator.bench.runtimes", "simulator.bench.architectures",
-                 "simulator.bench.throughput", "simulator.bench.low_rank_path",
+                 "simulator.bench.throughput", "simulator.bench.low_rank_path", "simulator.bench.record_overhead",
                  "simulator.demo")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codec import encode_payload, lowrank_record
+from codec import encode_payload, encode_weights, lowrank_record, read_slots
 
 # Runs the CLI with `import torch` made impossible, and fails if anything imported torch anyway.
 _RUNNER = """
@@ -45,3 +45,21 @@ def test_keygen_and_inspect_run_without_torch(tmp_path: Path) -> None:
     shown = _rankcast("inspect", str(tmp_path / "update.bin"))
     assert shown.returncode == 0, shown.stderr
     assert "fc.weight" in shown.stdout and "rank 1" in shown.stdout
+
+
+def test_inspect_lists_a_format_2_payload_with_the_model_it_applies_to(tmp_path: Path) -> None:
+    model = encode_weights({"fc.weight": np.zeros((4, 3)), "fc.bias": np.zeros(4)})
+    (tmp_path / "model.rcw").write_bytes(model)
+    record = lowrank_record("fc.weight", (4, 3), np.ones((4, 1)), np.ones((1, 3)))
+    payload, _ = encode_payload([record], layout=read_slots(model))
+    (tmp_path / "update.bin").write_bytes(payload)
+    alone = _rankcast("inspect", str(tmp_path / "update.bin"))
+    assert alone.returncode == 0, alone.stderr
+    assert "format 2" in alone.stdout and "--model FILE" in alone.stdout and "fc.weight" not in alone.stdout
+    shown = _rankcast("inspect", str(tmp_path / "update.bin"), "--model", str(tmp_path / "model.rcw"))
+    assert shown.returncode == 0, shown.stderr
+    assert "fc.weight" in shown.stdout and "rank 1" in shown.stdout and "4x3" in shown.stdout
+    other = encode_weights({"fc.bias": np.zeros(4)})
+    (tmp_path / "other.rcw").write_bytes(other)
+    wrong = _rankcast("inspect", str(tmp_path / "update.bin"), "--model", str(tmp_path / "other.rcw"))
+    assert wrong.returncode != 0 and "model-mismatch" in wrong.stderr and "Traceback" not in wrong.stderr

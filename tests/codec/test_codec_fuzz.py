@@ -48,8 +48,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarn
 SEED = int(os.environ.get("RANKCAST_FUZZ_SEED", "20241125"))
 SCALE = int(os.environ.get("RANKCAST_FUZZ_SCALE", "1"))  # more cases per target when exploring
 CASES = {name: count * SCALE for name, count in
-         {"payload": 700, "document": 1000, "envelope": 600, "resigned": 600, "rcw": 700, "root": 600,
-          "root-resigned": 600}.items()}  # 4,800 in all
+         {"payload": 700, "document": 1000, "compact": 1000, "envelope": 600, "resigned": 600, "rcw": 700,
+          "root": 600, "root-resigned": 600}.items()}  # 5,800 in all
 CASE_SECONDS = 5.0  # one case taking longer counts as a hang
 TARGET_SECONDS = 45.0  # a bound on each target's whole run
 
@@ -180,7 +180,8 @@ def apply_to_copy(path: Path, model: bytes, payload: bytes, declared: int) -> No
 def test_mutated_payloads_decode_or_raise_codec_errors(
     sample_records: list[Record], model_bytes: bytes, tmp_path: Path
 ) -> None:
-    encoded = [encode_payload(corpus(sample_records), level=19), encode_payload([full_record(model_bytes)], level=19)]
+    encoded = [encode_payload(corpus(sample_records), level=19), encode_payload([full_record(model_bytes)], level=19),
+               encode_payload(corpus(sample_records), level=19, layout=read_slots(model_bytes))]
     lengths = {payload: length for payload, length in encoded}
 
     def check(data: bytes, rng: random.Random) -> None:
@@ -201,6 +202,22 @@ def test_mutated_documents_decode_and_apply_or_raise_codec_errors(
         apply_to_copy(tmp_path / "model.rcw", model_bytes, compress(data, level=1), len(data))
 
     run_target("document", documents, check)
+
+
+def test_mutated_format_2_documents_decode_and_apply_or_raise_codec_errors(
+    sample_records: list[Record], model_bytes: bytes, tmp_path: Path
+) -> None:
+    layout = read_slots(model_bytes)
+    records = corpus(sample_records)
+    quarter = pack(np.full(1, 0.25, np.float32), "f32")
+    seeded_u = replace(records[0], u=SeededSigns(records[0].u.shape, 99), u_scale=quarter)
+    # Two seeded records whose seeds do not follow each other: the second one's head carries its seed.
+    documents = [encode_document(records, layout), encode_document([seeded_u, *records[1:]], layout)]
+
+    def check(data: bytes, rng: random.Random) -> None:
+        apply_to_copy(tmp_path / "model.rcw", model_bytes, compress(data, level=1), len(data))
+
+    run_target("compact", documents, check)
 
 
 def test_mutated_manifest_envelopes_raise_codec_errors(

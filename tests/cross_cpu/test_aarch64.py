@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.testbed.golden import write_cases
+from simulator.testbed.golden import FORMAT_2, write_cases
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,9 @@ def test_every_golden_release_gives_the_same_sha256_on_aarch64(golden, name: str
     module, numpy_major = RUNTIMES[name]
     assert (there["machine"], there["runtime"]) == ("aarch64", module) != (platform.machine(), None)
     assert there["numpy"].startswith(numpy_major)
-    assert len(here) > 150 and there["sha256"] == here
+    assert len(here) > 300 and there["sha256"] == here
+    twins = [name for name in here if name.endswith(FORMAT_2)]
+    assert len(twins) > 150 and all(here[twin] == here[twin.removesuffix(FORMAT_2)] for twin in twins)
 
 
 def test_tflite_runtime_on_aarch64_really_leaves_flush_to_zero_on(golden) -> None:

@@ -25,11 +25,13 @@ def full_model_records(tuned: nn.Module) -> list[Record]:
 
 
 def delta_records(deltas: Mapping[str, torch.Tensor], dtype: str) -> list[Record]:
-    """(b) One dense ``add`` record per changed tensor; codes use a scale per row (per tensor for 1-D)."""
+    """(b) One dense ``add`` record per changed tensor; codes use a bfloat16 scale per row (per tensor
+    for 1-D), as trained records do."""
     if dtype not in DELTA_DTYPES:
         raise ValueError(f"delta dtype must be one of {DELTA_DTYPES}")
     return [
-        dense_record(name, delta.numpy(), "add", dtype, per_row=delta.dim() > 1 and dtype != "f32")
+        dense_record(name, delta.numpy(), "add", dtype, per_row=delta.dim() > 1 and dtype != "f32",
+                     bfloat16_scales=True)
         for name, delta in deltas.items()
         if bool(delta.any())
     ]

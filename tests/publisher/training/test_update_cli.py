@@ -73,7 +73,7 @@ def test_build_sends_only_the_smaller_factors_as_trit_codes_within_the_budget(tm
     assert summary["update_bytes"] <= 300 and summary["accuracy_after"] > summary["accuracy_before"]
     update = read_update_file(tmp_path / "update.rcu")
     assert update.target_sha256 is None
-    records = list(decode_payload(update.payload, update.decompressed_length))
+    records = list(decode_payload(update.payload, update.decompressed_length, layout=update.layout()))
     assert records and all(isinstance(r.u, SeededSigns) != isinstance(r.v, SeededSigns) for r in records)
     assert {(r.v if isinstance(r.u, SeededSigns) else r.u).dtype for r in records} == {"trit"}
 
@@ -83,7 +83,7 @@ def test_both_factors_build_sends_u_and_v_within_the_budget(tmp_path, files):
     summary = _build(tmp_path, files, "--budget", "500", "--both-factors", "--codes", "b1")
     assert summary["update_bytes"] <= 500
     update = read_update_file(tmp_path / "update.rcu")
-    records = list(decode_payload(update.payload, update.decompressed_length))
+    records = list(decode_payload(update.payload, update.decompressed_length, layout=update.layout()))
     assert records and all(r.u.dtype == r.v.dtype == "b1" for r in records)
 
 
