@@ -15,11 +15,16 @@ _TRUNCATED = "the payload ends in the middle of its document (truncated?)"
 
 
 def read_exactly(unpacker: msgpack.Unpacker, length: int) -> bytes:
-    """The next ``length`` raw bytes; FormatError when the document ends first."""
-    data = unpacker.read_bytes(length)
-    if len(data) != length:
-        raise FormatError(_TRUNCATED)
-    return data
+    """The next ``length`` raw bytes; FormatError when the document ends first. (One ``read_bytes`` may
+    return fewer: past the unpacker's buffer it makes a single read of the stream.)"""
+    pieces, left = [], length
+    while left:
+        piece = unpacker.read_bytes(left)
+        if not piece:
+            raise FormatError(_TRUNCATED)
+        pieces.append(piece)
+        left -= len(piece)
+    return b"".join(pieces)
 
 
 def read_str(unpacker: msgpack.Unpacker, max_bytes: int) -> str:

@@ -110,6 +110,17 @@ def test_both_formats_apply_to_the_same_bytes(model: bytes) -> None:
     assert first == second and first[0] != model
 
 
+def test_records_larger_than_a_read_of_the_stream_come_back_whole() -> None:
+    """A device reads the decompressed stream 64 KiB at a time; a record's codes may span many reads."""
+    rng = np.random.default_rng(2)
+    big = encode_weights({"wide.weight": np.zeros((300, 400)), "wide.bias": np.zeros(300)})
+    records = [dense_record("wide.weight", rng.normal(size=(300, 400))), dense_record("wide.bias", np.ones(300))]
+    payload, length = encode_payload(records, layout=read_slots(big))
+    assert length > 4 * 65536
+    assert decode_payload(payload, length, layout=read_slots(big)) == records
+    assert apply_to_bytes(big, payload, length) == apply_to_bytes(big, *encode_payload(records))
+
+
 def test_a_full_record_stays_in_format_1_even_with_a_layout(model: bytes) -> None:
     payload, length = encode_payload([full_record(b"a model file")], layout=read_slots(model))
     assert payload_format(payload, length) == 1
