@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-import msgpack
 import zstandard
 
 from codec.compact import COMPACT_FORMAT, Layout
@@ -35,8 +34,8 @@ def describe(data: bytes, trusted_keys: Mapping[str, VerifyKey] | None = None, m
 
 
 def describe_payload(payload: bytes, decompressed_length: int | None = None, layout: Layout | None = None) -> str:
-    """One line per record: kind, name, shape, rank or dtype, and its bytes as a format-1 record. A format-2
-    payload needs ``layout`` (the tensors of the model it applies to) for that; without, one line says so."""
+    """One line per record: kind, name, shape, rank or dtype, and the bytes of its codes. A format-2 payload
+    needs ``layout`` (the tensors of the model it applies to) for that; without, one line says so."""
     if decompressed_length is None:
         try:
             declared = zstandard.get_frame_parameters(payload).content_size
@@ -50,16 +49,25 @@ def describe_payload(payload: bytes, decompressed_length: int | None = None, lay
     if version == COMPACT_FORMAT and layout is None:
         return "\n".join(lines + ["  its records refer to the model's tensors by position: pass the model file "
                                   "they apply to (rankcast inspect PAYLOAD --model FILE) to list them"])
-    lines.append(f"  {'kind':8} {'tensor':32} {'shape':>18} {'detail':>18} {'bytes':>10}")
+    lines.append(f"  {'kind':8} {'tensor':32} {'shape':>18} {'detail':>18} {'code bytes':>10}")
     count = 0
     for record in iter_records(payload, decompressed_length, layout=layout):
         count += 1
-        size = len(msgpack.packb(record.to_msgpack()))
+        size = _code_bytes(record)
         shape = "x".join(map(str, getattr(record, "shape", ()))) or "-"
         lines.append(f"  {record.kind:8} {record.name[:32]:32} {shape:>18} {_detail(record):>18} {size:>10,}")
         lines += _seeded_lines(record)
     lines.append(f"{count} records")
     return "\n".join(lines)
+
+
+def _code_bytes(record: Record) -> int:
+    """The bytes of what a record carries (codes, values, gaps; a full record's file), before zstd."""
+    if isinstance(record, LowRankRecord):
+        return sum(len(factor.data) for factor in (record.u, record.v) if not isinstance(factor, SeededSigns))
+    if isinstance(record, SparseRecord):
+        return len(record.gaps.data) + len(record.values.data)
+    return len(record.data) if isinstance(record, FullRecord) else len(record.values.data)
 
 
 def _detail(record: Record) -> str:
