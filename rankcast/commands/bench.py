@@ -9,7 +9,7 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench",
-        help="benchmarks: update size vs accuracy (default), codec, fleet, TFLite runtimes, device cost",
+        help="benchmarks: update size vs accuracy (default), codec, record overhead, fleet, runtimes, device cost",
         description="updates: trains the factorised update and every baseline on the digits scenarios and "
         "reports accuracy against real update bytes (DIR/bench.json, DIR/bench.png). "
         "codec: encode, decode and apply throughput and apply's peak memory for 10M- and 50M-parameter models "
