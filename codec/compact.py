@@ -112,17 +112,17 @@ def encode_compact(records: Sequence[Record], layout: Layout) -> bytes:
     placed = sorted((_position(record, positions, layout), index) for index, record in enumerate(records))
     if len({position for position, _ in placed}) != len(placed):
         raise FormatError("record names must be unique within a payload")
-    seeds = [_seeded_factor(records[index]).seed for _, index in placed if _seeded_factor(records[index])]
-    base_seed = seeds[0] if seeds else 0
+    ordered = [records[index] for _, index in placed]
+    seeded_factors = [_seeded_factor(record) for record in ordered]
+    base_seed = next((factor.seed for factor in seeded_factors if factor is not None), 0)
     heads, scales, data = bytearray(), [], []
     previous, seeded = -1, 0
-    for position, index in placed:
-        record = records[index]
+    for (position, _), record, factor in zip(placed, ordered, seeded_factors, strict=True):
         form, numbers, record_scales, record_data = _columns(record, base_seed + seeded)
         heads += b"".join(encode_uvarint(number) for number in (position - previous - 1, form, *numbers))
         scales += record_scales
         data += record_data
-        previous, seeded = position, seeded + (_seeded_factor(record) is not None)
+        previous, seeded = position, seeded + (factor is not None)
     values = np.concatenate(scales) if scales else np.zeros(0, np.float32)
     scale_dtype = "bf16" if is_bfloat16(values) else "f32"
     document = {

@@ -17,7 +17,7 @@ import msgpack
 
 from codec.errors import FormatError, LimitError
 from codec.limits import MIB, Limits
-from codec.msgpack_reads import read_str
+from codec.msgpack_reads import read_bin_length, read_str
 from codec.payload import (
     PAYLOAD_FORMAT,
     READ_SIZE,
@@ -34,7 +34,6 @@ from codec.records import read_name
 #: Bytes copied at a time from the decompressed stream to the file.
 PIECE = 1 * MIB
 _FULL_KEYS = {"kind", "name", "data"}
-_BIN_LENGTH_BYTES = {0xC4: 1, 0xC5: 2, 0xC6: 4}
 
 
 def starts_with_full_record(payload: Payload, decompressed_length: int, limits: Limits) -> bool:
@@ -97,14 +96,11 @@ def write_full_record(payload: Payload, decompressed_length: int, limits: Limits
 def _copy_bin(unpacker: msgpack.Unpacker, room: int, out: BinaryIO) -> int:
     """Copy a msgpack bin of at most ``room`` bytes (header included) from the stream to ``out`` in
     pieces; returns its length."""
-    marker = unpacker.read_bytes(1)
-    if not marker or marker[0] not in _BIN_LENGTH_BYTES:
-        raise FormatError("a full record's data must be bytes (msgpack bin)")
-    size_bytes = unpacker.read_bytes(_BIN_LENGTH_BYTES[marker[0]])
-    length = int.from_bytes(size_bytes, "big")
-    if len(size_bytes) != _BIN_LENGTH_BYTES[marker[0]] or length == 0:
+    start = unpacker.tell()
+    length = read_bin_length(unpacker, "full record's data")
+    if length == 0:
         raise FormatError("a full record's data must be non-empty bytes")
-    if 1 + len(size_bytes) + length > room:
+    if unpacker.tell() - start + length > room:
         raise LimitError(f"a full record's data of {length} bytes exceeds the record limit")
     left = length
     while left:
