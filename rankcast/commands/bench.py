@@ -10,8 +10,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench",
         help="benchmarks: update size vs accuracy (default), codec, record overhead, fleet, runtimes, device cost",
-        description="updates: trains the factorised update and every baseline on the digits scenarios and "
-        "reports accuracy against real update bytes (DIR/bench.json, DIR/bench.png). "
+        description="updates: tunes and trains the factorised update and every baseline on three scenarios "
+        "(refine, drift, newtask) on digits (MLP, CNN), MNIST (ResNet-8) and MNIST-1D (1-D CNN), and reports "
+        "accuracy against real update bytes (DIR/bench.json, DIR/bench.png); --cases picks some. "
         "codec: encode, decode and apply throughput and apply's peak memory for 10M- and 50M-parameter models "
         "with rank-8 updates (DIR/codec_bench.json). "
         "records: what a record costs besides its codes in payload formats 1 and 2, on trained updates of a "
@@ -29,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out"), metavar="DIR", help="output directory")
     parser.add_argument("--jobs", type=_at_least_one, default=None, metavar="N",
                         help="updates: cases run in N processes at once (default: one per CPU core)")
+    parser.add_argument("--cases", type=_case_names, default=None, metavar="NAMES",
+                        help="updates: only the cases of these data sets, scenarios, models or "
+                        "DATASET/SCENARIO/MODEL labels, comma-separated (e.g. mnist,mnist1d; default all)")
     parser.add_argument("--params", type=float, nargs="+", default=[10e6, 50e6], metavar="N",
                         help="codec: model sizes in parameters (default 10e6 50e6)")
     parser.add_argument("--rank", type=int, default=8, help="codec: rank of every update")
@@ -51,6 +55,16 @@ def _at_least_one(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value}: need at least 1")
     return value
+
+
+def _case_names(text: str) -> str:
+    from simulator.bench.cases import select
+
+    try:
+        select(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,4 +90,4 @@ def run(args: argparse.Namespace) -> int:
         return run_scale_bench(args.devices, args.out, link=args.link)
     from simulator.bench.updates import run_update_bench
 
-    return run_update_bench(quick=args.quick, out=args.out, jobs=args.jobs)
+    return run_update_bench(quick=args.quick, out=args.out, jobs=args.jobs, cases=args.cases)

@@ -1,8 +1,9 @@
 """Each update method of the benchmark as one function: a knob sweep -> (knob, bytes, accuracy) points.
 
-Every method trains on the scenario's update data within the same epoch budget, every update is
-encoded to real bytes, and every accuracy is that of the model a device rebuilds from those bytes
-(publisher.training.reconstruct), measured on the held-out test split.
+Every method trains on the scenario's update data within the same epoch budget, at the learning rate
+its tuning chose on a validation split (simulator.bench.tuning), every update is encoded to real bytes,
+and every accuracy is that of the model a device rebuilds from those bytes
+(publisher.training.reconstruct), measured on the scenario's test split.
 """
 
 from __future__ import annotations
@@ -28,11 +29,9 @@ from publisher.training.reconstruct import load_file, model_file, updated_model
 from publisher.training.spectrum_ranks import allocate_ranks
 from publisher.training.targeted import Target, build_targeted
 from simulator.bench.baselines import bitdelta, full_finetune, konecny, patch, topk
+from simulator.bench.cases import Schedule
 from simulator.bench.scenarios import Scenario
 
-#: Learning rates per method, each the best of {3e-3, 1e-2, 3e-2} ({1e-2, 3e-2, 1e-1} for factorised) on
-#: a validation split carved from the training data (docs/method.md); the test split played no part.
-LEARNING_RATES = {"finetune": 1e-2, "topk_sparse": 3e-2, "konecny": 3e-2, "factorised": 3e-2, "factorised_uv": 1e-2}
 OURS = ("factorised", "factorised_uv", "cli_default")
 #: Init seeds of successive training seeds are this far apart, so per-layer seeds (init seed + the
 #: layer's place among the factored layers) stay distinct on the digits models.
@@ -57,11 +56,8 @@ class Sweeps:
     delta_dtypes: tuple[str, ...] = full_finetune.DELTA_DTYPES
     patch_levels: tuple[int, ...] = patch.PATCH_LEVELS
     calibration_epochs: int = 5
-    #: The paper's U·V form is a reference, not a contender: it may be swept over fewer budgets.
-    uv_budgets: tuple[int, ...] | None = None
-    #: Training seeds per trained point (accuracy averaged): one seed's luck moves accuracy by about a
-    #: point on these 450 test images, as much as the target's margin.
-    seeds: int = 1
+    #: How many weight tensors BitDelta sends at each point; None: every count from one to all.
+    bitdelta_counts: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -71,13 +67,19 @@ class Context:
     scenario: Scenario
     base: nn.Module
     base_file: bytes
-    epochs: int
+    schedule: Schedule
     sweeps: Sweeps
+    #: The learning rate of each trained method (simulator.bench.tuning).
+    lrs: dict[str, float]
     warmup: dict[str, torch.Tensor]
     tuned: nn.Module
 
+    @property
+    def epochs(self) -> int:
+        return self.schedule.epochs
+
     def config(self, method: str, epochs: int | None = None) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs if epochs is None else epochs, lr=LEARNING_RATES[method])
+        return TrainConfig(epochs=self.epochs if epochs is None else epochs, lr=self.lrs[method])
 
     def measure(self, records: list[Record]) -> tuple[int, float]:
         """Payload bytes (format 2, every method alike), and test accuracy of the model a device rebuilds
@@ -90,7 +92,7 @@ class Context:
         """Build (``build(seed=init_seed)``) and fit a delta set once per training seed; the point has the
         mean payload bytes and the mean accuracy of the rebuilt models."""
         sizes, accuracies = [], []
-        for seed in range(self.sweeps.seeds):
+        for seed in range(self.schedule.seeds):
             delta_set = build(seed=SEED_STRIDE * seed)
             fit(delta_set, self.scenario.update.x, self.scenario.update.y, replace(config, seed=seed))
             size, accuracy_ = self.measure(delta_set.records())
@@ -104,13 +106,14 @@ def warmup_epochs(epochs: int) -> int:
     return max(1, epochs // 8)
 
 
-def prepare(scenario: Scenario, base: nn.Module, epochs: int, sweeps: Sweeps) -> Context:
-    """Fine-tune fully (the reference and the source of baselines a-c, f) and run the warm-up."""
+def context(scenario: Scenario, base: nn.Module, schedule: Schedule, sweeps: Sweeps, lrs: dict[str, float]) -> Context:
+    """Fine-tune fully at ``lrs["finetune"]`` (the reference and the source of baselines a-c, f) and run
+    the warm-up."""
     data = (scenario.update.x, scenario.update.y)
-    tuned = finetune(base, *data, TrainConfig(epochs=epochs, lr=LEARNING_RATES["finetune"]))
-    warm = finetune(base, *data, TrainConfig(epochs=warmup_epochs(epochs), lr=LEARNING_RATES["finetune"]))
-    warmup = weight_deltas(base, warm)
-    return Context(scenario, base, model_file(base.state_dict()), epochs, sweeps, warmup, tuned)
+    tuned = finetune(base, *data, TrainConfig(epochs=schedule.epochs, lr=lrs["finetune"]))
+    warm = finetune(base, *data, TrainConfig(epochs=warmup_epochs(schedule.epochs), lr=lrs["finetune"]))
+    return Context(scenario, base, model_file(base.state_dict()), schedule, sweeps, dict(lrs),
+                   weight_deltas(base, warm), tuned)
 
 
 def full_model(ctx: Context) -> Iterator[Point]:
@@ -132,26 +135,26 @@ def zstd_patch(ctx: Context) -> Iterator[Point]:
         yield Point("zstd_patch", f"level {level}", len(data), accuracy(model, test.x, test.y))
 
 
-def topk_sparse(ctx: Context) -> Iterator[Point]:
-    config = ctx.config("topk_sparse", ctx.epochs - warmup_epochs(ctx.epochs))
+def topk_sparse(ctx: Context, method: str = "topk_sparse", dtype: str = "i8") -> Iterator[Point]:
+    config = ctx.config(method, ctx.epochs - warmup_epochs(ctx.epochs))
     for density in ctx.sweeps.densities:
         positions = topk.topk_positions(ctx.warmup, density)
-        build = partial(_topk_set, ctx.base, positions)
-        yield ctx.trained_point("topk_sparse", f"density {density:g}", build, config)
+        build = partial(_topk_set, ctx.base, positions, dtype)
+        yield ctx.trained_point(method, f"density {density:g}", build, config)
 
 
-def konecny_lowrank(ctx: Context) -> Iterator[Point]:
+def konecny_lowrank(ctx: Context, method: str = "konecny", dtype: str = "i8") -> Iterator[Point]:
     for rank in ctx.sweeps.konecny_ranks:
-        build = partial(konecny.structured_delta_set, ctx.base, rank, small=False)
-        yield ctx.trained_point("konecny", f"rank {rank}", build, ctx.config("konecny"))
+        build = partial(konecny.structured_delta_set, ctx.base, rank, small=False, dtype=dtype)
+        yield ctx.trained_point(method, f"rank {rank}", build, ctx.config(method))
 
 
 def bitdelta_sign(ctx: Context) -> Iterator[Point]:
     deltas = weight_deltas(ctx.base, ctx.tuned)
     ranked = bitdelta.ranked_tensors(ctx.base, deltas)
-    calibration = ctx.config("finetune", ctx.sweeps.calibration_epochs)
+    calibration = ctx.config("bitdelta", ctx.sweeps.calibration_epochs)
     update = ctx.scenario.update
-    for count in range(1, len(ranked) + 1):
+    for count in ctx.sweeps.bitdelta_counts or range(1, len(ranked) + 1):
         delta_set = bitdelta.sign_delta_set(ctx.base, deltas, ranked[:count])
         parameters = delta_set.trainable_parameters()
         train(delta_set.model, parameters, update.x, update.y, calibration, freeze_norm_statistics=True)
@@ -166,7 +169,7 @@ def factorised(ctx: Context) -> Iterator[Point]:
 
 def factorised_uv(ctx: Context) -> Iterator[Point]:
     """The paper's form: U and V both trained and sent (trit codes), ranks allocated under each budget."""
-    yield from _budget_sweep(ctx, "factorised_uv", BOTH_FACTORS, ctx.sweeps.uv_budgets or ctx.sweeps.budgets)
+    yield from _budget_sweep(ctx, "factorised_uv", BOTH_FACTORS, ctx.sweeps.budgets)
 
 
 def cli_default(ctx: Context) -> Iterator[Point]:
@@ -203,17 +206,22 @@ def _factorised_set(base: nn.Module, ranks: dict[str, int], config: FactorConfig
     return factorise(base, ranks, replace(config, seed=seed))
 
 
-def _topk_set(base: nn.Module, positions: dict, *, seed: int) -> DeltaSet:
+def _topk_set(base: nn.Module, positions: dict, dtype: str, *, seed: int) -> DeltaSet:
     """Top-k's values start at zero: only the order of the training data depends on the seed."""
-    return topk.sparse_delta_set(base, positions, small=False)
+    return topk.sparse_delta_set(base, positions, small=False, dtype=dtype)
 
 
+#: Every method that trains, with its learning rate tuned per case (simulator.bench.tuning).
+TRAINED = ("finetune", "topk_sparse", "topk_trit", "konecny", "konecny_trit", "bitdelta", "factorised",
+           "factorised_uv")
 METHODS: dict[str, Callable[[Context], Iterator[Point]]] = {
     "full_model": full_model,
     "finetune_delta": finetune_delta,
     "zstd_patch": zstd_patch,
     "topk_sparse": topk_sparse,
+    "topk_trit": partial(topk_sparse, method="topk_trit", dtype="trit"),
     "konecny": konecny_lowrank,
+    "konecny_trit": partial(konecny_lowrank, method="konecny_trit", dtype="trit"),
     "bitdelta": bitdelta_sign,
     "factorised": factorised,
     "factorised_uv": factorised_uv,

@@ -17,7 +17,7 @@ OURS_STYLE = {
 
 
 def plot_bench(results: Sequence[Any], path: Path) -> None:
-    """One panel per bench case (objects with name, model, points, target_accuracy); saved as PNG."""
+    """One panel per bench case (objects with dataset, name, model, role, points, target_accuracy); saved as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,7 +35,8 @@ def plot_bench(results: Sequence[Any], path: Path) -> None:
         axis.axhline(result.target_accuracy, linestyle="--", color="grey", linewidth=1,
                      label=f"target: full fine-tune {result.full_finetune_accuracy:.3f} minus the margin")
         axis.set_xscale("log")
-        axis.set_title(f"{result.name} / {result.model}\n{_at_target(result)}", fontsize=9)
+        axis.set_title(f"{result.dataset} / {result.name} / {result.model} ({result.role})\n{_at_target(result)}",
+                       fontsize=9)
         axis.set_xlabel("update bytes (msgpack + zstd)")
         axis.set_ylabel("test accuracy of the rebuilt model")
         axis.set_ylim(max(0.0, result.target_accuracy - 0.25), 1.0)

@@ -30,7 +30,8 @@ from device_client.tflite_runtime import interpreter_class, run
 from publisher.tflite.canary import DEFAULT_ATOL, DEFAULT_RTOL
 from publisher.tflite.export import export_tflite_bytes
 from publisher.training.loop import TrainConfig, train
-from simulator.bench.scenarios import build_model, scenario
+from simulator.bench.models import build_model
+from simulator.bench.scenarios import scenario
 
 EXAMPLES = 64
 _RUN = """

@@ -19,7 +19,8 @@ from publisher.training.fit import fit
 from publisher.training.loop import TrainConfig, accuracy, train
 from publisher.training.reconstruct import model_file, updated_model
 from publisher.training.update import DEFAULT_LR
-from simulator.bench.scenarios import build_model, scenario
+from simulator.bench.models import build_model
+from simulator.bench.scenarios import scenario
 
 
 def build_scenario_update(

@@ -27,6 +27,8 @@ PUBLISHER_TORCH_FREE = ("publisher.training.rank_policy",)
 #: The harness's training parts need torch too; the device environment never imports them. The codec and
 #: fleet-scale benchmarks, the plot and the zstd patch baseline do not.
 HARNESS_TORCH = ("simulator.bench.scenarios", "simulator.bench.methods", "simulator.bench.updates",
+                 "simulator.bench.datasets", "simulator.bench.models", "simulator.bench.cases",
+                 "simulator.bench.tuning",
                  "simulator.bench.trained", "simulator.bench.baselines.full_finetune",
                  "simulator.bench.baselines.bitdelta", "simulator.bench.baselines.konecny",
                  "simulator.bench.baselines.topk", "simulator.bench.runtimes", "simulator.bench.architectures",

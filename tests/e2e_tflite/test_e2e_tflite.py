@@ -31,7 +31,8 @@ from publisher.training.factorised import FactorConfig, factorise, uniform_ranks
 from publisher.training.fit import fit
 from publisher.training.loop import TrainConfig, accuracy, predict, train
 from publisher.training.reconstruct import model_file, updated_model
-from simulator.bench.scenarios import build_model, scenario
+from simulator.bench.models import build_model
+from simulator.bench.scenarios import scenario
 from simulator.testbed import synthetic
 from simulator.testbed.broker import Broker
 from simulator.testbed.devices import DeviceHome, DeviceThread

@@ -3,7 +3,7 @@
 DGC sends only the largest accumulated gradient entries. As an update method: a short full fine-tune
 (the warm-up) accumulates each weight's change, the ``density`` largest changes of each weight tensor
 (by magnitude, per layer as DGC selects) become the mask, and training restarts from the deployed
-model with only those entries (and the biases) free. Values travel as a sparse record of i8 codes.
+model with only those entries (and the biases) free. Values travel as a sparse record of i8 codes (or trit).
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ def topk_positions(deltas: Mapping[str, torch.Tensor], density: float) -> dict[s
     return positions
 
 
-def sparse_delta_set(base: nn.Module, positions: Mapping[str, np.ndarray], small: bool = True) -> DeltaSet:
-    """The deployed model with trainable values at ``positions`` (and dense biases when ``small``)."""
+def sparse_delta_set(base: nn.Module, positions: Mapping[str, np.ndarray], small: bool = True,
+                     dtype: str = "i8") -> DeltaSet:
+    """The deployed model with trainable ``dtype`` values at ``positions`` (and dense i8 biases when ``small``)."""
     deltas: dict[str, Delta] = {}
     for name, parameter in base.named_parameters():
         shape = tuple(parameter.shape)
         if name in positions:
-            deltas[name] = SparseDelta(shape, positions[name], "i8")
+            deltas[name] = SparseDelta(shape, positions[name], dtype)
         elif small and parameter.dim() <= 1:
             deltas[name] = DenseDelta(shape, "i8")
     return DeltaSet(base, deltas)

@@ -11,7 +11,7 @@ from simulator.bench.updates import CaseResult, Point
 def _case(reached: dict) -> CaseResult:
     points = [Point("factorised", "r1", 300, 0.9), Point("factorised", "r4", 2000, 0.96),
               Point("topk", "k", 20000, 0.96), Point("full_model", "-", 300000, 0.97)]
-    return CaseResult("drift", "mlp", 0.7, 0.97, 0.96, 300000, points, reached, 1.0)
+    return CaseResult("drift", "mlp", "digits", "tuned", {}, {}, 0.7, 0.97, 0.96, 300000, points, reached, 1.0)
 
 
 def test_each_panel_says_how_many_bytes_reach_the_target(tmp_path: Path) -> None:

@@ -12,12 +12,13 @@ from publisher.training.factorised import DEFAULT_FACTORS, factorise, uniform_ra
 from publisher.training.fit import fit
 from publisher.training.loop import TrainConfig
 from simulator.bench import updates as update_bench
-from simulator.bench.methods import SEED_STRIDE, Point, Sweeps, prepare
-from simulator.bench.scenarios import build_model, scenario
+from simulator.bench.cases import Schedule
+from simulator.bench.methods import SEED_STRIDE, TRAINED, Point, Sweeps, context
+from simulator.bench.models import build_model
+from simulator.bench.scenarios import scenario
 
 TINY = update_bench.BenchConfig(
-    epochs=2,
-    base_epochs=2,
+    schedules=dict.fromkeys(("digits", "mnist", "mnist1d"), Schedule(2, 2)),
     sweeps=Sweeps(
         budgets=(700,), densities=(0.01,), konecny_ranks=(1,), delta_dtypes=("i8",), patch_levels=(3,),
         calibration_epochs=1,
@@ -28,17 +29,21 @@ TINY = update_bench.BenchConfig(
 @pytest.mark.slow
 def test_bench_writes_json_in_the_documented_schema_and_a_plot(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(update_bench, "QUICK", TINY)
-    assert update_bench.run_update_bench(quick=True, out=tmp_path, jobs=2) == 0
+    assert update_bench.run_update_bench(quick=True, out=tmp_path, jobs=2, cases="refine") == 0
     document = json.loads((tmp_path / "bench.json").read_text())
     assert (tmp_path / "bench.png").stat().st_size > 0
-    names = {(s["name"], s["model"]) for s in document["scenarios"]}
-    assert names == {(n, m) for n in ("refine", "drift", "newtask") for m in ("mlp", "cnn")}
+    names = {(s["dataset"], s["name"], s["model"], s["role"]) for s in document["scenarios"]}
+    assert names == {("digits", "refine", "mlp", "tuned"), ("digits", "refine", "cnn", "tuned"),
+                     ("mnist", "refine", "resnet8", "informed"), ("mnist1d", "refine", "cnn1d", "held out")}
     for case in document["scenarios"]:
         assert abs(case["target_accuracy"] - (case["full_finetune_accuracy"] - 0.01)) < 1e-9
+        assert set(case["learning_rates"]) == set(case["tuning"]) == set(TRAINED)
+        for method, tried in case["tuning"].items():  # the chosen rate is the best one tried
+            assert case["learning_rates"][method] == max(tried, key=lambda pair: pair[1])[0]
         pointed = {p["method"] for p in case["points"]}
         assert pointed <= set(case["min_bytes_at_target"])
         assert set(case["min_bytes_at_target"]) - pointed <= {"cli_default"}  # it may refuse: no point then
-        assert {"factorised", "factorised_uv", "konecny"} <= set(case["min_bytes_at_target"])
+        assert {"factorised", "factorised_uv", "konecny_trit", "topk_trit"} <= set(case["min_bytes_at_target"])
         for point in case["points"]:
             assert set(point) == {"method", "knob", "bytes", "accuracy"} and isinstance(point["bytes"], int)
     printed = capsys.readouterr().out
@@ -50,7 +55,7 @@ def test_figures_do_not_depend_on_how_many_processes_ran_the_cases(tmp_path, mon
     monkeypatch.setattr(update_bench, "QUICK", TINY)
     documents = []
     for jobs in (1, 3):
-        assert update_bench.run_update_bench(quick=True, out=tmp_path / str(jobs), jobs=jobs) == 0
+        assert update_bench.run_update_bench(quick=True, out=tmp_path / str(jobs), jobs=jobs, cases="digits") == 0
         documents.append(json.loads((tmp_path / str(jobs) / "bench.json").read_text()))
     for document in documents:
         for case in document["scenarios"]:
@@ -61,9 +66,10 @@ def test_figures_do_not_depend_on_how_many_processes_ran_the_cases(tmp_path, mon
 @pytest.mark.slow
 def test_a_failing_case_in_a_worker_process_raises_instead_of_hanging(tmp_path, monkeypatch):
     # No epochs: the fine-tune changes nothing, and its delta is an update without records.
-    monkeypatch.setattr(update_bench, "QUICK", dataclasses.replace(TINY, epochs=0))
+    still = dict.fromkeys(("digits", "mnist", "mnist1d"), Schedule(0, 2))
+    monkeypatch.setattr(update_bench, "QUICK", dataclasses.replace(TINY, schedules=still))
     with pytest.raises(FormatError, match="no records"):
-        update_bench.run_update_bench(quick=True, out=tmp_path, jobs=2)
+        update_bench.run_update_bench(quick=True, out=tmp_path, jobs=2, cases="digits/refine/mlp,digits/drift/mlp")
     assert not (tmp_path / "bench.json").exists()
 
 
@@ -86,7 +92,7 @@ def test_a_point_exactly_at_the_target_reaches_it_whatever_the_rounding():
 
 def test_ratios_compare_a_method_with_the_best_baseline_that_reaches_the_target():
     result = update_bench.CaseResult(
-        "refine", "mlp", 0.5, 0.9, 0.89, 10_000, [],
+        "refine", "mlp", "digits", "tuned", {}, {}, 0.5, 0.9, 0.89, 10_000, [],
         {"factorised": 400, "factorised_uv": None, "konecny": 1000, "bitdelta": 900, "topk_sparse": None,
          "full_model": 10_000},
         0.0,
@@ -100,7 +106,7 @@ def test_ratios_compare_a_method_with_the_best_baseline_that_reaches_the_target(
 def test_a_trained_point_averages_fresh_training_runs_over_its_seeds():
     data = scenario("refine")
     base = build_model("mlp")
-    ctx = prepare(data, base, 2, dataclasses.replace(TINY.sweeps, seeds=2))
+    ctx = context(data, base, Schedule(2, 2, seeds=2), TINY.sweeps, {"finetune": 1e-2})
     config = TrainConfig(epochs=2, lr=3e-2)
     init_seeds = []
 
