@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from codec.errors import FormatError
 from publisher.training.factorised import DEFAULT_FACTORS, factorise, uniform_ranks
 from publisher.training.fit import fit
 from publisher.training.loop import TrainConfig
@@ -65,10 +64,10 @@ def test_figures_do_not_depend_on_how_many_processes_ran_the_cases(tmp_path, mon
 
 @pytest.mark.slow
 def test_a_failing_case_in_a_worker_process_raises_instead_of_hanging(tmp_path, monkeypatch):
-    # No epochs: the fine-tune changes nothing, and its delta is an update without records.
-    still = dict.fromkeys(("digits", "mnist", "mnist1d"), Schedule(0, 2))
-    monkeypatch.setattr(update_bench, "QUICK", dataclasses.replace(TINY, schedules=still))
-    with pytest.raises(FormatError, match="no records"):
+    # A budget below the smallest update: the tuning's probe of the factorised form has nothing to train.
+    too_small = dataclasses.replace(TINY.sweeps, budgets=(1,))
+    monkeypatch.setattr(update_bench, "QUICK", dataclasses.replace(TINY, sweeps=too_small))
+    with pytest.raises(ValueError, match="tuning factorised at the middle of its sweep gave 0 points"):
         update_bench.run_update_bench(quick=True, out=tmp_path, jobs=2, cases="digits/refine/mlp,digits/drift/mlp")
     assert not (tmp_path / "bench.json").exists()
 
