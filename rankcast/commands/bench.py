@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("what", nargs="?", choices=("updates", "codec", "records", "fleet", "runtimes", "device"),
                         default="updates")
     parser.add_argument("--quick", action="store_true",
-                        help="fewer knob values and epochs (updates: one seed; about 20 minutes on 2 cores for every case)")
+                        help="fewer knob values and epochs (updates: one seed, about 20 minutes on 2 cores)")
     parser.add_argument("--out", type=Path, default=Path("bench-out"), metavar="DIR", help="output directory")
     parser.add_argument("--jobs", type=_at_least_one, default=None, metavar="N",
                         help="updates: cases run in N processes at once (default: one per CPU core)")
