@@ -81,7 +81,8 @@ def build_from_files(
                           "the model file devices run")
     targeted = rank is None and budget is None
     if not targeted and target is not None:
-        raise ConfigError("--within, --target-accuracy and --max-bytes choose the size: leave out --rank and --budget")
+        raise ConfigError("--within, --target-accuracy, --max-bytes and --no-refit choose the size: leave out --rank "
+                          "and --budget")
     config = UpdateConfig(rank=rank, budget=budget, epochs=epochs, lr=DEFAULT_LR if lr is None else lr, factors=factors)
     model = _imported(deployed, base) if arch is None else fold_batchnorm(load_state(load_architecture(arch), base))
     base_file = None if deployed is None else _deployed_file(model, deployed)
@@ -130,6 +131,7 @@ def summary(result: FileBuild) -> dict:
         facts["validation"] = {
             "examples": search.validation_examples, "target": search.goal, "accuracy": search.chosen.accuracy,
             "bound": search.chosen.bound, "form": search.chosen.form, "trainings": len(search.attempts),
+            "refit": search.refit,
             **({} if search.reference is None else {"reference": search.reference.accuracy,
                                                      "reference_lr": search.reference.lr,
                                                      "reference_eval": search.reference.eval_accuracy}),

@@ -7,9 +7,10 @@ the caller gives). Budgets then double from FIRST_BUDGET, each tried in the seed
 misses, in the paper's U·V form, until an update reaches the target; REFINE_STEPS bisections between
 the last miss and the first hit look for a smaller one. A candidate reaches the goal when its accuracy
 less one standard error does (publisher.training.confidence): the first lucky candidate on a small split
-does not win. The update returned is the one measured: every accuracy the search compares is that of
-the model a device rebuilds (the delta set trains on the device arithmetic), on examples it never
-trained on.
+does not win. Every accuracy the search compares is that of the model a device rebuilds (the delta set
+trains on the device arithmetic), on examples it never trained on. The chosen ranks are then trained
+again on all the training data (the refit: the candidates had four fifths of it, the split being held
+out), and that is the update returned; without the refit it is the candidate as measured.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from publisher.training.update import (
     finish_update,
     full_model_bytes,
     rank_planner,
+    train_at_ranks,
     train_under_budget,
     warm_up_deltas,
 )
@@ -61,13 +63,15 @@ DEFAULT_MAX_SHARE = 0.1
 class Target:
     """What the update must reach: ``within`` points of the reference, or ``accuracy`` itself (then no
     reference is trained), in at most ``max_bytes`` (default DEFAULT_MAX_SHARE of the full model), trying
-    the forms in ``forms`` (True: seeded, False: U·V) in that order."""
+    the forms in ``forms`` (True: seeded, False: U·V) in that order; ``refit`` trains the chosen ranks
+    again on all the training data."""
 
     within: float = DEFAULT_WITHIN
     accuracy: float | None = None
     max_bytes: int | None = None
     forms: tuple[bool, ...] = (True, False)
     validation_fraction: float = VALIDATION_FRACTION
+    refit: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.within < 100:
@@ -83,7 +87,8 @@ class Target:
 @dataclass(frozen=True)
 class Reference:
     """The full fine-tune the target comes from: its validation accuracy, learning rate, which validation
-    examples it gets right, and its accuracy on the evaluation data."""
+    examples it gets right, and its accuracy on the evaluation data (trained again on all the training
+    data when the update is refit, so both had the same examples)."""
 
     accuracy: float
     lr: float
@@ -109,7 +114,8 @@ class Attempt:
 
 @dataclass(frozen=True)
 class TargetedUpdate:
-    """The chosen update, the goal it reached and how it was found."""
+    """The chosen update, the goal it reached, how it was found, and whether ``built`` is its refit on all
+    the training data (else the candidate measured)."""
 
     built: BuiltUpdate
     goal: float
@@ -117,6 +123,7 @@ class TargetedUpdate:
     chosen: Attempt
     attempts: tuple[Attempt, ...]
     validation_examples: int
+    refit: bool
 
 
 def build_targeted(
@@ -159,9 +166,15 @@ def build_targeted(
         raise TargetError(_missed(search.attempts, goal, limit, reference, target, len(validation[1])))
     _note(progress, f"chosen: the {chosen.form} update of {chosen.bytes:,} bytes, {chosen.accuracy:.1%} on the "
                     f"validation split, at least {chosen.bound:.1%} ({len(search.attempts)} trainings tried)")
+    shipped = search.trained[chosen]
+    if target.refit:
+        shipped = search.refit(chosen, train_data, limit) or shipped
+        if reference is not None:
+            reference = _refit_reference(deployed, reference, train_data, eval_data, epochs, progress)
     return TargetedUpdate(
-        built=finish_update(model, base_file, search.trained[chosen], eval_data), goal=goal, reference=reference,
+        built=finish_update(model, base_file, shipped, eval_data), goal=goal, reference=reference,
         chosen=chosen, attempts=tuple(search.attempts), validation_examples=len(validation[1]),
+        refit=shipped is not search.trained[chosen],
     )
 
 
@@ -201,6 +214,21 @@ class _Search:
             elif found.bytes <= hit.bytes:
                 hit = found
         return hit
+
+    def refit(self, chosen: Attempt, train_data: Data, limit: int) -> Trained | None:
+        """``chosen``'s ranks trained on all of ``train_data``; None (with a note) when the refit's codes
+        compress past ``limit``."""
+        ranks = self.trained[chosen].ranks
+        factors = replace(self.factors, seeded=chosen.seeded)
+        config = TrainConfig(epochs=self.epochs, lr=self.lr or FORM_LRS[chosen.seeded])
+        trained = train_at_ranks(self.deployed, train_data, ranks, factors, config, self.progress,
+                                 " again on all the training data (the refit)", self.layout)
+        if len(trained.payload) > limit:
+            _note(self.progress, f"the refit took {len(trained.payload):,} bytes, past the limit of {limit:,}: "
+                                 f"the candidate as measured ships")
+            return None
+        _note(self.progress, f"refit on all {len(train_data[1]):,} training examples: {len(trained.payload):,} bytes")
+        return trained
 
     def _first_hit(self, budget: int, forms: tuple[bool, ...]) -> Attempt | None:
         """Train each form under ``budget`` in turn until one reaches the goal."""
@@ -254,6 +282,16 @@ def _reference(deployed: nn.Module, fit_data: Data, validation: Data, eval_data:
         _note(progress, f"full fine-tune at lr {lr:g}: {found[-1][0].accuracy:.1%} on the validation split")
     best, tuned = max(found, key=lambda pair: pair[0].accuracy)  # the first best: the smallest rate
     return replace(best, eval_accuracy=accuracy(tuned, *eval_data)), tuned
+
+
+def _refit_reference(deployed: nn.Module, reference: Reference, train_data: Data, eval_data: Data, epochs: int,
+                     progress: Progress | None) -> Reference:
+    """``reference`` with the evaluation accuracy of a full fine-tune at its rate on all of ``train_data``."""
+    if progress is not None:
+        progress.stage(f"reference again on all the training data, at lr {reference.lr:g}", epochs,
+                       len(train_data[1]))
+    tuned = finetune(deployed, *train_data, TrainConfig(epochs=epochs, lr=reference.lr), epoch_callback(progress))
+    return replace(reference, eval_accuracy=accuracy(tuned, *eval_data))
 
 
 def _missed(attempts: list[Attempt], goal: float, limit: int, reference: Reference | None, target: Target,

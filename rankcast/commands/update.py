@@ -63,6 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the largest update the search tries before it refuses (default a tenth of the full model)",
     )
     build.add_argument(
+        "--no-refit", action="store_true",
+        help="ship the chosen candidate as measured on the validation split (trained on the rest) instead of "
+        "its ranks trained again on all of TRAIN.npz",
+    )
+    build.add_argument(
         "--both-factors", action="store_true",
         help="train and send U and V, the paper's form: more bytes for the same accuracy on narrow layers "
         "(docs/method.md); --lr 1e-2 suits it; the search then tries only this form",
@@ -134,12 +139,13 @@ def _target(args: argparse.Namespace):
     was given: build_from_files refuses --max-bytes beside them)."""
     from publisher.training.targeted import DEFAULT_WITHIN, Target
 
-    options = (args.within, args.target_accuracy, args.max_bytes)
+    options = (args.within, args.target_accuracy, args.max_bytes, args.no_refit or None)
     if args.rank is not None or args.budget is not None:
         if all(option is None for option in options):
             return None
     return Target(within=DEFAULT_WITHIN if args.within is None else args.within, accuracy=args.target_accuracy,
-                  max_bytes=args.max_bytes, forms=(False,) if args.both_factors else (True, False))
+                  max_bytes=args.max_bytes, forms=(False,) if args.both_factors else (True, False),
+                  refit=not args.no_refit)
 
 
 class _StoreBuild:
@@ -209,7 +215,7 @@ def _summary(args: argparse.Namespace, result, seconds: float) -> str:
         f"is {built.full_model_bytes:,} bytes, {built.full_model_bytes / size:.0f}x more)",
         f"  ranks      {describe_ranks(built.ranks)} ({args.codes} codes of {sent})"
         + ("; every bias and norm parameter as i8 deltas" if args.train_biases else ""),
-        *_search_lines(search),
+        *_search_lines(search, args.train),
         f"  accuracy   {built.accuracy_before:.1%} -> {built.accuracy_after:.1%} on {args.eval} (the model a device "
         "rebuilds" + ("" if search is None or search.reference is None else
                       f"; the full fine-tune: {search.reference.eval_accuracy:.1%}") + ")",
@@ -224,7 +230,7 @@ def _summary(args: argparse.Namespace, result, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def _search_lines(search) -> list[str]:
+def _search_lines(search, train: Path) -> list[str]:
     """How the size search chose the update, for the summary (nothing when --rank or --budget chose it)."""
     from publisher.training.targeted import points_text
 
@@ -240,6 +246,8 @@ def _search_lines(search) -> list[str]:
         f"  reached    {search.chosen.accuracy:.1%} there, at least {search.chosen.bound:.1%} within one standard "
         f"error: the smallest of {len(search.attempts)} trained candidates that did ({search.chosen.form}, planned "
         f"for {search.chosen.budget:,} bytes)",
+        f"  refit      its ranks trained again on all of {train} (what ships; --no-refit ships the candidate)"
+        if search.refit else "  as measured: the candidate trained on the rest of the training data",
     ]
 
 

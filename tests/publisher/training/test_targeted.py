@@ -66,8 +66,9 @@ def test_a_split_too_small_to_choose_on_is_refused():
 def test_the_chosen_update_is_the_smallest_tried_that_reaches_the_reference_less_the_tolerance(digits):
     model, train_data, eval_data = digits
     log = _Log()
-    search = build_targeted(model, train_data, eval_data, DEFAULT_FACTORS, Target(within=3.0), epochs=8,
+    search = build_targeted(model, train_data, eval_data, DEFAULT_FACTORS, Target(within=3.0, refit=False), epochs=8,
                             progress=log)
+    assert not search.refit
     fit_data, validation = validation_split(*train_data)
     references = [accuracy(finetune(model, *fit_data, TrainConfig(epochs=8, lr=lr)), *validation)
                   for lr in REFERENCE_LRS]
@@ -85,6 +86,25 @@ def test_the_chosen_update_is_the_smallest_tried_that_reaches_the_reference_less
     assert search.validation_examples == len(validation[1])
     assert any(note.startswith("chosen: the") for note in log.notes)
     assert sum(stage.startswith("reference") for stage in log.stages) == len(REFERENCE_LRS)
+
+
+def test_the_refit_trains_the_chosen_ranks_again_on_all_the_training_data(digits):
+    model, train_data, eval_data = digits
+    log = _Log()
+    search = build_targeted(model, train_data, eval_data, DEFAULT_FACTORS, Target(within=3.0), epochs=8,
+                            progress=log)
+    measured = build_targeted(model, train_data, eval_data, DEFAULT_FACTORS, Target(within=3.0, refit=False),
+                              epochs=8)
+    assert search.refit and search.chosen == measured.chosen  # the same search chose the same candidate
+    assert search.built.ranks == measured.built.ranks
+    assert search.built.payload != measured.built.payload  # trained on the split's examples as well
+    assert len(search.built.payload) <= int(0.1 * search.built.full_model_bytes)
+    assert any("again on all the training data (the refit)" in stage for stage in log.stages)
+    assert any(note.startswith(f"refit on all {len(train_data[1]):,} training examples") for note in log.notes)
+    # the reference reported beside it had all the training data too
+    reference = finetune(model, *train_data, TrainConfig(epochs=8, lr=search.reference.lr))
+    assert search.reference.eval_accuracy == accuracy(reference, *eval_data)
+    assert search.reference.accuracy == measured.reference.accuracy  # the target still comes from the split
 
 
 def test_a_given_target_accuracy_trains_no_reference_and_only_the_forms_asked(digits):

@@ -108,7 +108,9 @@ def test_the_default_build_is_the_smallest_update_within_a_point_of_a_full_finet
     assert done.returncode == 0, done.stderr
     assert "reference: a full fine-tune at lr 0.001" in done.stderr and "-> chosen: the" in done.stderr
     assert "less 1 point, on a validation split of" in done.stdout and "  reached    " in done.stdout
+    assert f"  refit      its ranks trained again on all of {files['train.npz']}" in done.stdout
     info = read_update_file(tmp_path / "update.rcu").info
+    assert info["validation_refit"] is True
     assert info["validation_accuracy"] > info["validation_bound"] >= info["validation_target"] - 1e-9
     assert info["validation_target"] == pytest.approx(info["validation_reference"] - 0.01)
     assert info["update_bytes"] == len(read_update_file(tmp_path / "update.rcu").payload)
