@@ -218,17 +218,20 @@ class _Search:
     def refit(self, chosen: Attempt, train_data: Data, limit: int) -> Trained | None:
         """``chosen``'s ranks trained on all of ``train_data``; None (with a note) when the refit's codes
         compress past ``limit``."""
-        ranks = self.trained[chosen].ranks
-        factors = replace(self.factors, seeded=chosen.seeded)
-        config = TrainConfig(epochs=self.epochs, lr=self.lr or FORM_LRS[chosen.seeded])
-        trained = train_at_ranks(self.deployed, train_data, ranks, factors, config, self.progress,
-                                 " again on all the training data (the refit)", self.layout)
+        factors, config = self._training(chosen.seeded)
+        trained = train_at_ranks(self.deployed, train_data, self.trained[chosen].ranks, factors, config,
+                                 self.progress, " again on all the training data (the refit)", self.layout)
         if len(trained.payload) > limit:
             _note(self.progress, f"the refit took {len(trained.payload):,} bytes, past the limit of {limit:,}: "
                                  f"the candidate as measured ships")
             return None
         _note(self.progress, f"refit on all {len(train_data[1]):,} training examples: {len(trained.payload):,} bytes")
         return trained
+
+    def _training(self, seeded: bool) -> tuple[FactorConfig, TrainConfig]:
+        """The factors and training of one form: its rate unless the caller gave one."""
+        return (replace(self.factors, seeded=seeded),
+                TrainConfig(epochs=self.epochs, lr=self.lr or FORM_LRS[seeded]))
 
     def _first_hit(self, budget: int, forms: tuple[bool, ...]) -> Attempt | None:
         """Train each form under ``budget`` in turn until one reaches the goal."""
@@ -243,8 +246,7 @@ class _Search:
 
     def _attempt(self, budget: int, seeded: bool) -> Attempt | None:
         """One candidate trained and measured; None when no update of this form fits the budget."""
-        factors = replace(self.factors, seeded=seeded)
-        config = TrainConfig(epochs=self.epochs, lr=self.lr or FORM_LRS[seeded])
+        factors, config = self._training(seeded)
         try:
             planner = rank_planner(self.deployed, factors, self.deltas)
             plan = (seeded, tuple(planner(budget).items()))
